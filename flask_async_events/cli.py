@@ -1,0 +1,286 @@
+"""``flask async-events ...``: run workers and operate the system from a shell."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from flask_async_events import migrate
+from flask_async_events.outbox import publish_event
+from flask_async_events.queues import QUEUE_NAMES
+from flask_async_events.replay import ReplayError, replay
+from flask_async_events.signing import generate_secret
+from flask_async_events.state import get_state
+from flask_async_events.status import dead_letters, system_status
+from flask_async_events.subscriptions import create_subscription, disable_subscriptions, enable_subscriptions
+from flask_async_events.worker import AsyncEventsWorker
+
+cli = AppGroup("async-events", help="Asynchronous events: workers, publishing, subscriptions, operations.")
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option(
+    "--queues",
+    "-q",
+    multiple=True,
+    type=click.Choice(QUEUE_NAMES),
+    help="Queues to serve (repeatable); all three by default.",
+)
+@click.option("--name", help="Worker name (default: RQ's).")
+@click.option("--max-jobs", type=int, help="Stop after this many jobs.")
+@click.option(
+    "--with-scheduler/--without-scheduler",
+    default=True,
+    show_default=True,
+    help="Also run RQ's scheduler, which starts delayed retries when due.",
+)
+@click.option("--logging-level", default="INFO", show_default=True)
+def worker(
+    burst: bool,
+    queues: tuple[str, ...],
+    name: str | None,
+    max_jobs: int | None,
+    with_scheduler: bool,
+    logging_level: str,
+) -> None:
+    """Run a delivery worker (the seed's event.trigger and event.retry consumers in one)."""
+    state = get_state()
+    selected = state.queues.named(queues) if queues else state.queues.all()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    AsyncEventsWorker(selected, app=app, name=name).work(
+        burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level
+    )
+
+
+@cli.command()
+@click.argument("event_name")
+@click.option("--store-id", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--arg",
+    "args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A service argument; VALUE is parsed as JSON when it can be (repeatable).",
+)
+@click.option("--json-args", help="All arguments as one JSON object, e.g. '{\"id\": 1}'.")
+def publish(event_name: str, store_id: int, args: tuple[str, ...], json_args: str | None) -> None:
+    """Publish an event now (committed at once)."""
+    arguments: dict[str, Any] = {}
+    if json_args:
+        try:
+            arguments = json.loads(json_args)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--json-args") from None
+        if not isinstance(arguments, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--json-args")
+    for item in args:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--arg")
+        try:
+            arguments[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            arguments[key] = raw
+    try:
+        event_id = publish_event(get_state(), event_name, store_id, arguments)
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    get_state().db.session.commit()
+    click.echo(event_id)
+
+
+@cli.command("list")
+@json_option
+def list_(as_json: bool) -> None:
+    """List the defined events and the registered notifiers."""
+    state = get_state()
+    events = [{"name": d.name, "description": d.description, "resources": list(d.resources)} for d in state.definitions]
+    notifiers = state.notifier_names()
+    if as_json:
+        _print_json({"events": events, "notifiers": notifiers})
+        return
+    click.echo("Events:")
+    for event in events:
+        resources = f"  [{', '.join(event['resources'])}]" if event["resources"] else ""
+        click.echo(f"  {event['name']}{resources}  {event['description']}".rstrip())
+    click.echo("Notifiers:")
+    for notifier in notifiers:
+        click.echo(f"  {notifier}")
+
+
+@cli.command()
+@click.argument("event_name")
+@click.argument("recipient_url")
+@click.option("--token", "verification_token", help="Verification token (default: a new whsec_ secret).")
+@click.option("--notifier", "metadata", default="http", show_default=True, help="The subscription's metadata.")
+@click.option("--store-id", type=click.IntRange(min=0), default=0, show_default=True)
+@json_option
+def subscribe(
+    event_name: str, recipient_url: str, verification_token: str | None, metadata: str, store_id: int, as_json: bool
+) -> None:
+    """Subscribe RECIPIENT_URL to EVENT_NAME (which may hold * wildcards)."""
+    state = get_state()
+    secret = verification_token or generate_secret()
+    try:
+        subscription = create_subscription(
+            state,
+            event_name=event_name,
+            recipient_url=recipient_url,
+            verification_token=secret,
+            metadata=metadata,
+            store_id=store_id,
+        )
+        state.db.session.commit()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    result = {"subscription_id": subscription.subscription_id, "event_name": subscription.event_name}
+    if verification_token is None:
+        result["verification_token"] = secret
+    if as_json:
+        _print_json(result)
+        return
+    click.echo(f"Subscription {result['subscription_id']} created for {result['event_name']}")
+    if verification_token is None:
+        click.echo(f"Verification token (shown once): {secret}")
+
+
+@cli.command()
+@json_option
+def subscriptions(as_json: bool) -> None:
+    """List subscriptions (never their verification tokens)."""
+    from flask_async_events.models import Subscription
+
+    rows = get_state().db.session.scalars(select(Subscription).order_by(Subscription.subscription_id)).all()
+    listing = [
+        {
+            "subscription_id": s.subscription_id,
+            "event_name": s.event_name,
+            "recipient_url": s.recipient_url,
+            "status": s.status,
+            "metadata": s.notifier,
+            "store_id": s.store_id,
+            "subscribed_at": s.subscribed_at.isoformat(),
+            "disabled_reason": s.disabled_reason,
+        }
+        for s in rows
+    ]
+    if as_json:
+        _print_json(listing)
+        return
+    for s in listing:
+        state = "enabled" if s["status"] else f"disabled ({s['disabled_reason'] or 'by hand'})"
+        click.echo(
+            f"{s['subscription_id']:>6}  {s['event_name']:<30} {s['metadata']:<12} store {s['store_id']:<4} "
+            f"{state:<12} {s['recipient_url']}"
+        )
+
+
+@cli.command()
+@click.argument("subscription_ids", nargs=-1, type=int, required=True)
+def enable(subscription_ids: tuple[int, ...]) -> None:
+    """Enable subscriptions."""
+    session = get_state().db.session
+    enable_subscriptions(session, subscription_ids)
+    session.commit()
+    click.echo(f"Enabled {len(subscription_ids)} subscription(s)")
+
+
+@cli.command()
+@click.argument("subscription_ids", nargs=-1, type=int, required=True)
+def disable(subscription_ids: tuple[int, ...]) -> None:
+    """Disable subscriptions; their pending retries are cancelled and logged as such."""
+    session = get_state().db.session
+    disable_subscriptions(session, subscription_ids, "disabled by an operator")
+    session.commit()
+    click.echo(f"Disabled {len(subscription_ids)} subscription(s)")
+
+
+@cli.command("replay")
+@click.argument("delivery_uuid")
+def replay_command(delivery_uuid: str) -> None:
+    """Deliver a delivery again: same uuid (webhook-id), same body, fresh retry schedule."""
+    try:
+        replay(get_state(), delivery_uuid)
+    except (LookupError, ReplayError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    click.echo(f"Replaying {delivery_uuid}")
+
+
+@cli.command("dead-letters")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+def dead_letters_command(limit: int, as_json: bool) -> None:
+    """List dead deliveries, newest first, with the last response."""
+    rows = dead_letters(get_state(), limit=limit)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("No dead letters.")
+    for row in rows:
+        click.echo(
+            f"{row['uuid']}  {row['event_name']:<28} subscription {row['subscription_id']:<5} "
+            f"{row['attempts']} attempt(s)  {row['last_response'][:80]}"
+        )
+
+
+@cli.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Queue depths, scheduled retries, workers, outbox backlog and the oldest undelivered age."""
+    report = system_status(get_state())
+    if as_json:
+        _print_json(report)
+        return
+    for section, values in report.items():
+        if isinstance(values, dict):
+            click.echo(f"{section}:")
+            for key, value in values.items():
+                click.echo(f"  {key:<22} {value}")
+        else:
+            click.echo(f"{section:<24} {values}")
+
+
+@cli.group()
+def db() -> None:
+    """This package's tables (its own Alembic history and version table)."""
+
+
+@db.command()
+@click.option("--revision", default="head", show_default=True)
+def upgrade(revision: str) -> None:
+    """Create or upgrade the tables."""
+    engine = get_state().db.engine
+    migrate.upgrade(engine, revision)
+    click.echo(f"Database at revision {migrate.current_revision(engine)}")
+
+
+@db.command()
+@click.argument("revision")
+def downgrade(revision: str) -> None:
+    """Downgrade the tables to REVISION (``base`` drops them, and their data)."""
+    engine = get_state().db.engine
+    migrate.downgrade(engine, revision)
+    click.echo(f"Database at revision {migrate.current_revision(engine) or 'base'}")
+
+
+@db.command()
+def current() -> None:
+    """Show the current and the latest revision."""
+    engine = get_state().db.engine
+    click.echo(f"current: {migrate.current_revision(engine) or 'none'}  head: {migrate.head_revision()}")
+    if migrate.current_revision(engine) != migrate.head_revision():
+        sys.exit(1)

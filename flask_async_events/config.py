@@ -1,0 +1,151 @@
+"""The ``ASYNC_EVENTS_*`` configuration: defaults, parsing and start-up checks.
+
+Everything is read once, at ``init_app``, into a frozen :class:`Settings`; a bad value fails
+there with a message naming the key, not later inside a worker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PAYLOAD_FORMATS = ("data", "cloudevents")
+
+DEFAULTS: dict[str, Any] = {
+    "ASYNC_EVENTS_REDIS_URL": None,
+    "ASYNC_EVENTS_DEFINITIONS_FILE": None,
+    "ASYNC_EVENTS_PAYLOAD_FORMAT": "data",
+    "ASYNC_EVENTS_SIGNATURE_HEADER": "x-magento-signature",
+    "ASYNC_EVENTS_RETRY_SCHEDULE": [1, 4, 9, 16, 25],
+    "ASYNC_EVENTS_RETRY_JITTER": 0.0,
+    "ASYNC_EVENTS_RETRY_AFTER_MAX": 3600,
+    "ASYNC_EVENTS_CONNECT_TIMEOUT": 5,
+    "ASYNC_EVENTS_TIMEOUT": 15,
+    "ASYNC_EVENTS_BATCH_SIZE": 100,
+    "ASYNC_EVENTS_DELIVERY_THREADS": 32,
+    "ASYNC_EVENTS_ENDPOINT_CONCURRENCY": 8,
+    "ASYNC_EVENTS_MAINTENANCE_INTERVAL": 10,
+    "ASYNC_EVENTS_RELAY_AFTER": 30,
+    "ASYNC_EVENTS_ENCRYPTION_KEYS": None,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration of one app. Times are in seconds."""
+
+    redis_url: str | None
+    definitions_file: str | None
+    payload_format: str
+    signature_header: str
+    retry_schedule: tuple[float, ...]
+    retry_jitter: float
+    retry_after_max: float
+    connect_timeout: float
+    timeout: float
+    batch_size: int
+    delivery_threads: int
+    endpoint_concurrency: int
+    maintenance_interval: int
+    relay_after: float
+    encryption_keys: tuple[str, ...]
+
+    @property
+    def send_budget(self) -> float:
+        """How long one deliver job keeps starting new sends before it hands the rest back."""
+        return 2 * self.timeout
+
+    @property
+    def job_timeout(self) -> int:
+        """RQ job timeout: the send budget plus one whole attempt and room for the database."""
+        return math.ceil(self.send_budget + self.connect_timeout + self.timeout + 10)
+
+    @property
+    def claim_lease(self) -> int:
+        """How long a claimed delivery belongs to its job; longer than the job may run."""
+        return self.job_timeout + 10
+
+
+def _number(config: Mapping[str, Any], key: str, *, minimum: float, integer: bool = False) -> Any:
+    value = config.get(key, DEFAULTS[key])
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"{key} must be a number >= {minimum}, got {value!r}")
+    if integer:
+        if value != int(value):
+            raise ConfigError(f"{key} must be a whole number, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def _schedule(config: Mapping[str, Any]) -> tuple[float, ...]:
+    key = "ASYNC_EVENTS_RETRY_SCHEDULE"
+    value = config.get(key, DEFAULTS[key])
+    if isinstance(value, str):
+        value = [part for part in value.replace(",", " ").split() if part]
+    try:
+        delays = tuple(float(delay) for delay in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a list of delays in seconds, got {value!r}") from None
+    if any(delay < 0 for delay in delays):
+        raise ConfigError(f"{key} delays must be >= 0, got {value!r}")
+    return delays
+
+
+def _keys(config: Mapping[str, Any]) -> tuple[str, ...]:
+    key = "ASYNC_EVENTS_ENCRYPTION_KEYS"
+    value = config.get(key)
+    if value is None:
+        secret = config.get("SECRET_KEY")
+        if not secret:
+            raise ConfigError(f"Set SECRET_KEY or {key}: verification tokens are encrypted at rest with it.")
+        return (f"derive:{secret}",)
+    if isinstance(value, str):
+        value = [part for part in value.replace(",", " ").split() if part]
+    keys = tuple(str(item) for item in value)
+    if not keys:
+        raise ConfigError(f"{key} must list at least one key")
+    return keys
+
+
+def load_settings(config: Mapping[str, Any]) -> Settings:
+    """Read and check every ``ASYNC_EVENTS_*`` key of a Flask config."""
+    payload_format = config.get("ASYNC_EVENTS_PAYLOAD_FORMAT", DEFAULTS["ASYNC_EVENTS_PAYLOAD_FORMAT"])
+    if payload_format not in PAYLOAD_FORMATS:
+        raise ConfigError(
+            f"ASYNC_EVENTS_PAYLOAD_FORMAT must be one of {', '.join(PAYLOAD_FORMATS)}, got {payload_format!r}"
+        )
+    header = config.get("ASYNC_EVENTS_SIGNATURE_HEADER", DEFAULTS["ASYNC_EVENTS_SIGNATURE_HEADER"])
+    if not isinstance(header, str) or not header.strip():
+        raise ConfigError("ASYNC_EVENTS_SIGNATURE_HEADER must be a header name")
+    jitter = _number(config, "ASYNC_EVENTS_RETRY_JITTER", minimum=0)
+    if jitter > 1:
+        raise ConfigError(f"ASYNC_EVENTS_RETRY_JITTER is a fraction between 0 and 1, got {jitter!r}")
+    redis_url = config.get("ASYNC_EVENTS_REDIS_URL") or config.get("REDIS_URL")
+    return Settings(
+        redis_url=redis_url,
+        definitions_file=config.get("ASYNC_EVENTS_DEFINITIONS_FILE"),
+        payload_format=payload_format,
+        signature_header=header.strip().lower(),
+        retry_schedule=_schedule(config),
+        retry_jitter=jitter,
+        retry_after_max=_number(config, "ASYNC_EVENTS_RETRY_AFTER_MAX", minimum=0),
+        connect_timeout=_number(config, "ASYNC_EVENTS_CONNECT_TIMEOUT", minimum=0.001),
+        timeout=_number(config, "ASYNC_EVENTS_TIMEOUT", minimum=0.001),
+        batch_size=_number(config, "ASYNC_EVENTS_BATCH_SIZE", minimum=1, integer=True),
+        delivery_threads=_number(config, "ASYNC_EVENTS_DELIVERY_THREADS", minimum=1, integer=True),
+        endpoint_concurrency=_number(config, "ASYNC_EVENTS_ENDPOINT_CONCURRENCY", minimum=1, integer=True),
+        maintenance_interval=_number(config, "ASYNC_EVENTS_MAINTENANCE_INTERVAL", minimum=1, integer=True),
+        relay_after=_number(config, "ASYNC_EVENTS_RELAY_AFTER", minimum=0),
+        encryption_keys=_keys(config),
+    )

@@ -1,0 +1,160 @@
+"""``AsyncEvents``: the Flask extension that defines events, publishes them and wires the parts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_async_events.config import load_settings
+from flask_async_events.crypto import SecretBox
+from flask_async_events.definitions import (
+    EventDefinition,
+    EventRegistry,
+    load_definitions_file,
+    normalise_event_name,
+)
+from flask_async_events.models import Delivery, Subscription
+from flask_async_events.notifiers.base import Notifier
+from flask_async_events.notifiers.http import HttpNotifier
+from flask_async_events.outbox import install_session_hooks, publish_event
+from flask_async_events.queues import Queues, connect_redis
+from flask_async_events.replay import replay
+from flask_async_events.signing import generate_secret
+from flask_async_events.state import EXTENSION_KEY, AppState, get_state
+from flask_async_events.subscriptions import create_subscription, has_subscribers
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("flask_async_events")
+
+
+class AsyncEvents:
+    """Reliable, signed, asynchronous events for a Flask app.
+
+    ``AsyncEvents(app, db=db)`` or ``events = AsyncEvents()`` then ``events.init_app(app, db=db)``.
+    Events defined with :meth:`event` and notifiers registered with :meth:`register_notifier`
+    apply to every app this object is set up on.
+    """
+
+    def __init__(self, app: Flask | None = None, db: SQLAlchemy | None = None) -> None:
+        self._definitions = EventRegistry()
+        self._notifiers: dict[str, Notifier] = {}
+        self._db = db
+        if app is not None:
+            self.init_app(app, db=db)
+
+    def event(self, name: str, *, resources: Iterable[str] = (), description: str = "") -> Callable[[F], F]:
+        """Define an event whose payload the decorated function (the "service") returns."""
+        event_name = normalise_event_name(name)
+
+        def register(service: F) -> F:
+            origin = f"@event on {service.__module__}.{service.__qualname__}"
+            self._definitions.add(EventDefinition(event_name, service, tuple(resources), description, origin))
+            return service
+
+        return register
+
+    def register_notifier(self, name: str, notifier: Notifier) -> None:
+        """Make ``notifier`` handle subscriptions whose ``metadata`` is ``name``."""
+        if not callable(getattr(notifier, "notify", None)):
+            raise TypeError(f"notifier {name!r} must have a notify(subscription, message) method")
+        self._notifiers[name.strip().lower()] = notifier
+
+    def init_app(self, app: Flask, db: SQLAlchemy | None = None) -> None:
+        """Set the extension up on ``app``; every configuration error is raised here."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("flask-async-events is already set up on this app")
+        settings = load_settings(app.config)
+        database = _setup_database(app, db or self._db)
+        definitions = self._definitions.copy()
+        if settings.definitions_file:
+            load_definitions_file(os.path.join(app.root_path, settings.definitions_file), definitions)
+        http = HttpNotifier(
+            connect_timeout=settings.connect_timeout,
+            timeout=settings.timeout,
+            signature_header=settings.signature_header,
+        )
+        app.extensions[EXTENSION_KEY] = AppState(
+            settings=settings,
+            db=database,
+            definitions=definitions,
+            queues=Queues(
+                connect_redis(settings.redis_url, app.instance_path),
+                job_timeout=settings.job_timeout,
+                batch_size=settings.batch_size,
+            ),
+            box=SecretBox(settings.encryption_keys),
+            builtin_notifiers={"http": http},
+            registered_notifiers=self._notifiers,
+        )
+        install_session_hooks(database.session)
+        from flask_async_events.cli import cli
+
+        app.cli.add_command(cli)
+
+    def publish(self, name: str, *, store_id: int = 0, **arguments: Any) -> str:
+        """Write an event into the current ``db.session``; it leaves after the outermost commit.
+
+        Returns the event's id. An undefined event, a bad store id or arguments the service does
+        not accept raise ``ValueError``/``TypeError`` here, never later in a worker.
+        """
+        return publish_event(get_state(), name, store_id, arguments)
+
+    def has_subscribers(self, name: str, store_id: int = 0) -> bool:
+        """Whether anyone would receive ``name`` published for ``store_id`` (wildcards included)."""
+        return has_subscribers(get_state().db.session, name, store_id)
+
+    def subscribe(
+        self,
+        event_name: str,
+        recipient_url: str,
+        *,
+        verification_token: str,
+        metadata: str = "http",
+        store_id: int = 0,
+    ) -> Subscription:
+        """Add a subscription to the current session (the caller commits)."""
+        return create_subscription(
+            get_state(),
+            event_name=event_name,
+            recipient_url=recipient_url,
+            verification_token=verification_token,
+            metadata=metadata,
+            store_id=store_id,
+        )
+
+    @staticmethod
+    def generate_secret() -> str:
+        """A new random ``whsec_`` verification token."""
+        return generate_secret()
+
+    def replay(self, delivery_uuid: str) -> Delivery:
+        """Deliver again now, same uuid and body, with a fresh retry schedule."""
+        return replay(get_state(), delivery_uuid)
+
+    def state(self, app: Flask | None = None) -> AppState:
+        """The per-app state (settings, queues, notifiers), for tools built on this package."""
+        return get_state(app)
+
+
+def _setup_database(app: Flask, db: SQLAlchemy | None) -> SQLAlchemy:
+    """Use the host's ``SQLAlchemy``; set one up (SQLite in the instance folder) if it has none."""
+    existing = app.extensions.get("sqlalchemy")
+    if existing is not None:
+        if db is not None and existing is not db:
+            raise RuntimeError("the app is set up with another SQLAlchemy object; pass that one as db=")
+        return existing
+    database = db or SQLAlchemy()
+    if not app.config.get("SQLALCHEMY_DATABASE_URI") and not app.config.get("SQLALCHEMY_BINDS"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        path = os.path.join(app.instance_path, "async-events.sqlite")
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+        log.warning("No SQLALCHEMY_DATABASE_URI set: using SQLite at %s (development only)", path)
+    database.init_app(app)
+    return database

@@ -1,0 +1,89 @@
+"""The trigger job: turn committed events into delivery rows, one per matching subscription.
+
+Idempotent: events are locked and marked triggered in one transaction, and deliveries are unique
+per (event, subscription), so running it twice creates nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from flask_async_events.definitions import receives
+from flask_async_events.dialects import insert_ignoring_duplicates
+from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
+from flask_async_events.payloads import describe_error, resolve_body
+from flask_async_events.state import AppState
+
+log = logging.getLogger("flask_async_events")
+
+
+def trigger(state: AppState, event_ids: Sequence[int]) -> int:
+    """Resolve and fan out the given events; return how many deliveries were created."""
+    session = state.db.session
+    events = list(
+        session.scalars(
+            select(Event)
+            .where(Event.id.in_(event_ids), Event.triggered_at.is_(None))
+            .order_by(Event.id)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not events:
+        session.rollback()
+        return 0
+    names = {event.event_name for event in events}
+    candidates = session.execute(
+        select(Subscription.subscription_id, Subscription.event_name, Subscription.store_id).where(
+            Subscription.status.is_(True),
+            or_(Subscription.event_name.in_(names), Subscription.event_name.contains("*")),
+        )
+    ).all()
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        matched = [
+            candidate.subscription_id
+            for candidate in candidates
+            if receives(candidate.event_name, candidate.store_id, event.event_name, event.store_id)
+        ]
+        event.triggered_at = now
+        if not matched:
+            continue
+        try:
+            event.body = resolve_body(state.definitions, event, state.settings.payload_format)
+        except Exception as exc:  # the service is the host's code: anything may happen
+            event.resolve_error = describe_error(exc)
+            log.warning("Event %s (%s): %s", event.uuid, event.event_name, event.resolve_error)
+        rows.extend(
+            {
+                "uuid": str(uuid.uuid4()),
+                "event_id": event.id,
+                "subscription_id": subscription_id,
+                "state": DeliveryState.PENDING,
+                "attempt_count": 0,
+                "round_attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for subscription_id in matched
+        )
+    triggered_ids = [event.id for event in events]
+    insert_ignoring_duplicates(session, Delivery.__table__, rows)  # type: ignore[arg-type]
+    session.commit()
+    if rows:
+        delivery_ids = list(
+            session.scalars(
+                select(Delivery.id)
+                .where(Delivery.event_id.in_(triggered_ids), Delivery.state == DeliveryState.PENDING)
+                .order_by(Delivery.id)
+            )
+        )
+        session.commit()
+        state.queues.enqueue_deliveries(delivery_ids)
+    return len(rows)

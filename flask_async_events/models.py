@@ -1,0 +1,174 @@
+"""The tables. Seed names are kept where the Magento module has them; the rest make the database
+the source of truth: published events (the outbox) and one delivery row per (event, subscription).
+
+The models live on this package's own metadata, so they share the host's session and transaction
+but never appear in the host's ``db.metadata`` or its migrations.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+TABLE_PREFIX = "async_event"
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC (portable across databases) and hands back aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if isinstance(value, str):  # SQLite through a raw text column
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class DeliveryState:
+    """The states of a delivery row."""
+
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    CLAIMABLE = (PENDING, RETRYING)
+    OPEN = (PENDING, DELIVERING, RETRYING)
+
+
+class Subscription(Base):
+    """``async_event_subscriber``: who receives which events, where, and how (the notifier)."""
+
+    __tablename__ = "async_event_subscriber"
+
+    subscription_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_name: Mapped[str] = mapped_column(String(255), index=True)
+    recipient_url: Mapped[str] = mapped_column(String(1024))
+    verification_token: Mapped[str] = mapped_column(Text)  # encrypted, never returned
+    status: Mapped[bool] = mapped_column(Boolean, default=True)
+    subscribed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    modified: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The seed's column is "metadata", a name SQLAlchemy reserves on declarative classes.
+    notifier: Mapped[str] = mapped_column("metadata", String(64), default="http")
+    store_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_success_at: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_async_event_subscriber_status_event_name", "status", "event_name"),)
+
+
+class Event(Base):
+    """``async_event``: a published event, written in the publisher's transaction (the outbox)."""
+
+    __tablename__ = "async_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    event_name: Mapped[str] = mapped_column(String(255))
+    store_id: Mapped[int] = mapped_column(Integer, default=0)
+    arguments: Mapped[str] = mapped_column(Text)  # JSON object
+    body: Mapped[str | None] = mapped_column(Text)  # the exact bytes sent, resolved once
+    resolve_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    triggered_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class Delivery(Base):
+    """``async_event_delivery``: one event to one subscription, its state and its next attempt.
+
+    ``uuid`` is the ``webhook-id`` a receiver sees on every attempt and replay. ``claim_token`` and
+    ``lease_until`` fence a batch to the one job that claimed it.
+    """
+
+    __tablename__ = "async_event_delivery"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("async_event.id"))
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("async_event_subscriber.subscription_id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)  # every attempt ever made
+    round_attempts: Mapped[int] = mapped_column(Integer, default=0)  # since the last (re)start
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claim_token: Mapped[str | None] = mapped_column(String(32), index=True)
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "subscription_id"),
+        Index("ix_async_event_delivery_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+
+class DeliveryAttempt(Base):
+    """``async_event_subscriber_log``: one row per attempt, append-only."""
+
+    __tablename__ = "async_event_subscriber_log"
+
+    log_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), index=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("async_event_subscriber.subscription_id"), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("async_event_delivery.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    success: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    error_class: Mapped[str | None] = mapped_column(String(255))
+    response_data: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    serialized_data: Mapped[str | None] = mapped_column(Text)
+
+
+def include_in_migrations(name: str | None, type_: str, parent_names: Any = None) -> bool:
+    """An Alembic ``include_name`` hook for the *host's* migrations: leave this package's tables out.
+
+    ``Migrate(app, db, include_name=lambda *a: include_in_migrations(*a))`` stops the host's
+    autogenerate from proposing to drop them.
+    """
+    return not (type_ == "table" and name is not None and name.startswith(TABLE_PREFIX))

@@ -1,0 +1,55 @@
+"""What a notifier is: an object that sends one message to one subscription and says how it went.
+
+Notifiers know nothing of Flask or the database; the pipeline hands them plain values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The subscription a message goes to, with its decrypted verification token."""
+
+    subscription_id: int
+    event_name: str
+    recipient_url: str
+    verification_token: str
+    metadata: str
+    store_id: int
+
+
+@dataclass(frozen=True)
+class Message:
+    """One attempt to deliver one event. ``body`` is sent byte for byte on every attempt."""
+
+    delivery_id: str  # the uuid: webhook-id, the same on every retry and replay
+    event_id: str
+    event_name: str
+    body: str
+    content_type: str
+    created_at: datetime
+    attempt: int
+
+
+@dataclass(frozen=True)
+class NotifyResult:
+    """How an attempt went. ``gone`` asks for the subscription to be disabled (HTTP 410)."""
+
+    success: bool
+    retryable: bool = False
+    retry_after: float | None = None
+    status_code: int | None = None
+    response_data: str = ""
+    gone: bool = False
+    error_class: str | None = None
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Sends messages for one kind of subscription (the subscription's ``metadata``)."""
+
+    def notify(self, subscription: Recipient, message: Message) -> NotifyResult: ...

@@ -1,0 +1,110 @@
+"""The transactional outbox: a published event is a row in the publisher's own transaction, and
+it is handed to the workers only after the outermost commit.
+
+A commit enqueues one trigger job for all events of its transaction. If Redis is down at that
+moment, the rows stay untriggered and the workers' maintenance relays them later: a lost nudge,
+never a lost event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from redis.exceptions import RedisError
+from sqlalchemy import event as sa_event
+from sqlalchemy import select
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session
+
+from flask_async_events import signals
+from flask_async_events.models import Event, utcnow
+from flask_async_events.state import EXTENSION_KEY, AppState
+
+PENDING_KEY = "async_events.pending_event_ids"
+INSTALLED_FLAG = "_async_events_outbox_hooks"
+
+log = logging.getLogger("flask_async_events")
+
+
+def publish_event(state: AppState, name: str, store_id: int, arguments: dict[str, Any]) -> str:
+    """Check an event and add it to the current session; return its id (see ``AsyncEvents.publish``)."""
+    definition = state.definitions.get(name)
+    if definition is None:
+        defined = ", ".join(d.name for d in state.definitions) or "none"
+        raise ValueError(f"event {name!r} is not defined (defined events: {defined})")
+    if not isinstance(store_id, int) or isinstance(store_id, bool) or store_id < 0:
+        raise ValueError(f"store_id must be an integer >= 0, got {store_id!r}")
+    definition.bind(arguments)
+    try:
+        encoded = json.dumps(arguments, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the arguments of event {definition.name!r} must be JSON-serialisable: {exc}") from None
+    event = Event(uuid=str(uuid.uuid4()), event_name=definition.name, store_id=store_id, arguments=encoded)
+    state.db.session.add(event)
+    if signals.event_published.receivers:
+        signals.event_published.send(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            event_id=event.uuid,
+            event_name=event.event_name,
+            store_id=store_id,
+        )
+    return event.uuid
+
+
+def install_session_hooks(session: scoped_session[Any]) -> None:
+    """Listen on the host's session once, however many apps share it."""
+    if getattr(session, INSTALLED_FLAG, False):
+        return
+    sa_event.listen(session, "after_flush", _collect_event_ids)
+    sa_event.listen(session, "after_commit", _enqueue_after_commit)
+    sa_event.listen(session, "after_soft_rollback", _forget_on_rollback)
+    setattr(session, INSTALLED_FLAG, True)
+
+
+def _collect_event_ids(session: Session, flush_context: Any) -> None:
+    ids = [obj.id for obj in session.new if isinstance(obj, Event)]
+    if ids:
+        session.info.setdefault(PENDING_KEY, []).extend(ids)
+
+
+def _enqueue_after_commit(session: Session) -> None:
+    # A released SAVEPOINT fires after_commit too; only the outermost commit counts.
+    if session.in_nested_transaction():
+        return
+    ids: list[int] = session.info.pop(PENDING_KEY, [])
+    if not ids:
+        return
+    state: AppState | None = current_app.extensions.get(EXTENSION_KEY)
+    if state is None:
+        return
+    try:
+        state.queues.enqueue_trigger(ids)
+    except RedisError as exc:
+        # The database has committed: never raise here. Maintenance relays these rows later.
+        log.warning("Could not enqueue %d event(s) (%s); they stay in the outbox and will be relayed", len(ids), exc)
+
+
+def _forget_on_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(PENDING_KEY, None)
+
+
+def relay_untriggered(state: AppState, *, limit: int = 5000) -> int:
+    """Enqueue trigger jobs for events committed but never triggered (e.g. Redis was down)."""
+    cutoff = utcnow() - timedelta(seconds=state.settings.relay_after)
+    ids = list(
+        state.db.session.scalars(
+            select(Event.id)
+            .where(Event.triggered_at.is_(None), Event.created_at <= cutoff)
+            .order_by(Event.id)
+            .limit(limit)
+        )
+    )
+    if ids:
+        state.queues.enqueue_trigger(ids)
+        log.info("Relayed %d untriggered event(s)", len(ids))
+    return len(ids)

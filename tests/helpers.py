@@ -1,0 +1,71 @@
+"""Small helpers the tests share: subscribing, placing orders, reading rows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from flask_async_events.models import Delivery, DeliveryAttempt, Event
+from tests.appfactory import Order, db, events
+
+SEED_TOKEN = "fD03@NpYbXYg"
+
+
+def subscribe(
+    app: Flask, url: str, event_name: str = "sales.order.created", token: str = SEED_TOKEN, **options: Any
+) -> int:
+    with app.app_context():
+        subscription = events.subscribe(event_name, url, verification_token=token, **options)
+        db.session.commit()
+        return subscription.subscription_id
+
+
+def place_order(app: Flask, email: str = "roni_cost@example.com", total: str = "12.50", **publish: Any) -> str:
+    """Create an order and publish sales.order.created in the same transaction."""
+    with app.app_context():
+        order = Order(customer_email=email, total=total)
+        db.session.add(order)
+        db.session.flush()
+        event_id = events.publish("sales.order.created", id=order.id, **publish)
+        db.session.commit()
+        return event_id
+
+
+def publish(app: Flask, name: str, **arguments: Any) -> str:
+    with app.app_context():
+        event_id = events.publish(name, **arguments)
+        db.session.commit()
+        return event_id
+
+
+def deliveries(app: Flask) -> list[Delivery]:
+    with app.app_context():
+        rows = db.session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        db.session.expunge_all()
+        return list(rows)
+
+
+def attempts(app: Flask, uuid: str | None = None) -> list[DeliveryAttempt]:
+    with app.app_context():
+        query = select(DeliveryAttempt).order_by(DeliveryAttempt.log_id)
+        if uuid is not None:
+            query = query.where(DeliveryAttempt.uuid == uuid)
+        rows = db.session.scalars(query).all()
+        db.session.expunge_all()
+        return list(rows)
+
+
+def states(app: Flask) -> list[str]:
+    return [delivery.state for delivery in deliveries(app)]
+
+
+def count_events(app: Flask) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Event)) or 0
+
+
+def body_json(body: bytes) -> Any:
+    return json.loads(body.decode())

@@ -1,0 +1,328 @@
+"""The whole path of an event: publish, trigger, fan out, signed delivery, the attempt log."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from standardwebhooks import Webhook
+
+from flask_async_events import NotifyResult, signals
+from flask_async_events.fanout import trigger
+from flask_async_events.models import Event
+from flask_async_events.signing import legacy_signature, signing_key
+from flask_async_events.state import get_state
+from tests.appfactory import db, events
+from tests.conftest import AppEnv, Receiver, drain, run_burst
+from tests.helpers import (
+    SEED_TOKEN,
+    attempts,
+    body_json,
+    count_events,
+    deliveries,
+    place_order,
+    publish,
+    states,
+    subscribe,
+)
+
+
+def all_final(app: Flask) -> bool:
+    return all(state in ("delivered", "dead", "cancelled") for state in states(app)) and bool(states(app))
+
+
+@pytest.mark.parametrize("token", [SEED_TOKEN, "whsec_" + base64.b64encode(b"0123456789abcdef0123").decode()])
+def test_receiver_verifies_both_signatures(app: Flask, receiver: Receiver, token: str) -> None:
+    url = receiver.respond("/orders")
+    subscribe(app, url, token=token)
+    place_order(app, email="roni_cost@example.com")
+    run_burst(app)
+
+    [request] = receiver.at("/orders")
+    # Standard Webhooks, verified by the reference library with the same key rule.
+    verifier = Webhook(token) if token.startswith("whsec_") else Webhook(token.encode())
+    payload = verifier.verify(request.body, request.headers)
+    assert payload["data"]["customer_email"] == "roni_cost@example.com"
+    # The seed's header: lower-case hex HMAC-SHA256 of the exact body.
+    assert request.headers["X-Magento-Signature"] == legacy_signature(signing_key(token), request.body)
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["X-Async-Events-Event"] == "sales.order.created"
+    assert request.headers["User-Agent"].startswith("flask-async-events/")
+    [delivery] = deliveries(app)
+    assert delivery.state == "delivered"
+    assert request.headers["Webhook-Id"] == delivery.uuid
+    [attempt] = attempts(app)
+    assert attempt.success and attempt.status_code == 200 and attempt.attempt == 1
+    assert attempt.serialized_data == request.body.decode()
+    assert attempt.duration_ms is not None
+
+
+def test_body_is_the_seed_data_envelope(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.respond())
+    place_order(app, email="a@example.com", total="99.90")
+    run_burst(app)
+    [request] = receiver.requests
+    body = body_json(request.body)
+    assert set(body) == {"data"}
+    assert body["data"] == {"id": 1, "customer_email": "a@example.com", "total": "99.90"}
+
+
+def test_cloudevents_format(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_PAYLOAD_FORMAT="cloudevents")
+    subscribe(app, receiver.respond(), store_id=3)
+    event_id = place_order(app, store_id=3)
+    run_burst(app)
+    [request] = receiver.requests
+    body = body_json(request.body)
+    assert body["specversion"] == "1.0"
+    assert body["id"] == event_id
+    assert body["type"] == "sales.order.created"
+    assert body["source"] == "3"
+    assert body["datacontenttype"] == "application/json"
+    assert body["time"].endswith("Z")
+    assert body["data"]["id"] == 1
+    assert request.headers["Content-Type"] == "application/cloudevents+json"
+
+
+def test_rolled_back_transaction_sends_nothing(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.respond())
+    with app.app_context():
+        events.publish("customer.created", id=1)
+        db.session.rollback()
+    run_burst(app)
+    assert count_events(app) == 0
+    assert receiver.requests == []
+
+
+def test_rolled_back_savepoint_drops_only_its_events(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.respond(), event_name="customer.created")
+    with app.app_context():
+        events.publish("customer.created", id=1)
+        nested = db.session.begin_nested()
+        events.publish("customer.created", id=2)
+        nested.rollback()
+        db.session.commit()
+    run_burst(app)
+    assert [body_json(r.body)["data"]["id"] for r in receiver.requests] == [1]
+
+
+def test_released_savepoint_waits_for_the_outer_commit(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.respond(), event_name="customer.created")
+    with app.app_context():
+        with db.session.begin_nested():
+            events.publish("customer.created", id=7)
+        # The savepoint is released, but the outer transaction has not committed: nothing queued.
+        assert get_state().queues.trigger.count == 0
+        db.session.commit()
+        assert get_state().queues.trigger.count == 1
+    run_burst(app)
+    assert len(receiver.requests) == 1
+
+
+def test_one_trigger_job_per_transaction(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.respond(), event_name="customer.created")
+    with app.app_context():
+        for customer in range(5):
+            events.publish("customer.created", id=customer)
+        db.session.commit()
+        assert get_state().queues.trigger.count == 1
+    run_burst(app)
+    assert sorted(body_json(r.body)["data"]["id"] for r in receiver.requests) == [0, 1, 2, 3, 4]
+
+
+def test_running_trigger_twice_creates_no_duplicates(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.respond())
+    subscribe(app, receiver.respond("/other"))
+    place_order(app)
+    with app.app_context():
+        event_id = db.session.scalar(select(Event.id))
+        assert event_id is not None
+        assert trigger(get_state(), [event_id]) == 2
+        assert trigger(get_state(), [event_id]) == 0
+        # Even with the event marked untriggered again, the unique (event, subscription) holds.
+        db.session.execute(Event.__table__.update().values(triggered_at=None))
+        db.session.commit()
+        trigger(get_state(), [event_id])
+    assert len(deliveries(app)) == 2
+    run_burst(app)
+    assert len(receiver.requests) == 2
+
+
+def test_wildcards_case_and_exact_names(app: Flask, receiver: Receiver) -> None:
+    everything = receiver.respond("/all")
+    orders = receiver.respond("/orders")
+    created = receiver.respond("/created")
+    exact = receiver.respond("/exact")
+    subscribe(app, everything, event_name="*")
+    subscribe(app, orders, event_name="sales.order.*")
+    subscribe(app, created, event_name="*.created")
+    subscribe(app, exact, event_name="SALES.Order.Shipped")  # stored lower-case
+    publish(app, "Sales.Order.Shipped", id=1)  # published names are case-insensitive too
+    publish(app, "customer.created", id=2)
+    run_burst(app)
+    seen = {path: len(receiver.at(path)) for path in ("/all", "/orders", "/created", "/exact")}
+    assert seen == {"/all": 2, "/orders": 1, "/created": 1, "/exact": 1}
+    assert receiver.at("/exact")[0].headers["X-Async-Events-Event"] == "sales.order.shipped"
+
+
+def test_store_scope_follows_the_seed(app: Flask, receiver: Receiver) -> None:
+    unscoped = receiver.respond("/store0")
+    store1 = receiver.respond("/store1")
+    store2 = receiver.respond("/store2")
+    subscribe(app, unscoped, event_name="customer.created", store_id=0)
+    subscribe(app, store1, event_name="customer.created", store_id=1)
+    subscribe(app, store2, event_name="customer.created", store_id=2)
+    publish(app, "customer.created", id=1)  # store 0: everyone
+    publish(app, "customer.created", id=2, store_id=1)  # store 1: only store 1
+    run_burst(app)
+    ids = {
+        path: [body_json(r.body)["data"]["id"] for r in receiver.at(path)] for path in ("/store0", "/store1", "/store2")
+    }
+    assert ids == {"/store0": [1], "/store1": [1, 2], "/store2": [1]}
+
+
+def test_disabled_subscriptions_receive_nothing(app: Flask, receiver: Receiver) -> None:
+    url = receiver.respond()
+    subscription_id = subscribe(app, url)
+    with app.app_context():
+        from flask_async_events.subscriptions import disable_subscriptions
+
+        disable_subscriptions(db.session, [subscription_id], "test")
+        db.session.commit()
+        assert not events.has_subscribers("sales.order.created")
+    place_order(app)
+    run_burst(app)
+    assert receiver.requests == []
+    assert deliveries(app) == []
+
+
+def test_has_subscribers_is_wildcard_and_store_aware(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.url(), event_name="sales.*", store_id=2)
+    with app.app_context():
+        assert events.has_subscribers("sales.order.created")
+        assert events.has_subscribers("SALES.ORDER.CREATED", store_id=2)
+        assert not events.has_subscribers("sales.order.created", store_id=1)
+        assert not events.has_subscribers("customer.created")
+
+
+class ExplodingNotifier:
+    def notify(self, subscription: object, message: object) -> NotifyResult:
+        raise ConnectionResetError("the plug-in fell over")
+
+
+def test_one_bad_subscriber_never_stops_the_others(env: AppEnv, receiver: Receiver) -> None:
+    events.register_notifier("exploding", ExplodingNotifier())
+    try:
+        app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
+        good = receiver.respond("/good")
+        subscribe(app, "http://127.0.0.1:9/refused")  # nothing listens on port 9
+        subscribe(app, "anything", metadata="exploding")
+        subscribe(app, receiver.respond("/broken", [500]))
+        subscribe(app, good)
+        place_order(app)
+        run_burst(app)
+    finally:
+        events._notifiers.pop("exploding")
+    assert len(receiver.at("/good")) == 1
+    logged = {a.subscription_id: a for a in attempts(app)}
+    assert len(logged) == 4
+    assert logged[1].error_class == "ConnectionError" and not logged[1].success
+    assert logged[2].error_class == "ConnectionResetError"
+    assert "the plug-in fell over" in logged[2].response_data
+    assert logged[3].status_code == 500
+    assert logged[4].success
+    assert states(app) == ["dead", "dead", "dead", "delivered"]
+
+
+def test_unknown_notifier_is_logged_and_retried(app: Flask, receiver: Receiver) -> None:
+    subscription_id = subscribe(app, receiver.respond())
+    with app.app_context():
+        from flask_async_events.models import Subscription
+
+        db.session.get(Subscription, subscription_id).notifier = "not-installed"
+        db.session.commit()
+    place_order(app)
+    run_burst(app)
+    [attempt] = attempts(app)
+    assert attempt.error_class == "UnknownNotifier"
+    assert "not-installed" in attempt.response_data
+    assert states(app) == ["retrying"]
+
+
+def test_signals_are_sent(app: Flask, receiver: Receiver) -> None:
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    def record(name: str):
+        def receiver_(sender: Flask, **kwargs: object) -> None:
+            assert sender is app
+            seen.append((name, kwargs))
+
+        return receiver_
+
+    handlers = {
+        "published": record("published"),
+        "succeeded": record("succeeded"),
+    }
+    with (
+        signals.event_published.connected_to(handlers["published"]),
+        signals.delivery_succeeded.connected_to(handlers["succeeded"]),
+    ):
+        subscribe(app, receiver.respond())
+        event_id = place_order(app)
+        run_burst(app)
+    assert seen[0] == ("published", {"event_id": event_id, "event_name": "sales.order.created", "store_id": 0})
+    assert seen[1][0] == "succeeded" and seen[1][1]["status_code"] == 200
+
+
+def test_deliveries_are_sent_in_batches(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_BATCH_SIZE=10)
+    for index in range(25):
+        subscribe(app, receiver.respond(f"/hook{index}"), event_name="customer.created")
+    publish(app, "customer.created", id=1)
+    with app.app_context():
+        from flask_async_events.jobs import trigger as trigger_job
+
+        trigger_job([1])
+        assert get_state().queues.delivery.count == 3  # 25 deliveries in jobs of 10
+    drain(app, lambda: all_final(app))
+    assert len(receiver.requests) == 25
+    assert len({r.headers["Webhook-Id"] for r in receiver.requests}) == 25
+
+
+def test_payload_is_resolved_once_per_event(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app()
+    calls: list[int] = []
+    definition = app.extensions["async_events"].definitions.get("customer.created")
+    original = definition.service
+
+    def counting(id: int) -> dict[str, int]:
+        calls.append(id)
+        return original(id)
+
+    object.__setattr__(definition, "service", counting)
+    for index in range(3):
+        subscribe(app, receiver.respond(f"/h{index}"), event_name="customer.created")
+    publish(app, "customer.created", id=5)
+    run_burst(app)
+    assert calls == [5]
+    assert len({r.body for r in receiver.requests}) == 1
+
+
+def test_payload_json_serialises_common_types(env: AppEnv, receiver: Receiver) -> None:
+    import datetime
+    import decimal
+
+    app = env.app()
+    definition = app.extensions["async_events"].definitions.get("customer.created")
+    object.__setattr__(
+        definition,
+        "service",
+        lambda id: {"when": datetime.date(2026, 1, 2), "amount": decimal.Decimal("1.10"), "tags": ("a",)},
+    )
+    subscribe(app, receiver.respond(), event_name="customer.created")
+    publish(app, "customer.created", id=1)
+    run_burst(app)
+    assert json.loads(receiver.requests[0].body) == {"data": {"when": "2026-01-02", "amount": "1.10", "tags": ["a"]}}
