@@ -242,6 +242,8 @@ def _attempt(notifier: Notifier, recipient: Recipient, message: Message) -> tupl
 
 def _due_at(now: datetime, delay: float) -> datetime:
     """Whole seconds, rounded up: RQ's scheduler keeps whole seconds, and must never run early."""
+    if delay <= 0:
+        return now
     due = now + timedelta(seconds=delay)
     return datetime.fromtimestamp(math.ceil(due.timestamp()), tz=due.tzinfo)
 
@@ -370,7 +372,7 @@ def _record(
         cancel_open_deliveries(session, gone, GONE_REASON, now=now, exclude=batch_ids)
     session.commit()
 
-    _after_commit(state, retries, dead, [item.id for item in released])
+    _after_commit(state, now, retries, dead, [item.id for item in released])
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for signal, payload in notices:
         if signal.receivers:
@@ -400,11 +402,15 @@ def _record_health(state: AppState, now: datetime, succeeded: set[int], failures
 
 
 def _after_commit(
-    state: AppState, retries: dict[datetime, list[int]], dead: list[tuple[int, str, str]], released: list[int]
+    state: AppState,
+    now: datetime,
+    retries: dict[datetime, list[int]],
+    dead: list[tuple[int, str, str]],
+    released: list[int],
 ) -> None:
     """Tell RQ what the database now says. If Redis fails here, maintenance catches up from the rows."""
     try:
-        state.queues.schedule_deliveries(retries)
+        state.queues.schedule_deliveries(retries, now)
         state.queues.record_dead_letters(dead)
         state.queues.enqueue_deliveries(released)
     except RedisError as exc:

@@ -92,14 +92,17 @@ class Queues:
                 queue.enqueue(DELIVER_JOB, chunk, result_ttl=0, retry=CRASH_RETRY, pipeline=pipe)
             pipe.execute()
 
-    def schedule_deliveries(self, due: dict[datetime, list[int]]) -> None:
-        """Deliveries to retry later, one scheduled job per due time, run by RQ's scheduler."""
+    def schedule_deliveries(self, due: dict[datetime, list[int]], now: datetime) -> None:
+        """Deliveries to retry: due ones at once, later ones in RQ's scheduler, one job per due time."""
         if not due:
             return
         with self.connection.pipeline() as pipe:
             for when, ids in sorted(due.items()):
                 for chunk in _chunks(ids, self.batch_size):
-                    self.retry.enqueue_at(when, DELIVER_JOB, chunk, result_ttl=0, retry=CRASH_RETRY, pipeline=pipe)
+                    if when <= now:
+                        self.retry.enqueue(DELIVER_JOB, chunk, result_ttl=0, retry=CRASH_RETRY, pipeline=pipe)
+                    else:
+                        self.retry.enqueue_at(when, DELIVER_JOB, chunk, result_ttl=0, retry=CRASH_RETRY, pipeline=pipe)
             pipe.execute()
 
     def record_dead_letters(self, dead: Sequence[tuple[int, str, str]]) -> None:

@@ -27,7 +27,7 @@ def system_status(state: AppState) -> dict[str, Any]:
             "scheduled": ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False),
             "failed": FailedJobRegistry(queue=queue).get_job_count(cleanup=False),
         }
-    by_state = dict(session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).tuples().all())
+    by_state = dict(session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all())
     untriggered = session.scalar(select(func.count()).where(Event.triggered_at.is_(None))) or 0
     oldest = session.scalar(select(func.min(Delivery.created_at)).where(Delivery.state.in_(DeliveryState.OPEN)))
     oldest_event = session.scalar(select(func.min(Event.created_at)).where(Event.triggered_at.is_(None)))
@@ -83,9 +83,7 @@ def dead_letters(state: AppState, *, limit: int = 50) -> list[dict[str, Any]]:
                 select(DeliveryAttempt.delivery_id, DeliveryAttempt.response_data).join(
                     newest, DeliveryAttempt.log_id == newest.c.log_id
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     session.rollback()
     return [

@@ -8,11 +8,13 @@ from typing import Any
 
 from flask import Flask
 from rq import Queue
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 from flask_async_events.maintenance import run_maintenance
+from flask_async_events.scheduler import PreciseScheduler
 from flask_async_events.state import AppState, get_state
 
 log = logging.getLogger("flask_async_events")
@@ -32,6 +34,35 @@ class AsyncEventsWorker(SimpleWorker):
     def dequeue_timeout(self) -> int:
         """Wake up at least once per maintenance interval, even when idle."""
         return self.events_state.settings.maintenance_interval
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own start-up, with :class:`PreciseScheduler` in place of ``RQScheduler``."""
+        self.scheduler = PreciseScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         with self.flask_app.app_context():

@@ -321,21 +321,23 @@ class Receiver:
         statuses: list[int] | None = None,
         *,
         headers: dict[str, str] | None = None,
-        delay: float = 0.0,
+        delay: float | list[float] = 0.0,
         body: str = "ok",
     ) -> str:
-        """Answer ``statuses`` in turn (the last one repeats); return the URL."""
+        """Answer ``statuses`` after ``delay`` seconds, in turn (the last one repeats); return the URL."""
         script = list(statuses or [200])
+        delays = delay if isinstance(delay, list) else [delay]
         count = {"n": 0}
 
         def handler(request: Request) -> Response:
             with self._lock:
                 self.requests.append(Received(time.time(), request.path, dict(request.headers), request.get_data()))
-                index = min(count["n"], len(script) - 1)
+                index = count["n"]
                 count["n"] += 1
-            if delay:
-                time.sleep(delay)
-            return Response(body, status=script[index], headers=headers or {})
+            pause = delays[min(index, len(delays) - 1)]
+            if pause:
+                time.sleep(pause)
+            return Response(body, status=script[min(index, len(script) - 1)], headers=headers or {})
 
         self.server.expect_request(path).respond_with_handler(handler)
         return self.url(path)
@@ -343,6 +345,17 @@ class Receiver:
     def at(self, path: str) -> list[Received]:
         with self._lock:
             return [request for request in self.requests if request.path == path]
+
+
+@pytest.fixture(scope="session")
+def make_httpserver() -> Iterator[HTTPServer]:
+    """pytest-httpserver's server on loopback, threaded so a slow answer blocks no other request."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,218 @@
+"""Retries on the schedule, Retry-After, dead letters, 4xx and 410 handling, replay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+from rq.registry import FailedJobRegistry
+from sqlalchemy import select
+
+from flask_async_events import signals
+from flask_async_events.models import Subscription
+from flask_async_events.state import get_state
+from flask_async_events.status import dead_letters
+from tests.appfactory import db, events
+from tests.conftest import AppEnv, Receiver, WorkerProcess, drain, run_burst, wait_for
+from tests.helpers import attempts, deliveries, place_order, publish, states, subscribe
+
+TOLERANCE = 1.6  # RQ's scheduler polls once a second
+
+
+def test_503_four_times_then_200_follows_the_seed_schedule(
+    env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    app = env.app()  # the default schedule: 1, 4, 9, 16, 25 seconds
+    subscribe(app, receiver.respond("/flaky", [503, 503, 503, 503, 200]))
+    worker_process()
+    place_order(app)
+    wait_for(lambda: states(app) == ["delivered"], timeout=60)
+
+    requests = receiver.at("/flaky")
+    assert len(requests) == 5
+    assert len({r.headers["Webhook-Id"] for r in requests}) == 1
+    assert len({r.body for r in requests}) == 1  # byte for byte on every retry
+    gaps = [later.at - earlier.at for earlier, later in zip(requests, requests[1:], strict=False)]
+    for gap, expected in zip(gaps, [1, 4, 9, 16], strict=True):
+        assert expected - 0.05 <= gap <= expected + TOLERANCE, (gaps, expected)
+    logged = attempts(app)
+    assert [a.attempt for a in logged] == [1, 2, 3, 4, 5]
+    assert [a.status_code for a in logged] == [503, 503, 503, 503, 200]
+    assert [a.success for a in logged] == [False, False, False, False, True]
+
+
+def test_always_503_ends_dead_after_six_attempts(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[0, 0, 0, 0, 0])  # six attempts, no waiting
+    subscribe(app, receiver.respond("/down", [503]))
+    place_order(app)
+    drain(app, lambda: states(app) == ["dead"])
+
+    assert len(receiver.at("/down")) == 6
+    [delivery] = deliveries(app)
+    assert delivery.attempt_count == 6
+    with app.app_context():
+        [letter] = dead_letters(get_state())
+        assert letter["uuid"] == delivery.uuid
+        assert letter["attempts"] == 6
+        registry = FailedJobRegistry(queue=get_state().queues.delivery)
+        assert registry.get_job_ids(cleanup=False) == ["dead-" + delivery.uuid.replace("-", "")]
+
+
+def test_a_400_is_not_retried(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.respond("/bad", [400], body="missing field"))
+    place_order(app)
+    run_burst(app)
+    assert states(app) == ["dead"]
+    [attempt] = attempts(app)
+    assert attempt.status_code == 400 and attempt.response_data == "missing field"
+
+
+def test_a_redirect_is_not_followed(app: Flask, receiver: Receiver) -> None:
+    target = receiver.respond("/target")
+    subscribe(app, receiver.respond("/moved", [302], headers={"Location": target}))
+    place_order(app)
+    run_burst(app)
+    assert receiver.at("/target") == []
+    assert states(app) == ["dead"]
+    assert "not followed" in attempts(app)[0].response_data
+
+
+def test_410_disables_the_subscription(app: Flask, receiver: Receiver) -> None:
+    disabled: list[dict[str, object]] = []
+
+    def on_disabled(sender: Flask, **kwargs: object) -> None:
+        disabled.append(kwargs)
+
+    subscription_id = subscribe(app, receiver.respond("/gone", [410]))
+    with signals.subscription_disabled.connected_to(on_disabled):
+        place_order(app)
+        run_burst(app)
+        place_order(app)  # a second event: the subscription is disabled now
+        run_burst(app)
+    assert len(receiver.at("/gone")) == 1
+    assert states(app) == ["dead"]
+    with app.app_context():
+        subscription = db.session.get(Subscription, subscription_id)
+        assert subscription is not None
+        assert subscription.status is False
+        assert "410" in (subscription.disabled_reason or "")
+    assert disabled == [{"subscription_id": subscription_id, "reason": "The recipient answered 410 Gone"}]
+
+
+def test_retry_after_is_honoured(env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[1])
+    subscribe(app, receiver.respond("/busy", [429, 200], headers={"Retry-After": "4"}))
+    worker_process()
+    place_order(app)
+    wait_for(lambda: states(app) == ["delivered"], timeout=30)
+    first, second = receiver.at("/busy")
+    assert 4 - 0.05 <= second.at - first.at <= 4 + TOLERANCE
+
+
+def test_retry_after_is_capped(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[0], ASYNC_EVENTS_RETRY_AFTER_MAX=0)
+    subscribe(app, receiver.respond("/busy", [503, 200], headers={"Retry-After": "3600"}))
+    place_order(app)
+    drain(app, lambda: states(app) == ["delivered"], timeout=15)
+
+
+def test_timeouts_are_retried(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_TIMEOUT=0.5, ASYNC_EVENTS_RETRY_SCHEDULE=[])
+    subscribe(app, receiver.respond("/slow", [200], delay=1.5))
+    place_order(app)
+    run_burst(app)
+    [attempt] = attempts(app)
+    assert attempt.error_class in ("ReadTimeout", "ConnectTimeout")
+    assert states(app) == ["dead"]
+
+
+def test_a_resolver_that_raises_is_logged_retried_and_visible(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[0, 0])
+    subscribe(app, receiver.respond(), event_name="broken.event")
+    publish(app, "broken.event", id=42)
+    drain(app, lambda: states(app) == ["dead"])
+    assert receiver.requests == []
+    logged = attempts(app)
+    assert len(logged) == 3
+    assert all(a.error_class == "ResolveError" for a in logged)
+    assert "RuntimeError: cannot load thing 42" in logged[0].response_data
+
+
+def test_replay_sends_the_same_uuid_and_body(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
+    subscribe(app, receiver.respond("/once", [500, 200]))
+    place_order(app)
+    run_burst(app)
+    [delivery] = deliveries(app)
+    assert delivery.state == "dead"
+    with app.app_context():
+        events.replay(delivery.uuid)
+        assert FailedJobRegistry(queue=get_state().queues.delivery).get_job_ids(cleanup=False) == []
+    run_burst(app)
+    first, second = receiver.at("/once")
+    assert first.headers["Webhook-Id"] == second.headers["Webhook-Id"] == delivery.uuid
+    assert first.body == second.body
+    assert states(app) == ["delivered"]
+    assert [a.attempt for a in attempts(app)] == [1, 2]
+
+
+def test_requeueing_the_rq_failed_job_replays(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
+    subscribe(app, receiver.respond("/once", [500, 200]))
+    place_order(app)
+    run_burst(app)
+    with app.app_context():
+        registry = FailedJobRegistry(queue=get_state().queues.delivery)
+        [job_id] = registry.get_job_ids(cleanup=False)
+        registry.requeue(job_id)
+    drain(app, lambda: states(app) == ["delivered"])
+    assert len(receiver.at("/once")) == 2
+
+
+def test_disabling_cancels_pending_retries_in_the_log(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[300])
+    subscription_id = subscribe(app, receiver.respond("/down", [503]))
+    place_order(app)
+    run_burst(app)
+    assert states(app) == ["retrying"]
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["async-events", "disable", str(subscription_id)])
+    assert result.exit_code == 0, result.output
+    assert states(app) == ["cancelled"]
+    last = attempts(app)[-1]
+    assert last.error_class == "Cancelled" and last.response_data.startswith("Cancelled:")
+
+
+def test_a_delivery_claimed_by_a_disabled_subscription_is_cancelled(app: Flask, receiver: Receiver) -> None:
+    subscription_id = subscribe(app, receiver.respond())
+    place_order(app)
+    with app.app_context():
+        from flask_async_events.jobs import trigger
+
+        trigger([1])
+        db.session.execute(
+            Subscription.__table__.update().where(Subscription.subscription_id == subscription_id).values(status=False)
+        )
+        db.session.commit()
+    run_burst(app)
+    assert receiver.requests == []
+    assert states(app) == ["cancelled"]
+    assert attempts(app)[0].response_data == "Cancelled: the subscription is disabled"
+
+
+def test_health_fields_track_failures_and_success(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[0])
+    subscription_id = subscribe(app, receiver.respond("/h", [500, 500, 200]))
+    place_order(app)
+    run_burst(app)
+    with app.app_context():
+        subscription = db.session.scalar(select(Subscription))
+        assert subscription is not None
+        assert subscription.consecutive_failures == 2 and subscription.failing_since is not None
+    place_order(app)
+    run_burst(app)
+    with app.app_context():
+        subscription = db.session.get(Subscription, subscription_id)
+        assert subscription is not None
+        assert subscription.consecutive_failures == 0
+        assert subscription.failing_since is None and subscription.last_success_at is not None
