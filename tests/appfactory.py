@@ -26,7 +26,7 @@ db = SQLAlchemy(model_class=HostBase)
 events = AsyncEvents()
 
 
-class Order(db.Model):  # type: ignore[name-defined,misc]
+class Order(db.Model):  # type: ignore[name-defined]
     __tablename__ = "test_order"
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_email: Mapped[str] = mapped_column(String(255))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
 from flask_async_events import NotifyResult, signals
@@ -143,7 +143,7 @@ def test_running_trigger_twice_creates_no_duplicates(app: Flask, receiver: Recei
         assert trigger(get_state(), [event_id]) == 2
         assert trigger(get_state(), [event_id]) == 0
         # Even with the event marked untriggered again, the unique (event, subscription) holds.
-        db.session.execute(Event.__table__.update().values(triggered_at=None))
+        db.session.execute(update(Event).values(triggered_at=None))
         db.session.commit()
         trigger(get_state(), [event_id])
     assert len(deliveries(app)) == 2
@@ -242,7 +242,9 @@ def test_unknown_notifier_is_logged_and_retried(app: Flask, receiver: Receiver) 
     with app.app_context():
         from flask_async_events.models import Subscription
 
-        db.session.get(Subscription, subscription_id).notifier = "not-installed"
+        subscription = db.session.get(Subscription, subscription_id)
+        assert subscription is not None
+        subscription.notifier = "not-installed"
         db.session.commit()
     place_order(app)
     run_burst(app)

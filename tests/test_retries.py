@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 from flask import Flask
 from rq.registry import FailedJobRegistry
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from flask_async_events import signals
 from flask_async_events.models import Subscription
@@ -32,7 +33,7 @@ def test_503_four_times_then_200_follows_the_seed_schedule(
     assert len(requests) == 5
     assert len({r.headers["Webhook-Id"] for r in requests}) == 1
     assert len({r.body for r in requests}) == 1  # byte for byte on every retry
-    gaps = [later.at - earlier.at for earlier, later in zip(requests, requests[1:], strict=False)]
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(requests)]
     for gap, expected in zip(gaps, [1, 4, 9, 16], strict=True):
         assert expected - 0.05 <= gap <= expected + TOLERANCE, (gaps, expected)
     logged = attempts(app)
@@ -191,7 +192,7 @@ def test_a_delivery_claimed_by_a_disabled_subscription_is_cancelled(app: Flask, 
 
         trigger([1])
         db.session.execute(
-            Subscription.__table__.update().where(Subscription.subscription_id == subscription_id).values(status=False)
+            update(Subscription).where(Subscription.subscription_id == subscription_id).values(status=False)
         )
         db.session.commit()
     run_burst(app)

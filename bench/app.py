@@ -1,0 +1,33 @@
+"""The app the benchmark's worker runs: one event with a ~1 KB payload."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_async_events import AsyncEvents
+
+db = SQLAlchemy()
+events = AsyncEvents()
+PADDING = "x" * 1000
+
+
+@events.event("bench.created")
+def bench_created(id: int) -> dict[str, Any]:
+    return {"id": id, "padding": PADDING}
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="bench",
+        SQLALCHEMY_DATABASE_URI=os.environ["BENCH_DATABASE_URI"],
+        ASYNC_EVENTS_REDIS_URL=os.environ["BENCH_REDIS_URL"],
+        ASYNC_EVENTS_MAINTENANCE_INTERVAL=5,
+    )
+    db.init_app(app)
+    events.init_app(app, db=db)
+    return app

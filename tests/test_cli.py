@@ -1,0 +1,94 @@
+"""``flask async-events ...`` as an operator uses it."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Flask
+from standardwebhooks import Webhook
+
+from tests.conftest import AppEnv, Receiver
+from tests.helpers import deliveries, place_order, states
+
+
+def cli(app: Flask, *args: str) -> str:
+    result = app.test_cli_runner().invoke(args=["async-events", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def cli_error(app: Flask, *args: str) -> str:
+    result = app.test_cli_runner().invoke(args=["async-events", *args])
+    assert result.exit_code != 0
+    return result.output
+
+
+def test_list_shows_events_and_notifiers(app: Flask) -> None:
+    listing = json.loads(cli(app, "list", "--json"))
+    names = [event["name"] for event in listing["events"]]
+    assert "sales.order.created" in names and "customer.created" in names
+    created = next(e for e in listing["events"] if e["name"] == "sales.order.created")
+    assert created == {"name": "sales.order.created", "description": "An order was placed", "resources": ["sales"]}
+    assert listing["notifiers"] == ["http"]
+    assert "sales.order.created  [sales]  An order was placed" in cli(app, "list")
+
+
+def test_subscribe_publish_worker_status(app: Flask, receiver: Receiver) -> None:
+    url = receiver.respond()
+    created = json.loads(cli(app, "subscribe", "customer.*", url, "--json"))
+    secret = created["verification_token"]
+    assert secret.startswith("whsec_")
+
+    assert cli(app, "publish", "customer.created", "--arg", "id=7").strip()
+    status = json.loads(cli(app, "status", "--json"))
+    assert status["pending_events"] == 1
+    assert status["queues"]["event.trigger"]["queued"] == 1
+
+    cli(app, "worker", "--burst")
+    [request] = receiver.requests
+    assert Webhook(secret).verify(request.body, request.headers) == {"data": {"id": 7}}
+    status = json.loads(cli(app, "status", "--json"))
+    assert status["deliveries"]["delivered"] == 1
+    assert status["pending_events"] == 0 and status["oldest_undelivered_seconds"] == 0
+
+    listing = json.loads(cli(app, "subscriptions", "--json"))
+    assert listing[0]["event_name"] == "customer.*" and "verification_token" not in listing[0]
+
+
+def test_cli_errors_are_messages_not_tracebacks(app: Flask) -> None:
+    assert "is not defined" in cli_error(app, "publish", "nope.created")
+    assert "missing a required argument" in cli_error(app, "publish", "customer.created")
+    assert "not valid JSON" in cli_error(app, "publish", "customer.created", "--json-args", "{")
+    assert "not a defined event" in cli_error(app, "subscribe", "nope", "https://example.com")
+    assert "no delivery with uuid" in cli_error(app, "replay", "0000")
+    assert "Traceback" not in cli_error(app, "publish", "customer.created", "--arg", "novalue")
+
+
+def test_dead_letters_and_replay(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
+    cli(app, "subscribe", "sales.order.created", receiver.respond("/x", [500, 200]), "--token", "secret")
+    place_order(app)
+    cli(app, "worker", "--burst")
+    [letter] = json.loads(cli(app, "dead-letters", "--json"))
+    assert letter["attempts"] == 1 and letter["last_response"] == "ok"
+    cli(app, "replay", letter["uuid"])
+    cli(app, "worker", "--burst")
+    assert states(app) == ["delivered"]
+    assert deliveries(app)[0].uuid == letter["uuid"]
+    assert "No dead letters." in cli(app, "dead-letters")
+
+
+def test_replaying_for_a_disabled_subscription_says_to_enable_it(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
+    cli(app, "subscribe", "sales.order.created", receiver.respond("/x", [500]), "--token", "secret")
+    place_order(app)
+    cli(app, "worker", "--burst")
+    cli(app, "disable", "1")
+    assert "enable it before replaying" in cli_error(app, "replay", deliveries(app)[0].uuid)
+    cli(app, "enable", "1")
+    cli(app, "replay", deliveries(app)[0].uuid)
+
+
+def test_db_commands(app: Flask) -> None:
+    assert "current: 0001  head: 0001" in cli(app, "db", "current")
+    assert "Database at revision 0001" in cli(app, "db", "upgrade")
