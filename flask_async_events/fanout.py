@@ -55,7 +55,9 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         if not matched:
             continue
         try:
-            event.body = resolve_body(state.definitions, event, state.settings.payload_format)
+            # A savepoint: a database error inside the host's service must not abort the batch.
+            with session.begin_nested():
+                event.body = resolve_body(state.definitions, event, state.settings.payload_format)
         except Exception as exc:  # the service is the host's code: anything may happen
             event.resolve_error = describe_error(exc)
             log.warning("Event %s (%s): %s", event.uuid, event.event_name, event.resolve_error)

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import String
+from sqlalchemy import String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from flask_async_events import AsyncEvents
@@ -54,6 +54,12 @@ def customer_created(id: int) -> dict[str, Any]:
 @events.event("broken.event", description="Its service always raises")
 def broken(id: int) -> dict[str, Any]:
     raise RuntimeError(f"cannot load thing {id}")
+
+
+@events.event("broken.query", description="Its service runs a failing SQL query")
+def broken_query(id: int) -> dict[str, Any]:
+    db.session.execute(text("SELECT * FROM no_such_table"))
+    return {"id": id}
 
 
 BASE_CONFIG: dict[str, Any] = {

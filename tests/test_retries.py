@@ -139,6 +139,20 @@ def test_a_resolver_that_raises_is_logged_retried_and_visible(env: AppEnv, recei
     assert "RuntimeError: cannot load thing 42" in logged[0].response_data
 
 
+def test_a_failing_query_in_one_service_does_not_stop_the_other_events(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
+    subscribe(app, receiver.respond("/bad"), event_name="broken.query")
+    subscribe(app, receiver.respond("/good"), event_name="customer.created")
+    with app.app_context():
+        events.publish("broken.query", id=1)
+        events.publish("customer.created", id=2)
+        db.session.commit()
+    drain(app, lambda: sorted(states(app)) == ["dead", "delivered"])
+    assert len(receiver.at("/good")) == 1 and receiver.at("/bad") == []
+    failed = next(a for a in attempts(app) if not a.success)
+    assert failed.error_class == "ResolveError" and "no_such_table" in failed.response_data
+
+
 def test_replay_sends_the_same_uuid_and_body(env: AppEnv, receiver: Receiver) -> None:
     app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
     subscribe(app, receiver.respond("/once", [500, 200]))
