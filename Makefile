@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck test-sqlite test-postgresql bench clean
+.PHONY: install demo test lint typecheck test-sqlite test-postgresql test-mysql bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m demo_app.run
 
-## ruff, mypy, then the suite on SQLite and on PostgreSQL (skipped with a notice if none runs here;
-## required when CI=true). The tests start and stop their own redis-server.
-test: $(STAMP) lint typecheck test-sqlite test-postgresql
+## ruff, mypy, then the suite on SQLite, PostgreSQL and MySQL/MariaDB (a server that is not
+## reachable is skipped with a notice, except when CI=true). The tests start their own redis-server.
+test: $(STAMP) lint typecheck test-sqlite test-postgresql test-mysql
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,6 +34,9 @@ test-sqlite: $(STAMP)
 
 test-postgresql: $(STAMP)
 	FAE_TEST_DB=postgresql $(BIN)/python -m pytest
+
+test-mysql: $(STAMP)
+	FAE_TEST_DB=mysql $(BIN)/python -m pytest
 
 ## Delivery throughput against a local receiver, with a plain signed-POST loop as the baseline.
 bench: $(STAMP)

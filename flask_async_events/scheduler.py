@@ -6,6 +6,7 @@ seconds late; our due times are rounded up (never early) and polled more often (
 
 from __future__ import annotations
 
+import os
 import time
 
 from rq.scheduler import RQScheduler
@@ -14,13 +15,18 @@ POLL_INTERVAL = 0.2
 
 
 class PreciseScheduler(RQScheduler):
-    """``RQScheduler`` with a sub-second poll; its lock TTLs (``interval + 60``) are unchanged."""
+    """``RQScheduler`` with a sub-second poll; its lock TTLs (``interval + 60``) are unchanged.
+
+    It also stops when its worker dies: RQ forks the scheduler, and an orphan would otherwise go
+    on holding the scheduler locks with the dead worker's code and settings.
+    """
 
     def work(self) -> None:
         self._install_signal_handlers()
         self.register_birth()
+        parent = os.getppid()
         while True:
-            if self._stop_requested:
+            if self._stop_requested or os.getppid() != parent:
                 self.stop()
                 break
             if self.should_reacquire_locks:

@@ -31,7 +31,10 @@ from tests import appfactory
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DB_BACKEND = os.environ.get("FAE_TEST_DB", "sqlite")
-PG_ADMIN_URI = os.environ.get("FAE_TEST_PG_URI", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+SERVER_URIS = {
+    "postgresql": os.environ.get("FAE_TEST_PG_URI", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+    "mysql": os.environ.get("FAE_TEST_MYSQL_URI", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -112,12 +115,12 @@ def clean_redis(redis_server: RedisServer) -> RedisServer:
     return redis_server
 
 
-def _postgres_available() -> bool:
-    engine = sa.create_engine(PG_ADMIN_URI, poolclass=sa.pool.NullPool)
+def _server_available(uri: str) -> bool:
+    engine = sa.create_engine(uri, poolclass=sa.pool.NullPool)
     try:
         with engine.connect():
             return True
-    except sa.exc.OperationalError:
+    except (sa.exc.OperationalError, sa.exc.InterfaceError):
         return False
     finally:
         engine.dispose()
@@ -125,28 +128,31 @@ def _postgres_available() -> bool:
 
 @pytest.fixture(scope="session")
 def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database: a SQLite file to copy per test, or a PostgreSQL database for the session."""
+    """A migrated database: a SQLite file to copy per test, or a server database for the session."""
     if DB_BACKEND == "sqlite":
         path = tmp_path_factory.mktemp("db") / "template.sqlite"
         uri = f"sqlite:///{path}"
         _prepare_schema(uri)
         yield str(path)
         return
-    if DB_BACKEND != "postgresql":
-        pytest.fail(f"FAE_TEST_DB must be sqlite or postgresql, not {DB_BACKEND!r}")
-    if not _postgres_available():
+    if DB_BACKEND not in SERVER_URIS:
+        pytest.fail(f"FAE_TEST_DB must be sqlite, postgresql or mysql, not {DB_BACKEND!r}")
+    admin_uri = SERVER_URIS[DB_BACKEND]
+    if not _server_available(admin_uri):
         if IN_CI:
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URI} and CI=true requires it")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URI}: PostgreSQL tests skipped")
+            pytest.fail(f"{DB_BACKEND} is not reachable at {admin_uri} and CI=true requires it")
+        pytest.skip(f"{DB_BACKEND} is not reachable at {admin_uri}: {DB_BACKEND} tests skipped")
     name = f"fae_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(admin_uri, isolation_level="AUTOCOMMIT")
+    quote = admin.dialect.identifier_preparer.quote
     with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    uri = PG_ADMIN_URI.rsplit("/", 1)[0] + f"/{name}"
+        connection.execute(sa.text(f"CREATE DATABASE {quote(name)}"))
+    uri = admin_uri.rsplit("/", 1)[0] + f"/{name}"
     _prepare_schema(uri)
     yield uri
+    force = " WITH (FORCE)" if DB_BACKEND == "postgresql" else ""
     with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {quote(name)}{force}"))
     admin.dispose()
 
 
@@ -168,7 +174,13 @@ def database_uri(database_template: str, tmp_path: Path) -> str:
         return f"sqlite:///{path}"
     engine = sa.create_engine(database_template)
     with engine.begin() as connection:
-        connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        if DB_BACKEND == "postgresql":
+            connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        else:
+            connection.execute(sa.text("SET FOREIGN_KEY_CHECKS = 0"))
+            for table in TABLES:
+                connection.execute(sa.text(f"TRUNCATE TABLE {table}"))
+            connection.execute(sa.text("SET FOREIGN_KEY_CHECKS = 1"))
     engine.dispose()
     return database_template
 

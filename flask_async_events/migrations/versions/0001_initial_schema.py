@@ -137,17 +137,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_async_event_subscriber_log_uuid"), table_name="async_event_subscriber_log")
-    op.drop_index(op.f("ix_async_event_subscriber_log_subscription_id"), table_name="async_event_subscriber_log")
-    op.drop_index(op.f("ix_async_event_subscriber_log_delivery_id"), table_name="async_event_subscriber_log")
-    op.drop_index(op.f("ix_async_event_subscriber_log_created"), table_name="async_event_subscriber_log")
+    # Dropping a table drops its indexes; MySQL refuses to drop an index a foreign key needs first.
     op.drop_table("async_event_subscriber_log")
-    op.drop_index(op.f("ix_async_event_delivery_subscription_id"), table_name="async_event_delivery")
-    op.drop_index("ix_async_event_delivery_state_next_attempt_at", table_name="async_event_delivery")
-    op.drop_index(op.f("ix_async_event_delivery_claim_token"), table_name="async_event_delivery")
     op.drop_table("async_event_delivery")
-    op.drop_index("ix_async_event_subscriber_status_event_name", table_name="async_event_subscriber")
-    op.drop_index(op.f("ix_async_event_subscriber_event_name"), table_name="async_event_subscriber")
     op.drop_table("async_event_subscriber")
-    op.drop_index(op.f("ix_async_event_triggered_at"), table_name="async_event")
     op.drop_table("async_event")
