@@ -20,24 +20,30 @@ SUBSCRIPTION_PATTERN = re.compile(r"^[a-z0-9._*-]+$")
 TOML_KEYS = {"name", "service", "resources", "description"}
 
 
-def normalise_event_name(name: str) -> str:
-    """Lower-case an event name and check it, as names are stored and compared."""
+def _normalise(name: str, allowed: re.Pattern[str], characters: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"event name must be a string, got {type(name).__name__}")
     lowered = name.strip().lower()
-    if not EVENT_NAME.match(lowered):
-        raise ValueError(f"invalid event name {name!r}: use letters, digits, '.', '_' and '-'")
+    if not allowed.match(lowered):
+        raise ValueError(f"invalid event name {name!r}: use {characters}")
     return lowered
+
+
+def normalise_event_name(name: str) -> str:
+    """Lower-case an event name and check it, as names are stored and compared."""
+    return _normalise(name, EVENT_NAME, "letters, digits, '.', '_' and '-'")
 
 
 def normalise_pattern(pattern: str) -> str:
     """Lower-case a subscription's event name, which may hold ``*`` wildcards, and check it."""
-    if not isinstance(pattern, str):
-        raise TypeError(f"event name must be a string, got {type(pattern).__name__}")
-    lowered = pattern.strip().lower()
-    if not SUBSCRIPTION_PATTERN.match(lowered):
-        raise ValueError(f"invalid event name {pattern!r}: use letters, digits, '.', '_', '-' and '*'")
-    return lowered
+    return _normalise(pattern, SUBSCRIPTION_PATTERN, "letters, digits, '.', '_', '-' and '*'")
+
+
+def check_store_id(store_id: object) -> int:
+    """A store id is an integer >= 0 (0 = unscoped); booleans and strings are refused."""
+    if not isinstance(store_id, int) or isinstance(store_id, bool) or store_id < 0:
+        raise ValueError(f"store_id must be an integer >= 0, got {store_id!r}")
+    return store_id
 
 
 @lru_cache(maxsize=4096)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 from flask_async_events import signals
+from flask_async_events.definitions import check_store_id
 from flask_async_events.models import Event, utcnow
 from flask_async_events.state import EXTENSION_KEY, AppState
 
@@ -36,8 +37,7 @@ def publish_event(state: AppState, name: str, store_id: int, arguments: dict[str
     if definition is None:
         defined = ", ".join(d.name for d in state.definitions) or "none"
         raise ValueError(f"event {name!r} is not defined (defined events: {defined})")
-    if not isinstance(store_id, int) or isinstance(store_id, bool) or store_id < 0:
-        raise ValueError(f"store_id must be an integer >= 0, got {store_id!r}")
+    check_store_id(store_id)
     definition.bind(arguments)
     try:
         encoded = json.dumps(arguments, separators=(",", ":"), allow_nan=False)

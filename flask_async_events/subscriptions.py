@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import insert, or_, select, update
 
-from flask_async_events.definitions import normalise_pattern, receives
+from flask_async_events.definitions import check_store_id, normalise_pattern, receives
 from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Subscription, utcnow
 from flask_async_events.state import AppState, DbSession
 
@@ -31,8 +31,7 @@ def create_subscription(
         raise ValueError(f"event_name {event_name!r} is not a defined event")
     if state.notifier(metadata) is None:
         raise ValueError(f"metadata {metadata!r} is not a registered notifier ({', '.join(state.notifier_names())})")
-    if not isinstance(store_id, int) or isinstance(store_id, bool) or store_id < 0:
-        raise ValueError(f"store_id must be an integer >= 0, got {store_id!r}")
+    check_store_id(store_id)
     if not recipient_url or len(recipient_url) > 1024:
         raise ValueError("recipient_url must be given and at most 1024 characters")
     if not verification_token:
