@@ -38,9 +38,11 @@ test-postgresql: $(STAMP)
 test-mysql: $(STAMP)
 	FAE_TEST_DB=mysql $(BIN)/python -m pytest
 
-## Delivery throughput against a local receiver, with a plain signed-POST loop as the baseline.
+## Delivery throughput against a local receiver (baseline: a plain signed-POST loop), and the
+## EventBridge rate against moto with and without PutEvents batching.
 bench: $(STAMP)
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.eventbridge
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache *.egg-info

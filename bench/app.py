@@ -1,4 +1,4 @@
-"""The app the benchmark's worker runs: one event with a ~1 KB payload."""
+"""The app the benchmarks' workers run: one event with a ~1 KB payload, configured by environment."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ def create_app() -> Flask:
         SQLALCHEMY_DATABASE_URI=os.environ["BENCH_DATABASE_URI"],
         ASYNC_EVENTS_REDIS_URL=os.environ["BENCH_REDIS_URL"],
         ASYNC_EVENTS_MAINTENANCE_INTERVAL=5,
+        ASYNC_EVENTS_EVENTBRIDGE_ENDPOINT_URL=os.environ.get("BENCH_EVENTBRIDGE_URL"),
+        ASYNC_EVENTS_EVENTBRIDGE_BATCH_SIZE=int(os.environ.get("BENCH_EVENTBRIDGE_BATCH_SIZE", "10")),
+        ASYNC_EVENTS_EVENTBRIDGE_SOURCE="bench",
     )
     db.init_app(app)
     events.init_app(app, db=db)

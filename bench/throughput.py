@@ -10,45 +10,29 @@ time until every delivery is recorded as delivered in the database.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
 import requests
-import sqlalchemy as sa
 
+from bench.common import (
+    ROOT,
+    SECRET,
+    drop_database,
+    free_port,
+    fresh_database,
+    publish_and_deliver,
+    start_redis,
+    summary,
+    wait_until,
+)
 from flask_async_events.signing import legacy_signature, signing_key, standard_signature
-
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-SECRET = "whsec_YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldA=="
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check: Callable[[], object], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("service did not start")
 
 
 def plain_loop(url: str, count: int, body: bytes) -> float:
@@ -75,78 +59,6 @@ def plain_loop(url: str, count: int, body: bytes) -> float:
     return count / (time.perf_counter() - started)
 
 
-def one_run(env: dict[str, str], database_uri: str, url: str, count: int) -> float:
-    """Publish ``count`` events, run one burst worker, return deliveries per second."""
-    sys.path.insert(0, str(ROOT))
-    from bench.app import create_app, db, events
-    from flask_async_events.models import Delivery, DeliveryState
-
-    os.environ.update(env)
-    app = create_app()
-    with app.app_context():
-        events.subscribe("bench.created", url, verification_token=SECRET)
-        db.session.commit()
-        for start in range(0, count, 500):
-            for index in range(start, min(start + 500, count)):
-                events.publish("bench.created", id=index)
-            db.session.commit()
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flask",
-            "--app",
-            "bench.app:create_app",
-            "async-events",
-            "worker",
-            "--burst",
-            "--logging-level",
-            "WARNING",
-        ],
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        check=True,
-    )
-    elapsed = time.perf_counter() - started
-    with app.app_context():
-        delivered = db.session.scalar(sa.select(sa.func.count()).where(Delivery.state == DeliveryState.DELIVERED))
-        db.engine.dispose()
-    if delivered != count:
-        raise RuntimeError(f"only {delivered} of {count} deliveries were delivered")
-    return count / elapsed
-
-
-def fresh_database(kind: str, folder: Path, run: int) -> str:
-    from flask_async_events.migrate import upgrade
-
-    if kind == "sqlite":
-        uri = f"sqlite:///{folder}/bench-{run}.sqlite"
-    else:
-        name = f"fae_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        uri = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    engine = sa.create_engine(uri)
-    upgrade(engine)
-    engine.dispose()
-    return uri
-
-
-def drop_database(uri: str) -> None:
-    if uri.startswith("postgresql"):
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{uri.rsplit("/", 1)[1]}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def summary(values: list[float]) -> str:
-    return f"{min(values):7.0f} {statistics.median(values):7.0f} {max(values):7.0f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5000)
@@ -155,42 +67,23 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="fae-bench-"))
-    redis_socket = folder / "redis.sock"
-    redis_binary = shutil.which("redis-server") or "redis-server"
-    services = [
-        subprocess.Popen(
-            [
-                redis_binary,
-                "--port",
-                "0",
-                "--unixsocket",
-                str(redis_socket),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(folder),
-            ],
-            stdout=subprocess.DEVNULL,
-        ),
-    ]
+    redis_process, redis_url = start_redis(folder)
+    services: list[subprocess.Popen[bytes]] = [redis_process]
     port = free_port()
     services.append(subprocess.Popen([sys.executable, "-m", "bench.receiver", str(port)], cwd=ROOT))
     url = f"http://127.0.0.1:{port}/hook"
     try:
-        wait_until(lambda: redis.Redis(unix_socket_path=str(redis_socket)).ping())
         wait_until(lambda: requests.post(url, data=b"{}", timeout=1).ok)
         body = b'{"data":{"id":1,"padding":"' + b"x" * 1000 + b'"}}'
         baseline: list[float] = []
         ours: list[float] = []
         for run in range(args.repeat):
             baseline.append(plain_loop(url, args.events, body))
-            redis.Redis(unix_socket_path=str(redis_socket)).flushall()
+            redis.Redis.from_url(redis_url).flushall()
             uri = fresh_database(args.database, folder, run)
-            env = {"BENCH_DATABASE_URI": uri, "BENCH_REDIS_URL": f"unix://{redis_socket}"}
+            env = {"BENCH_DATABASE_URI": uri, "BENCH_REDIS_URL": redis_url}
             try:
-                ours.append(one_run(env, uri, url, args.events))
+                ours.append(publish_and_deliver(env, url, args.events))
             finally:
                 drop_database(uri)
             print(f"run {run + 1}: plain loop {baseline[-1]:.0f}/s, one worker {ours[-1]:.0f}/s", flush=True)

@@ -16,7 +16,7 @@ from flask_async_events.outbox import publish_event
 from flask_async_events.queues import QUEUE_NAMES
 from flask_async_events.replay import ReplayError, replay
 from flask_async_events.signing import generate_secret
-from flask_async_events.state import get_state
+from flask_async_events.state import NOTIFIER_ALIASES, get_state
 from flask_async_events.status import dead_letters, system_status
 from flask_async_events.subscriptions import create_subscription, disable_subscriptions, enable_subscriptions
 from flask_async_events.worker import AsyncEventsWorker
@@ -109,8 +109,9 @@ def list_(as_json: bool) -> None:
     state = get_state()
     events = [{"name": d.name, "description": d.description, "resources": list(d.resources)} for d in state.definitions]
     notifiers = state.notifier_names()
+    aliases = {alias: name for alias, name in NOTIFIER_ALIASES.items() if name in notifiers}
     if as_json:
-        _print_json({"events": events, "notifiers": notifiers})
+        _print_json({"events": events, "notifiers": notifiers, "aliases": aliases})
         return
     click.echo("Events:")
     for event in events:
@@ -118,7 +119,8 @@ def list_(as_json: bool) -> None:
         click.echo(f"  {event['name']}{resources}  {event['description']}".rstrip())
     click.echo("Notifiers:")
     for notifier in notifiers:
-        click.echo(f"  {notifier}")
+        also = [alias for alias, name in aliases.items() if name == notifier]
+        click.echo(f"  {notifier}" + (f"  (also: {', '.join(also)})" if also else ""))
 
 
 @cli.command()

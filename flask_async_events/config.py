@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_MAINTENANCE_INTERVAL": 10,
     "ASYNC_EVENTS_RELAY_AFTER": 30,
     "ASYNC_EVENTS_ENCRYPTION_KEYS": None,
+    "ASYNC_EVENTS_EVENTBRIDGE_SOURCE": None,
+    "ASYNC_EVENTS_EVENTBRIDGE_REGION": None,
+    "ASYNC_EVENTS_EVENTBRIDGE_ENDPOINT_URL": None,
+    "ASYNC_EVENTS_EVENTBRIDGE_BATCH_SIZE": 10,
 }
 
 
@@ -55,6 +59,10 @@ class Settings:
     maintenance_interval: int
     relay_after: float
     encryption_keys: tuple[str, ...]
+    eventbridge_source: str | None
+    eventbridge_region: str | None
+    eventbridge_endpoint_url: str | None
+    eventbridge_batch_size: int
 
     @property
     def send_budget(self) -> float:
@@ -148,4 +156,16 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         maintenance_interval=_number(config, "ASYNC_EVENTS_MAINTENANCE_INTERVAL", minimum=1, integer=True),
         relay_after=_number(config, "ASYNC_EVENTS_RELAY_AFTER", minimum=0),
         encryption_keys=_keys(config),
+        eventbridge_source=config.get("ASYNC_EVENTS_EVENTBRIDGE_SOURCE"),
+        eventbridge_region=config.get("ASYNC_EVENTS_EVENTBRIDGE_REGION"),
+        eventbridge_endpoint_url=config.get("ASYNC_EVENTS_EVENTBRIDGE_ENDPOINT_URL"),
+        eventbridge_batch_size=_batch_size(config),
     )
+
+
+def _batch_size(config: Mapping[str, Any]) -> int:
+    key = "ASYNC_EVENTS_EVENTBRIDGE_BATCH_SIZE"
+    size: int = _number(config, key, minimum=1, integer=True)
+    if size > 10:
+        raise ConfigError(f"{key} is at most 10 (PutEvents' limit), got {size}")
+    return size

@@ -35,7 +35,7 @@ from flask_async_events.models import (
     UTCDateTime,
     utcnow,
 )
-from flask_async_events.notifiers.base import Message, Notifier, NotifyResult, Recipient
+from flask_async_events.notifiers.base import BatchNotifier, Message, Notifier, NotifyResult, Recipient
 from flask_async_events.notifiers.http import RESPONSE_EXCERPT
 from flask_async_events.payloads import CONTENT_TYPES, describe_error, resolve_body
 from flask_async_events.retry import next_delay
@@ -73,6 +73,14 @@ class Claimed:
 
 
 @dataclass
+class Send:
+    """One unit of sending: one delivery, or a batch for a notifier that takes batches."""
+
+    items: list[Claimed]
+    task: Task[list[tuple[NotifyResult, int]]]
+
+
+@dataclass
 class Outcome:
     item: Claimed
     result: NotifyResult
@@ -87,12 +95,15 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
     if not items:
         return 0
     deadline = time.monotonic() + state.settings.send_budget
-    outcomes, tasks, task_items, bodies = _prepare(state, items)
-    results, unsent = state.sender().run(tasks, deadline)
-    for index, (result, duration_ms) in results.items():
-        outcomes.append(Outcome(task_items[index], result, duration_ms))
-    _record(state, token, outcomes, [task_items[index] for index in unsent], bodies)
-    return len(results)
+    outcomes, sends, bodies = _prepare(state, items)
+    results, unsent = state.sender().run([send.task for send in sends], deadline)
+    for index, sent in results.items():
+        outcomes.extend(
+            Outcome(item, result, duration_ms)
+            for item, (result, duration_ms) in zip(sends[index].items, sent, strict=True)
+        )
+    _record(state, token, outcomes, [item for index in unsent for item in sends[index].items], bodies)
+    return sum(len(sends[index].items) for index in results)
 
 
 def _claim(state: AppState, delivery_ids: list[int], token: str) -> list[Claimed]:
@@ -159,13 +170,11 @@ def _claimed(row: Any) -> Claimed:
     )
 
 
-def _prepare(
-    state: AppState, items: list[Claimed]
-) -> tuple[list[Outcome], list[Task[tuple[NotifyResult, int]]], list[Claimed], dict[int, str]]:
-    """Split claimed items into ready outcomes (cancelled, unsendable) and send tasks."""
+def _prepare(state: AppState, items: list[Claimed]) -> tuple[list[Outcome], list[Send], dict[int, str]]:
+    """Split claimed items into ready outcomes (cancelled, unsendable) and sends."""
     outcomes: list[Outcome] = []
-    tasks: list[Task[tuple[NotifyResult, int]]] = []
-    task_items: list[Claimed] = []
+    sends: list[Send] = []
+    batches: dict[str, list[tuple[Claimed, Recipient, Message]]] = defaultdict(list)
     resolved: dict[int, str | Exception] = {}
     secrets: dict[int, str | Exception] = {}
     content_type = CONTENT_TYPES[state.settings.payload_format]
@@ -195,11 +204,21 @@ def _prepare(
         message = Message(
             item.uuid, item.event_uuid, item.event_name, body, content_type, item.created_at, item.attempt_count + 1
         )
+        if isinstance(notifier, BatchNotifier):
+            batches[item.notifier.lower()].append((item, recipient, message))
+            continue
         endpoint = urlsplit(item.recipient_url).netloc or item.recipient_url
-        tasks.append(Task(endpoint, partial(_attempt, notifier, recipient, message)))
-        task_items.append(item)
+        sends.append(Send([item], Task(endpoint, partial(_attempt, notifier, recipient, message))))
+    for name, entries in batches.items():
+        batch_notifier = state.notifier(name)
+        assert isinstance(batch_notifier, BatchNotifier)
+        size = max(1, batch_notifier.max_batch)
+        for start in range(0, len(entries), size):
+            chunk = entries[start : start + size]
+            task = Task(name, partial(_attempt_batch, batch_notifier, [(r, m) for _, r, m in chunk]))
+            sends.append(Send([item for item, _, _ in chunk], task))
     bodies = {event_id: body for event_id, body in resolved.items() if isinstance(body, str)}
-    return outcomes, tasks, task_items, bodies
+    return outcomes, sends, bodies
 
 
 def _resolve_once(state: AppState, item: Claimed, resolved: dict[int, str | Exception]) -> str | Exception:
@@ -228,16 +247,34 @@ def _unsendable(item: Claimed, reason: str, error_class: str) -> Outcome:
     return Outcome(item, NotifyResult(False, retryable=True, response_data=reason, error_class=error_class))
 
 
-def _attempt(notifier: Notifier, recipient: Recipient, message: Message) -> tuple[NotifyResult, int]:
+def _attempt(notifier: Notifier, recipient: Recipient, message: Message) -> list[tuple[NotifyResult, int]]:
     """One notifier call, timed; an exception becomes a retryable failure, never a lost batch."""
     started = time.perf_counter()
     try:
         result = notifier.notify(recipient, message)
     except Exception as exc:  # a notifier is pluggable code
-        result = NotifyResult(
-            False, retryable=True, response_data=f"{type(exc).__name__}: {exc}", error_class=type(exc).__name__
-        )
-    return result, round((time.perf_counter() - started) * 1000)
+        result = _crashed(exc)
+    return [(result, round((time.perf_counter() - started) * 1000))]
+
+
+def _attempt_batch(notifier: BatchNotifier, batch: list[tuple[Recipient, Message]]) -> list[tuple[NotifyResult, int]]:
+    """One batch call, timed; each message gets a result even if the notifier misbehaves."""
+    started = time.perf_counter()
+    try:
+        results = list(notifier.notify_batch(batch))
+    except Exception as exc:  # a notifier is pluggable code
+        results = [_crashed(exc)] * len(batch)
+    if len(results) != len(batch):
+        missing = NotifyResult(False, retryable=True, response_data="The notifier returned no result for this message")
+        results = (results + [missing] * len(batch))[: len(batch)]
+    duration_ms = round((time.perf_counter() - started) * 1000)
+    return [(result, duration_ms) for result in results]
+
+
+def _crashed(exc: Exception) -> NotifyResult:
+    return NotifyResult(
+        False, retryable=True, response_data=f"{type(exc).__name__}: {exc}", error_class=type(exc).__name__
+    )
 
 
 def _due_at(now: datetime, delay: float) -> datetime:

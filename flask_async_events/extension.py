@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
-from flask_async_events.config import load_settings
+from flask_async_events.config import Settings, load_settings
 from flask_async_events.crypto import SecretBox
 from flask_async_events.definitions import (
     EventDefinition,
@@ -20,7 +20,9 @@ from flask_async_events.definitions import (
 )
 from flask_async_events.models import Delivery, Subscription
 from flask_async_events.notifiers.base import Notifier
+from flask_async_events.notifiers.eventbridge import EventBridgeNotifier
 from flask_async_events.notifiers.http import HttpNotifier
+from flask_async_events.notifiers.plugins import load_entry_point_notifiers
 from flask_async_events.outbox import install_session_hooks, publish_event
 from flask_async_events.queues import Queues, connect_redis
 from flask_async_events.replay import replay
@@ -74,11 +76,6 @@ class AsyncEvents:
         definitions = self._definitions.copy()
         if settings.definitions_file:
             load_definitions_file(os.path.join(app.root_path, settings.definitions_file), definitions)
-        http = HttpNotifier(
-            connect_timeout=settings.connect_timeout,
-            timeout=settings.timeout,
-            signature_header=settings.signature_header,
-        )
         app.extensions[EXTENSION_KEY] = AppState(
             settings=settings,
             db=database,
@@ -89,7 +86,7 @@ class AsyncEvents:
                 batch_size=settings.batch_size,
             ),
             box=SecretBox(settings.encryption_keys),
-            builtin_notifiers={"http": http},
+            app_notifiers={**_builtin_notifiers(app, settings), **load_entry_point_notifiers(app)},
             registered_notifiers=self._notifiers,
         )
         install_session_hooks(database.session)
@@ -140,6 +137,22 @@ class AsyncEvents:
     def state(self, app: Flask | None = None) -> AppState:
         """The per-app state (settings, queues, notifiers), for tools built on this package."""
         return get_state(app)
+
+
+def _builtin_notifiers(app: Flask, settings: Settings) -> dict[str, Notifier]:
+    return {
+        "http": HttpNotifier(
+            connect_timeout=settings.connect_timeout,
+            timeout=settings.timeout,
+            signature_header=settings.signature_header,
+        ),
+        "eventbridge": EventBridgeNotifier(
+            source=settings.eventbridge_source or app.name,
+            region=settings.eventbridge_region,
+            endpoint_url=settings.eventbridge_endpoint_url,
+            max_batch=settings.eventbridge_batch_size,
+        ),
+    }
 
 
 def _setup_database(app: Flask, db: SQLAlchemy | None) -> SQLAlchemy:

@@ -35,8 +35,8 @@ class AppState:
     definitions: EventRegistry
     queues: Queues
     box: SecretBox
-    builtin_notifiers: dict[str, Notifier]
-    registered_notifiers: Mapping[str, Notifier] = field(default_factory=dict)
+    app_notifiers: dict[str, Notifier]  # built in, and from the entry-point group
+    registered_notifiers: Mapping[str, Notifier] = field(default_factory=dict)  # register_notifier()
     _sender: Sender | None = field(default=None, repr=False)
 
     def sender(self) -> Sender:
@@ -48,10 +48,10 @@ class AppState:
     def notifier(self, name: str) -> Notifier | None:
         """The notifier for a subscription's ``metadata``, aliases included."""
         key = NOTIFIER_ALIASES.get(name.lower(), name.lower())
-        return self.registered_notifiers.get(key) or self.builtin_notifiers.get(key)
+        return self.registered_notifiers.get(key) or self.app_notifiers.get(key)
 
     def notifier_names(self) -> list[str]:
-        return sorted({*self.builtin_notifiers, *self.registered_notifiers})
+        return sorted({*self.app_notifiers, *self.registered_notifiers})
 
 
 def get_state(app: Flask | None = None) -> AppState:

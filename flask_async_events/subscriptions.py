@@ -29,11 +29,15 @@ def create_subscription(
     pattern = normalise_pattern(event_name)
     if "*" not in pattern and state.definitions.get(pattern) is None:
         raise ValueError(f"event_name {event_name!r} is not a defined event")
-    if state.notifier(metadata) is None:
+    notifier = state.notifier(metadata)
+    if notifier is None:
         raise ValueError(f"metadata {metadata!r} is not a registered notifier ({', '.join(state.notifier_names())})")
     check_store_id(store_id)
     if not recipient_url or len(recipient_url) > 1024:
         raise ValueError("recipient_url must be given and at most 1024 characters")
+    validate_recipient = getattr(notifier, "validate_recipient", None)
+    if callable(validate_recipient):
+        validate_recipient(recipient_url)
     if not verification_token:
         raise ValueError("verification_token must not be empty")
     subscription = Subscription(

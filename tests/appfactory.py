@@ -6,6 +6,8 @@ same database, Redis and settings as the test that started it.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
 import os
 from typing import Any
@@ -54,6 +56,25 @@ def customer_created(id: int) -> dict[str, Any]:
 @events.event("broken.event", description="Its service always raises")
 def broken(id: int) -> dict[str, Any]:
     raise RuntimeError(f"cannot load thing {id}")
+
+
+SERVICE_CALLS: list[int] = []
+
+
+@events.event("counted.event", description="Records each call of its service")
+def counted(id: int) -> dict[str, Any]:
+    SERVICE_CALLS.append(id)
+    return {"id": id}
+
+
+@events.event("typed.event", description="A payload with dates, decimals and tuples")
+def typed(id: int) -> dict[str, Any]:
+    return {"when": datetime.date(2026, 1, 2), "amount": decimal.Decimal("1.10"), "tags": ("a",)}
+
+
+@events.event("sized.event", description="A payload of a chosen size")
+def sized(id: int, size: int) -> dict[str, Any]:
+    return {"id": id, "blob": "x" * size}
 
 
 @events.event("broken.query", description="Its service runs a failing SQL query")

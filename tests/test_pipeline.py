@@ -15,7 +15,7 @@ from flask_async_events.fanout import trigger
 from flask_async_events.models import Event
 from flask_async_events.signing import legacy_signature, signing_key
 from flask_async_events.state import get_state
-from tests.appfactory import db, events
+from tests.appfactory import SERVICE_CALLS, db, events
 from tests.conftest import AppEnv, Receiver, drain, run_burst
 from tests.helpers import (
     SEED_TOKEN,
@@ -294,37 +294,19 @@ def test_deliveries_are_sent_in_batches(env: AppEnv, receiver: Receiver) -> None
     assert len({r.headers["Webhook-Id"] for r in receiver.requests}) == 25
 
 
-def test_payload_is_resolved_once_per_event(env: AppEnv, receiver: Receiver) -> None:
-    app = env.app()
-    calls: list[int] = []
-    definition = app.extensions["async_events"].definitions.get("customer.created")
-    original = definition.service
-
-    def counting(id: int) -> dict[str, int]:
-        calls.append(id)
-        return original(id)
-
-    object.__setattr__(definition, "service", counting)
+def test_payload_is_resolved_once_per_event(app: Flask, receiver: Receiver) -> None:
+    SERVICE_CALLS.clear()
     for index in range(3):
-        subscribe(app, receiver.respond(f"/h{index}"), event_name="customer.created")
-    publish(app, "customer.created", id=5)
+        subscribe(app, receiver.respond(f"/h{index}"), event_name="counted.event")
+    publish(app, "counted.event", id=5)
     run_burst(app)
-    assert calls == [5]
+    assert SERVICE_CALLS == [5]
+    assert len(receiver.requests) == 3
     assert len({r.body for r in receiver.requests}) == 1
 
 
-def test_payload_json_serialises_common_types(env: AppEnv, receiver: Receiver) -> None:
-    import datetime
-    import decimal
-
-    app = env.app()
-    definition = app.extensions["async_events"].definitions.get("customer.created")
-    object.__setattr__(
-        definition,
-        "service",
-        lambda id: {"when": datetime.date(2026, 1, 2), "amount": decimal.Decimal("1.10"), "tags": ("a",)},
-    )
-    subscribe(app, receiver.respond(), event_name="customer.created")
-    publish(app, "customer.created", id=1)
+def test_payload_json_serialises_common_types(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.respond(), event_name="typed.event")
+    publish(app, "typed.event", id=1)
     run_burst(app)
     assert json.loads(receiver.requests[0].body) == {"data": {"when": "2026-01-02", "amount": "1.10", "tags": ["a"]}}

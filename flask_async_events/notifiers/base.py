@@ -5,6 +5,7 @@ Notifiers know nothing of Flask or the database; the pipeline hands them plain v
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -50,6 +51,23 @@ class NotifyResult:
 
 @runtime_checkable
 class Notifier(Protocol):
-    """Sends messages for one kind of subscription (the subscription's ``metadata``)."""
+    """Sends messages for one kind of subscription (the subscription's ``metadata``).
+
+    Optional extras a notifier may have:
+
+    - ``validate_recipient(recipient_url) -> None``: raise ``ValueError`` for a recipient it cannot
+      send to; called when a subscription is created or changed.
+    - ``max_batch: int`` and ``notify_batch(batch) -> list[NotifyResult]`` (see :class:`BatchNotifier`):
+      deliveries due together are handed over up to ``max_batch`` at a time.
+    """
 
     def notify(self, subscription: Recipient, message: Message) -> NotifyResult: ...
+
+
+@runtime_checkable
+class BatchNotifier(Notifier, Protocol):
+    """A notifier that sends several messages in one call, with one result per message, in order."""
+
+    max_batch: int
+
+    def notify_batch(self, batch: Sequence[tuple[Recipient, Message]]) -> list[NotifyResult]: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import requests
 
@@ -44,6 +45,18 @@ class HttpNotifier:
             session.trust_env = False  # never route webhooks through an environment proxy
             self._local.session = session
         return session
+
+    def validate_recipient(self, recipient: str) -> None:
+        """An absolute http(s) URL with a host and no credentials in it."""
+        try:
+            parts = urlsplit(recipient)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise ValueError(f"recipient_url {recipient!r} is not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"recipient_url {recipient!r} must be an absolute http:// or https:// URL")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("recipient_url must not contain credentials; use the verification token instead")
 
     def headers(self, subscription: Recipient, message: Message, timestamp: int) -> dict[str, str]:
         """Every header of one attempt, signatures included."""
