@@ -73,7 +73,11 @@ def _order_input() -> tuple[str, str] | str:
 
 def create_app() -> Flask:
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=settings.SECRET_KEY, ASYNC_EVENTS_MAINTENANCE_INTERVAL=5)
+    app.config.update(
+        SECRET_KEY=settings.SECRET_KEY,
+        ASYNC_EVENTS_MAINTENANCE_INTERVAL=5,
+        ASYNC_EVENTS_ALLOWED_NETWORKS=["127.0.0.0/8"],  # the demo receiver runs on this machine
+    )
     app.config.from_prefixed_env()
     events.init_app(app, db=db)  # no database configured: SQLite in the instance folder
     with app.app_context():

@@ -1,5 +1,6 @@
 """flask-async-events: reliable, signed, asynchronous events (outbound webhooks) for Flask."""
 
+from flask_async_events.auth import Principal
 from flask_async_events.extension import AsyncEvents
 from flask_async_events.notifiers.base import Message, Notifier, NotifyResult, Recipient
 from flask_async_events.signals import (
@@ -16,6 +17,7 @@ __all__ = [
     "Message",
     "Notifier",
     "NotifyResult",
+    "Principal",
     "Recipient",
     "__version__",
     "delivery_dead_lettered",

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flask_async_events.ssrf import IPNetwork, parse_networks
+
 PAYLOAD_FORMATS = ("data", "cloudevents")
 
 DEFAULTS: dict[str, Any] = {
@@ -33,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_EVENTBRIDGE_REGION": None,
     "ASYNC_EVENTS_EVENTBRIDGE_ENDPOINT_URL": None,
     "ASYNC_EVENTS_EVENTBRIDGE_BATCH_SIZE": 10,
+    "ASYNC_EVENTS_ALLOWED_NETWORKS": [],
+    "ASYNC_EVENTS_URL_PREFIX": "/rest/V1",
 }
 
 
@@ -63,6 +67,8 @@ class Settings:
     eventbridge_region: str | None
     eventbridge_endpoint_url: str | None
     eventbridge_batch_size: int
+    allowed_networks: tuple[IPNetwork, ...]
+    url_prefix: str
 
     @property
     def send_budget(self) -> float:
@@ -160,7 +166,28 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         eventbridge_region=config.get("ASYNC_EVENTS_EVENTBRIDGE_REGION"),
         eventbridge_endpoint_url=config.get("ASYNC_EVENTS_EVENTBRIDGE_ENDPOINT_URL"),
         eventbridge_batch_size=_batch_size(config),
+        allowed_networks=_networks(config),
+        url_prefix=_url_prefix(config),
     )
+
+
+def _networks(config: Mapping[str, Any]) -> tuple[IPNetwork, ...]:
+    key = "ASYNC_EVENTS_ALLOWED_NETWORKS"
+    value = config.get(key, DEFAULTS[key])
+    if isinstance(value, str):
+        value = [part for part in value.replace(",", " ").split() if part]
+    try:
+        return parse_networks(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _url_prefix(config: Mapping[str, Any]) -> str:
+    key = "ASYNC_EVENTS_URL_PREFIX"
+    value = config.get(key, DEFAULTS[key])
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"{key} must be a path starting with '/', got {value!r}")
+    return value.rstrip("/")
 
 
 def _batch_size(config: Mapping[str, Any]) -> int:

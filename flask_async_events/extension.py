@@ -8,8 +8,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from flask import Flask
+from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 
+from flask_async_events.api import register_api
+from flask_async_events.auth import Authorizer
 from flask_async_events.config import Settings, load_settings
 from flask_async_events.crypto import SecretBox
 from flask_async_events.definitions import (
@@ -27,6 +30,7 @@ from flask_async_events.outbox import install_session_hooks, publish_event
 from flask_async_events.queues import Queues, connect_redis
 from flask_async_events.replay import replay
 from flask_async_events.signing import generate_secret
+from flask_async_events.ssrf import AddressPolicy
 from flask_async_events.state import EXTENSION_KEY, AppState, get_state
 from flask_async_events.subscriptions import create_subscription, has_subscribers
 
@@ -43,12 +47,13 @@ class AsyncEvents:
     apply to every app this object is set up on.
     """
 
-    def __init__(self, app: Flask | None = None, db: SQLAlchemy | None = None) -> None:
+    def __init__(self, app: Flask | None = None, db: SQLAlchemy | None = None, api: Api | None = None) -> None:
         self._definitions = EventRegistry()
         self._notifiers: dict[str, Notifier] = {}
+        self._authorizer: Authorizer | None = None
         self._db = db
         if app is not None:
-            self.init_app(app, db=db)
+            self.init_app(app, db=db, api=api)
 
     def event(self, name: str, *, resources: Iterable[str] = (), description: str = "") -> Callable[[F], F]:
         """Define an event whose payload the decorated function (the "service") returns."""
@@ -67,8 +72,21 @@ class AsyncEvents:
             raise TypeError(f"notifier {name!r} must have a notify(subscription, message) method")
         self._notifiers[name.strip().lower()] = notifier
 
-    def init_app(self, app: Flask, db: SQLAlchemy | None = None) -> None:
-        """Set the extension up on ``app``; every configuration error is raised here."""
+    def authorize(self, func: Authorizer) -> Authorizer:
+        """Replace the REST API's bearer tokens with the host's own check.
+
+        ``func(request)`` returns a :class:`~flask_async_events.auth.Principal` (whose ``owner``
+        key marks the subscriptions it creates) or None to refuse the request with a 401.
+        """
+        self._authorizer = func
+        return func
+
+    def init_app(self, app: Flask, db: SQLAlchemy | None = None, api: Api | None = None) -> None:
+        """Set the extension up on ``app``; every configuration error is raised here.
+
+        ``api``: the host's flask-smorest ``Api`` to mount the REST API on; without it the
+        package makes its own, whose JSON error handlers apply to the REST API only.
+        """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("flask-async-events is already set up on this app")
         settings = load_settings(app.config)
@@ -88,8 +106,10 @@ class AsyncEvents:
             box=SecretBox(settings.encryption_keys),
             app_notifiers={**_builtin_notifiers(app, settings), **load_entry_point_notifiers(app)},
             registered_notifiers=self._notifiers,
+            authorizer=lambda: self._authorizer,
         )
         install_session_hooks(database.session)
+        register_api(app, settings.url_prefix, api)
         from flask_async_events.cli import cli
 
         app.cli.add_command(cli)
@@ -145,6 +165,7 @@ def _builtin_notifiers(app: Flask, settings: Settings) -> dict[str, Notifier]:
             connect_timeout=settings.connect_timeout,
             timeout=settings.timeout,
             signature_header=settings.signature_header,
+            policy=AddressPolicy(settings.allowed_networks),
         ),
         "eventbridge": EventBridgeNotifier(
             source=settings.eventbridge_source or app.name,

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from flask_async_events.auth import owner_resources
 from flask_async_events.definitions import receives
 from flask_async_events.dialects import insert_ignoring_duplicates
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
@@ -20,6 +21,16 @@ from flask_async_events.payloads import describe_error, resolve_body
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")
+
+
+def _resources(state: AppState, event_name: str) -> frozenset[str]:
+    definition = state.definitions.get(event_name)
+    return frozenset(definition.resources) if definition is not None else frozenset()
+
+
+def _granted(held: frozenset[str] | None, needed: frozenset[str]) -> bool:
+    """A token-owned subscription (a wildcard, say) gets only events whose resources its token holds."""
+    return held is None or needed <= held
 
 
 def trigger(state: AppState, event_ids: Sequence[int]) -> int:
@@ -38,18 +49,21 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         return 0
     names = {event.event_name for event in events}
     candidates = session.execute(
-        select(Subscription.subscription_id, Subscription.event_name, Subscription.store_id).where(
+        select(Subscription.subscription_id, Subscription.event_name, Subscription.store_id, Subscription.owner).where(
             Subscription.status.is_(True),
             or_(Subscription.event_name.in_(names), Subscription.event_name.contains("*")),
         )
     ).all()
+    grants = owner_resources(session, {candidate.owner for candidate in candidates if candidate.owner})
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for event in events:
+        needed = _resources(state, event.event_name)
         matched = [
             candidate.subscription_id
             for candidate in candidates
             if receives(candidate.event_name, candidate.store_id, event.event_name, event.store_id)
+            and _granted(grants.get(candidate.owner or ""), needed)
         ]
         event.triggered_at = now
         if not matched:

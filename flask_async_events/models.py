@@ -23,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -30,6 +31,8 @@ TABLE_PREFIX = "async_event"
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Payloads can be large; MySQL's TEXT stops at 64 KiB.
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
 def utcnow() -> datetime:
@@ -98,6 +101,10 @@ class Subscription(Base):
     failing_since: Mapped[datetime | None]
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     disabled_reason: Mapped[str | None] = mapped_column(String(255))
+    # Who created it through the API ("token:<id>", or what the host's authorize hook names); None
+    # for subscriptions made in code or on the command line, which only admins see.
+    owner: Mapped[str | None] = mapped_column(String(255), index=True)
+    deleted_at: Mapped[datetime | None]  # unsubscribed: hidden and disabled, its logs kept
 
     __table_args__ = (Index("ix_async_event_subscriber_status_event_name", "status", "event_name"),)
 
@@ -111,8 +118,8 @@ class Event(Base):
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     event_name: Mapped[str] = mapped_column(String(255))
     store_id: Mapped[int] = mapped_column(Integer, default=0)
-    arguments: Mapped[str] = mapped_column(Text)  # JSON object
-    body: Mapped[str | None] = mapped_column(Text)  # the exact bytes sent, resolved once
+    arguments: Mapped[str] = mapped_column(LongText)  # JSON object
+    body: Mapped[str | None] = mapped_column(LongText)  # the exact bytes sent, resolved once
     resolve_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     triggered_at: Mapped[datetime | None] = mapped_column(index=True)
@@ -162,7 +169,21 @@ class DeliveryAttempt(Base):
     error_class: Mapped[str | None] = mapped_column(String(255))
     response_data: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    serialized_data: Mapped[str | None] = mapped_column(Text)
+    serialized_data: Mapped[str | None] = mapped_column(LongText)
+
+
+class ApiToken(Base):
+    """``async_event_api_token``: a bearer token for the REST API, stored as a SHA-256 hash."""
+
+    __tablename__ = "async_event_api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    resources: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of ACL resources
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
 
 
 def include_in_migrations(name: str | None, type_: str, parent_names: Any = None) -> bool:

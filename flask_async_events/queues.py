@@ -125,12 +125,14 @@ class Queues:
                 registry.add(job, exc_string=reason, pipeline=pipe)
             pipe.execute()
 
-    def forget_dead_letter(self, uuid: str) -> None:
-        """Drop a replayed delivery's entry from the FailedJobRegistry."""
-        job_id = dead_letter_job_id(uuid)
+    def forget_dead_letters(self, uuids: Sequence[str]) -> None:
+        """Drop replayed deliveries' entries from the FailedJobRegistry."""
+        registry_key = FailedJobRegistry(queue=self.delivery).key
         with self.connection.pipeline() as pipe:
-            pipe.zrem(FailedJobRegistry(queue=self.delivery).key, job_id)
-            pipe.delete(Job.key_for(job_id))
+            for uuid in uuids:
+                job_id = dead_letter_job_id(uuid)
+                pipe.zrem(registry_key, job_id)
+                pipe.delete(Job.key_for(job_id))
             pipe.execute()
 
 

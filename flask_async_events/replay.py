@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import select, update
 
 from flask_async_events.models import Delivery, DeliveryState, Subscription, utcnow
 from flask_async_events.state import AppState
@@ -37,9 +39,37 @@ def replay(state: AppState, uuid: str) -> Delivery:
     reset_for_replay(state, delivery)
     delivery_id = delivery.id
     session.commit()
-    state.queues.forget_dead_letter(uuid)
+    state.queues.forget_dead_letters([uuid])
     state.queues.enqueue_deliveries([delivery_id])
     return delivery
+
+
+def recover(state: AppState, subscription_id: int, since: datetime) -> list[str]:
+    """Replay every dead delivery of a subscription created since ``since``; return their uuids."""
+    session = state.db.session
+    subscription = session.get(Subscription, subscription_id)
+    if subscription is None or not subscription.status:
+        raise ReplayError(f"subscription {subscription_id} is disabled; enable it before recovering its deliveries")
+    rows = session.execute(
+        select(Delivery.id, Delivery.uuid).where(
+            Delivery.subscription_id == subscription_id,
+            Delivery.state == DeliveryState.DEAD,
+            Delivery.created_at >= since,
+        )
+    ).all()
+    if not rows:
+        session.rollback()
+        return []
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_([row.id for row in rows]), Delivery.state == DeliveryState.DEAD)
+        .values(state=DeliveryState.PENDING, round_attempts=0, next_attempt_at=utcnow(), claim_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    state.queues.forget_dead_letters([row.uuid for row in rows])
+    state.queues.enqueue_deliveries([row.id for row in rows])
+    return [row.uuid for row in rows]
 
 
 def replay_dead(state: AppState, delivery_id: int) -> bool:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, Request, current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Session, scoped_session
 
@@ -37,6 +37,8 @@ class AppState:
     box: SecretBox
     app_notifiers: dict[str, Notifier]  # built in, and from the entry-point group
     registered_notifiers: Mapping[str, Notifier] = field(default_factory=dict)  # register_notifier()
+    # The host's @events.authorize hook, read on every request so it may be set after init_app.
+    authorizer: Callable[[], Callable[[Request], Any] | None] = lambda: None
     _sender: Sender | None = field(default=None, repr=False)
 
     def sender(self) -> Sender:

@@ -24,20 +24,14 @@ def create_subscription(
     verification_token: str,
     metadata: str = "http",
     store_id: int = 0,
+    owner: str | None = None,
 ) -> Subscription:
     """Add an enabled subscription to the session, checking what the caller gave."""
     pattern = normalise_pattern(event_name)
     if "*" not in pattern and state.definitions.get(pattern) is None:
         raise ValueError(f"event_name {event_name!r} is not a defined event")
-    notifier = state.notifier(metadata)
-    if notifier is None:
-        raise ValueError(f"metadata {metadata!r} is not a registered notifier ({', '.join(state.notifier_names())})")
+    validate_target(state, metadata, recipient_url)
     check_store_id(store_id)
-    if not recipient_url or len(recipient_url) > 1024:
-        raise ValueError("recipient_url must be given and at most 1024 characters")
-    validate_recipient = getattr(notifier, "validate_recipient", None)
-    if callable(validate_recipient):
-        validate_recipient(recipient_url)
     if not verification_token:
         raise ValueError("verification_token must not be empty")
     subscription = Subscription(
@@ -47,9 +41,26 @@ def create_subscription(
         status=True,
         notifier=metadata.lower(),
         store_id=store_id,
+        owner=owner,
     )
     state.db.session.add(subscription)
     return subscription
+
+
+def validate_target(state: AppState, metadata: str, recipient_url: str) -> None:
+    """The notifier must exist and accept the recipient; ``ValueError`` names the field."""
+    notifier = state.notifier(metadata)
+    if notifier is None:
+        raise ValueError(f"metadata {metadata!r} is not a registered notifier ({', '.join(state.notifier_names())})")
+    if not recipient_url or len(recipient_url) > 1024:
+        raise ValueError("recipient_url must be given and at most 1024 characters")
+    validate_recipient = getattr(notifier, "validate_recipient", None)
+    if callable(validate_recipient):
+        try:
+            validate_recipient(recipient_url)
+        except ValueError as exc:
+            message = str(exc)
+            raise ValueError(message if message.startswith("recipient_url") else f"recipient_url: {message}") from None
 
 
 def enable_subscriptions(session: DbSession, subscription_ids: Collection[int]) -> None:

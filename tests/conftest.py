@@ -25,6 +25,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from flask_async_events import migrate
+from flask_async_events.models import Base
 from flask_async_events.state import get_state
 from flask_async_events.worker import AsyncEventsWorker
 from tests import appfactory
@@ -163,7 +164,8 @@ def _prepare_schema(uri: str) -> None:
     engine.dispose()
 
 
-TABLES = ("async_event_subscriber_log", "async_event_delivery", "async_event", "async_event_subscriber", "test_order")
+# Every table, children first: this package's and the test app's own.
+TABLES = [table.name for table in reversed([*Base.metadata.sorted_tables, *appfactory.HostBase.metadata.sorted_tables])]
 
 
 @pytest.fixture

@@ -91,5 +91,5 @@ def test_replaying_for_a_disabled_subscription_says_to_enable_it(env: AppEnv, re
 
 
 def test_db_commands(app: Flask) -> None:
-    assert "current: 0001  head: 0001" in cli(app, "db", "current")
-    assert "Database at revision 0001" in cli(app, "db", "upgrade")
+    assert "current: 0002  head: 0002" in cli(app, "db", "current")
+    assert "Database at revision 0002" in cli(app, "db", "upgrade")

@@ -1,7 +1,8 @@
 """The ``http`` notifier: a signed ``POST`` of the event body to the recipient URL.
 
 Each thread keeps its own ``requests.Session``, so connections stay alive across deliveries and
-jobs. Redirects are never followed; the total time of an attempt is bounded by ``timeout``.
+jobs. Redirects are never followed; the total time of an attempt is bounded by ``timeout``;
+connections go only to addresses the SSRF policy allows, checked at connect time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import requests
 from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
 from flask_async_events.retry import parse_retry_after
 from flask_async_events.signing import legacy_signature, signing_key, standard_signature
+from flask_async_events.ssrf import AddressPolicy, ForbiddenAddress, guarded_adapter
 from flask_async_events.version import __version__
 
 RESPONSE_EXCERPT = 8192
@@ -32,10 +34,12 @@ class HttpNotifier:
         connect_timeout: float = 5.0,
         timeout: float = 15.0,
         signature_header: str = "x-magento-signature",
+        policy: AddressPolicy | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.signature_header = signature_header
+        self.policy = policy or AddressPolicy()
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
@@ -43,6 +47,9 @@ class HttpNotifier:
         if session is None:
             session = requests.Session()
             session.trust_env = False  # never route webhooks through an environment proxy
+            adapter = guarded_adapter(self.policy)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
             self._local.session = session
         return session
 
@@ -57,6 +64,10 @@ class HttpNotifier:
             raise ValueError(f"recipient_url {recipient!r} must be an absolute http:// or https:// URL")
         if parts.username is not None or parts.password is not None:
             raise ValueError("recipient_url must not contain credentials; use the verification token instead")
+        try:
+            self.policy.check_recipient_host(parts.hostname)
+        except ForbiddenAddress as exc:
+            raise ValueError(f"recipient_url: {exc}") from None
 
     def headers(self, subscription: Recipient, message: Message, timestamp: int) -> dict[str, str]:
         """Every header of one attempt, signatures included."""
@@ -86,6 +97,8 @@ class HttpNotifier:
             )
             with response:
                 text = _read_excerpt(response, deadline)
+        except ForbiddenAddress as exc:
+            return NotifyResult(False, response_data=str(exc), error_class="ForbiddenAddress")
         except requests.Timeout as exc:
             return NotifyResult(False, retryable=True, response_data=f"Timed out: {exc}", error_class=_name(exc))
         except requests.RequestException as exc:

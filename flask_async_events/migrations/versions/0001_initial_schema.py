@@ -9,8 +9,12 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 import flask_async_events.models
+
+# Payloads can be large; MySQL's TEXT stops at 64 KiB.
+LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -25,8 +29,8 @@ def upgrade() -> None:
         sa.Column("uuid", sa.String(length=36), nullable=False),
         sa.Column("event_name", sa.String(length=255), nullable=False),
         sa.Column("store_id", sa.Integer(), nullable=False),
-        sa.Column("arguments", sa.Text(), nullable=False),
-        sa.Column("body", sa.Text(), nullable=True),
+        sa.Column("arguments", LONG_TEXT, nullable=False),
+        sa.Column("body", LONG_TEXT, nullable=True),
         sa.Column("resolve_error", sa.Text(), nullable=True),
         sa.Column("created_at", flask_async_events.models.UTCDateTime(), nullable=False),
         sa.Column("triggered_at", flask_async_events.models.UTCDateTime(), nullable=True),
@@ -108,7 +112,7 @@ def upgrade() -> None:
         sa.Column("error_class", sa.String(length=255), nullable=True),
         sa.Column("response_data", sa.Text(), nullable=False),
         sa.Column("created", flask_async_events.models.UTCDateTime(), nullable=False),
-        sa.Column("serialized_data", sa.Text(), nullable=True),
+        sa.Column("serialized_data", LONG_TEXT, nullable=True),
         sa.ForeignKeyConstraint(
             ["delivery_id"],
             ["async_event_delivery.id"],

@@ -1,0 +1,61 @@
+"""The API blueprint, its authentication and the helpers its views share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g, request
+from flask.typing import ResponseReturnValue
+from flask_smorest import Blueprint
+from werkzeug.exceptions import HTTPException
+
+from flask_async_events.api.errors import error_response, fail, handle_http_exception
+from flask_async_events.auth import AuthError, Principal, authenticate, visible_subscriptions
+from flask_async_events.models import Subscription
+from flask_async_events.state import AppState, get_state
+
+blp = Blueprint(
+    "async_events",
+    __name__,
+    description="Subscriptions (the Magento module's /V1/async_event calls), the event catalogue and delivery logs",
+)
+blp.register_error_handler(HTTPException, handle_http_exception)
+
+NOT_FOUND = "Async event with subscription ID {id} does not exist"
+
+
+@blp.before_request
+def authenticate_request() -> ResponseReturnValue | None:
+    state = get_state()
+    try:
+        g.async_events_principal = authenticate(state.db.session, request, state.authorizer())
+    except AuthError as exc:
+        state.db.session.rollback()
+        return error_response(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="async-events"'})
+    return None
+
+
+def principal() -> Principal:
+    found: Principal = g.async_events_principal
+    return found
+
+
+def state() -> AppState:
+    return get_state()
+
+
+def owned_subscription(subscription_id: str) -> Subscription:
+    """The caller's subscription with this id, or the seed's 404 (also for someone else's)."""
+    if not subscription_id.isdigit() or len(subscription_id) > 18:
+        fail(404, NOT_FOUND.format(id=subscription_id))
+    query = visible_subscriptions(principal()).where(Subscription.subscription_id == int(subscription_id))
+    subscription = state().db.session.scalar(query)
+    if subscription is None:
+        fail(404, NOT_FOUND.format(id=subscription_id))
+    return subscription
+
+
+def bad_request(exc: Exception) -> Any:
+    """A ``ValueError`` from the service layer, whose message names the field, as a 400."""
+    state().db.session.rollback()
+    fail(400, str(exc).strip("'\""))

@@ -1,0 +1,177 @@
+"""The REST API's request and response shapes (marshmallow), in the Magento module's form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
+
+MAX_PAGE = 1_000_000
+MAX_ID = 2**31 - 1
+READ_ONLY = {
+    "event_name": "event_name cannot be changed; subscribe again for another event",
+    "store_id": "store_id cannot be changed; subscribe again for another store",
+    "verification_token": "verification_token cannot be changed; subscribe again for a new token",
+}
+IGNORED_ON_UPDATE = ("subscription_id", "subscribed_at", "modified")
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class SubscriptionFields(StrictSchema):
+    event_name = fields.String(
+        required=True,
+        validate=validate.Length(1, 255),
+        metadata={"description": "An event name, or a pattern with * wildcards"},
+    )
+    recipient_url = fields.String(
+        required=True,
+        validate=validate.Length(1, 1024),
+        metadata={"description": "An http(s) URL, or an EventBridge bus name or ARN"},
+    )
+    verification_token = fields.String(
+        validate=validate.Length(1, 255),
+        load_only=True,
+        metadata={"description": "HMAC key; a whsec_ secret is generated if left out"},
+    )
+    metadata = fields.String(
+        required=True,
+        validate=validate.Length(1, 64),
+        metadata={"description": "The notifier: http, eventbridge or event_bridge"},
+    )
+    store_id = fields.Integer(load_default=0, validate=validate.Range(0, 65535))
+
+
+class SubscriptionCreate(StrictSchema):
+    asyncEvent = fields.Nested(SubscriptionFields, required=True)
+
+
+class SubscriptionChanges(StrictSchema):
+    status = fields.Boolean()
+    metadata = fields.String(validate=validate.Length(1, 64))
+    recipient_url = fields.String(validate=validate.Length(1, 1024))
+
+    @pre_load
+    def refuse_read_only(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict):
+            errors = {key: [message] for key, message in READ_ONLY.items() if key in data}
+            if errors:
+                raise ValidationError(errors)
+            data = {key: value for key, value in data.items() if key not in IGNORED_ON_UPDATE}
+        return data
+
+
+class SubscriptionUpdate(StrictSchema):
+    asyncEvent = fields.Nested(SubscriptionChanges, required=True)
+
+
+class SubscriptionOut(Schema):
+    subscription_id = fields.Integer()
+    event_name = fields.String()
+    recipient_url = fields.String()
+    status = fields.Boolean()
+    subscribed_at = fields.DateTime()
+    modified = fields.DateTime()
+    metadata = fields.String(attribute="notifier")
+    store_id = fields.Integer()
+    disabled_reason = fields.String(allow_none=True)
+
+
+class SubscriptionCreated(SubscriptionOut):
+    verification_token = fields.String(metadata={"description": "Only when generated: shown this once"})
+
+
+class SubscriptionQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE  # the seed's searchCriteria[...] keys are read separately
+
+    event_name = fields.String()
+    status = fields.Boolean()
+    store_id = fields.Integer(validate=validate.Range(0, 65535))
+    page = fields.Integer(load_default=1, validate=validate.Range(1, MAX_PAGE))
+    page_size = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
+class SubscriptionList(Schema):
+    items = fields.List(fields.Nested(SubscriptionOut))
+    total_count = fields.Integer()
+    search_criteria = fields.Dict()
+
+
+class Definition(Schema):
+    name = fields.String()
+    description = fields.String()
+    resources = fields.List(fields.String())
+
+
+class AttemptOut(Schema):
+    log_id = fields.Integer()
+    uuid = fields.String()
+    subscription_id = fields.Integer()
+    event_name = fields.String()
+    attempt = fields.Integer()
+    success = fields.Boolean()
+    status_code = fields.Integer(allow_none=True)
+    duration_ms = fields.Integer(allow_none=True)
+    error_class = fields.String(allow_none=True)
+    response_data = fields.String()
+    created = fields.DateTime()
+
+
+class AttemptQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    subscription_id = fields.Integer(validate=validate.Range(0, MAX_ID))
+    uuid = fields.String()
+    event_name = fields.String()
+    success = fields.Boolean()
+    since = fields.DateTime()
+    until = fields.DateTime()
+    page = fields.Integer(load_default=1, validate=validate.Range(1, MAX_PAGE))
+    page_size = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
+class AttemptList(Schema):
+    items = fields.List(fields.Nested(AttemptOut))
+    total_count = fields.Integer()
+
+
+class TraceOut(Schema):
+    uuid = fields.String()
+    status = fields.String(metadata={"description": 'e.g. "Delivered with 2 retries", "Dead Lettered with 5 retries"'})
+    state = fields.String()
+    event_name = fields.String()
+    event_id = fields.String()
+    store_id = fields.Integer()
+    subscription = fields.Nested(SubscriptionOut)
+    first_attempt = fields.DateTime(allow_none=True)
+    last_attempt = fields.DateTime(allow_none=True)
+    next_attempt_at = fields.DateTime(allow_none=True)
+    attempts = fields.List(fields.Nested(AttemptOut))
+    payload = fields.Raw(allow_none=True, metadata={"description": "The exact body sent, parsed"})
+
+
+class RecoverIn(StrictSchema):
+    since = fields.DateTime(required=True, metadata={"description": "Re-deliver dead deliveries created since"})
+
+
+class RecoverOut(Schema):
+    recovered = fields.Integer()
+    uuids = fields.List(fields.String())
+
+
+class ReplayOut(Schema):
+    uuid = fields.String()
+    message = fields.String()
+
+
+class PingOut(Schema):
+    success = fields.Boolean()
+    status_code = fields.Integer(allow_none=True)
+    duration_ms = fields.Integer()
+    error_class = fields.String(allow_none=True)
+    response_data = fields.String()

@@ -1,0 +1,231 @@
+"""``/async_event`` and ``/async_events``: the Magento module's subscription calls, plus recover and ping."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from sqlalchemy import func, select
+
+from flask_async_events.api import search_criteria
+from flask_async_events.api.blueprint import bad_request, blp, owned_subscription, principal, state
+from flask_async_events.api.errors import fail
+from flask_async_events.api.schemas import (
+    Definition,
+    PingOut,
+    RecoverIn,
+    RecoverOut,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionList,
+    SubscriptionOut,
+    SubscriptionQuery,
+    SubscriptionUpdate,
+)
+from flask_async_events.auth import UNAUTHORIZED_RESOURCES, required_resources, visible_subscriptions
+from flask_async_events.definitions import normalise_pattern
+from flask_async_events.models import Event, Subscription, utcnow
+from flask_async_events.notifiers.base import Message, Recipient
+from flask_async_events.payloads import CONTENT_TYPES, render_body
+from flask_async_events.replay import ReplayError, recover
+from flask_async_events.signing import generate_secret
+from flask_async_events.subscriptions import (
+    create_subscription,
+    disable_subscriptions,
+    enable_subscriptions,
+    validate_target,
+)
+
+PING_EVENT = "async_events.ping"
+SUBSCRIPTION_ATTRIBUTES = (
+    "subscription_id",
+    "event_name",
+    "recipient_url",
+    "status",
+    "subscribed_at",
+    "modified",
+    "notifier",
+    "store_id",
+    "disabled_reason",
+)
+
+
+@blp.route("/async_event")
+class AsyncEventCreate(MethodView):
+    @blp.arguments(SubscriptionCreate)
+    @blp.response(200, SubscriptionCreated)
+    @blp.alt_response(400, description="A field is invalid; the message names it")
+    @blp.alt_response(401, description="No valid token, or the token lacks the event's resources")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Subscribe (the seed's POST /V1/async_event)."""
+        fields = body["asyncEvent"]
+        app_state, caller = state(), principal()
+        try:
+            pattern = normalise_pattern(fields["event_name"])
+        except ValueError as exc:
+            bad_request(exc)
+        missing = caller.may_access(required_resources(app_state.definitions, pattern))
+        if missing:
+            fail(401, UNAUTHORIZED_RESOURCES.format(resources=", ".join(missing)))
+        token = fields.get("verification_token") or generate_secret()
+        try:
+            subscription = create_subscription(
+                app_state,
+                event_name=pattern,
+                recipient_url=fields["recipient_url"],
+                verification_token=token,
+                metadata=fields["metadata"],
+                store_id=fields["store_id"],
+                owner=caller.owner,
+            )
+            app_state.db.session.commit()
+        except ValueError as exc:
+            bad_request(exc)
+        result = {name: getattr(subscription, name) for name in SUBSCRIPTION_ATTRIBUTES}
+        if "verification_token" not in fields:
+            result["verification_token"] = token  # generated: returned this once
+        return result
+
+
+@blp.route("/async_event/<subscription_id>")
+class AsyncEvent(MethodView):
+    @blp.response(200, SubscriptionOut)
+    @blp.alt_response(404, description="Async event with subscription ID N does not exist")
+    def get(self, subscription_id: str) -> Subscription:
+        """One subscription."""
+        return owned_subscription(subscription_id)
+
+    @blp.arguments(SubscriptionUpdate)
+    @blp.response(200, SubscriptionOut)
+    @blp.alt_response(400, description="A field is invalid or cannot be changed")
+    @blp.alt_response(404, description="Async event with subscription ID N does not exist")
+    def put(self, body: dict[str, Any], subscription_id: str) -> Subscription:
+        """Change status, metadata or recipient_url; fields left out stay as they were."""
+        changes = body["asyncEvent"]
+        app_state = state()
+        subscription = owned_subscription(subscription_id)
+        metadata = changes.get("metadata", subscription.notifier)
+        recipient_url = changes.get("recipient_url", subscription.recipient_url)
+        if "metadata" in changes or "recipient_url" in changes:
+            try:
+                validate_target(app_state, metadata, recipient_url)
+            except ValueError as exc:
+                bad_request(exc)
+            subscription.notifier = metadata.lower()
+            subscription.recipient_url = recipient_url
+            subscription.modified = utcnow()
+        if changes.get("status") is False and subscription.status:
+            disable_subscriptions(app_state.db.session, [subscription.subscription_id], "disabled through the API")
+        elif changes.get("status") is True and not subscription.status:
+            enable_subscriptions(app_state.db.session, [subscription.subscription_id])
+        app_state.db.session.commit()
+        return subscription
+
+    @blp.response(204)
+    @blp.alt_response(404, description="Async event with subscription ID N does not exist")
+    def delete(self, subscription_id: str) -> None:
+        """Unsubscribe: disable and hide it; its delivery logs stay as an audit trail."""
+        app_state = state()
+        subscription = owned_subscription(subscription_id)
+        subscription.deleted_at = utcnow()
+        disable_subscriptions(app_state.db.session, [subscription.subscription_id], "unsubscribed")
+        app_state.db.session.commit()
+
+
+@blp.route("/async_events")
+class AsyncEventList(MethodView):
+    @blp.arguments(SubscriptionQuery, location="query")
+    @blp.response(200, SubscriptionList)
+    @blp.alt_response(400, description="A filter is invalid")
+    def get(self, filters: dict[str, Any]) -> dict[str, Any]:
+        """List subscriptions: filters, pages, and the seed's searchCriteria[...] form."""
+        session = state().db.session
+        query = visible_subscriptions(principal())
+        if "event_name" in filters:
+            query = query.where(Subscription.event_name == filters["event_name"].strip().lower())
+        if "status" in filters:
+            query = query.where(Subscription.status.is_(filters["status"]))
+        if "store_id" in filters:
+            query = query.where(Subscription.store_id == filters["store_id"])
+        try:
+            criteria = search_criteria.parse(request.args)
+            query = search_criteria.apply(query, criteria)
+        except ValueError as exc:
+            bad_request(exc)
+        page_size = min(criteria.page_size or filters["page_size"], 100)
+        page = criteria.current_page or filters["page"]
+        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        items = session.scalars(
+            query.order_by(Subscription.subscription_id).offset((page - 1) * page_size).limit(page_size)
+        ).all()
+        return {"items": items, "total_count": total, "search_criteria": criteria.echo()}
+
+
+@blp.route("/async_events/definitions")
+class Definitions(MethodView):
+    @blp.response(200, Definition(many=True))
+    def get(self) -> list[dict[str, Any]]:
+        """The event catalogue: every event that can be subscribed to."""
+        return [
+            {"name": d.name, "description": d.description, "resources": list(d.resources)} for d in state().definitions
+        ]
+
+
+@blp.route("/async_event/<subscription_id>/recover")
+class Recover(MethodView):
+    @blp.arguments(RecoverIn)
+    @blp.response(202, RecoverOut)
+    @blp.alt_response(409, description="The subscription is disabled")
+    def post(self, body: dict[str, Any], subscription_id: str) -> dict[str, Any]:
+        """Deliver again every dead delivery of this subscription created since a time."""
+        subscription = owned_subscription(subscription_id)
+        since: datetime = body["since"]
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        try:
+            uuids = recover(state(), subscription.subscription_id, since)
+        except ReplayError as exc:
+            state().db.session.rollback()
+            fail(409, str(exc))
+        return {"recovered": len(uuids), "uuids": uuids}
+
+
+@blp.route("/async_event/<subscription_id>/ping")
+class Ping(MethodView):
+    @blp.response(200, PingOut)
+    def post(self, subscription_id: str) -> dict[str, Any]:
+        """Send a test event to the endpoint now, signed as usual, and return what it answered."""
+        app_state = state()
+        subscription = owned_subscription(subscription_id)
+        notifier = app_state.notifier(subscription.notifier)
+        if notifier is None:
+            fail(409, f"metadata {subscription.notifier!r} is not a registered notifier")
+        now = utcnow()
+        event = Event(uuid=str(uuid.uuid4()), event_name=PING_EVENT, store_id=subscription.store_id, created_at=now)
+        payload = {"ping": True, "subscription_id": subscription.subscription_id}
+        fmt = app_state.settings.payload_format
+        message = Message(
+            str(uuid.uuid4()), event.uuid, PING_EVENT, render_body(payload, event, fmt), CONTENT_TYPES[fmt], now, 1
+        )
+        recipient = Recipient(
+            subscription.subscription_id,
+            subscription.event_name,
+            subscription.recipient_url,
+            app_state.box.decrypt(subscription.verification_token),
+            subscription.notifier,
+            subscription.store_id,
+        )
+        app_state.db.session.rollback()  # nothing to write; do not hold a transaction while sending
+        started = time.perf_counter()
+        result = notifier.notify(recipient, message)
+        return {
+            "success": result.success,
+            "status_code": result.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000),
+            "error_class": result.error_class,
+            "response_data": result.response_data,
+        }

@@ -1,0 +1,155 @@
+"""SSRF protection: webhooks never reach loopback, private, link-local, multicast or cloud-metadata
+addresses unless ``ASYNC_EVENTS_ALLOWED_NETWORKS`` says so.
+
+The check runs when a subscription is created and again at connect time: the HTTP connection
+resolves the host itself, checks every address, and connects to the address it checked, so a
+DNS answer that changes in between (rebinding) cannot slip through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util import connection
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Instance-metadata endpoints: AWS, ECS tasks, AWS over IPv6, Alibaba Cloud.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(address)
+    for address in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
+)
+
+
+class ForbiddenAddress(ValueError):
+    """A recipient resolves to an address the policy does not allow."""
+
+
+def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """CIDRs (``127.0.0.0/8``) or single addresses; ``ValueError`` names the bad one."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP network (use CIDR, e.g. 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def _embedded(address: IPAddress) -> list[IPAddress]:
+    """Any IPv4 address carried inside an IPv6 one (mapped, 6to4, Teredo), then the address itself."""
+    found: list[IPAddress] = []
+    if isinstance(address, ipaddress.IPv6Address):
+        for inner in (address.ipv4_mapped, address.sixtofour, address.teredo[1] if address.teredo else None):
+            if inner is not None:
+                found.append(inner)
+    return [*found, address]
+
+
+class AddressPolicy:
+    """Which addresses webhooks may connect to."""
+
+    def __init__(self, allowed: Sequence[IPNetwork] = ()) -> None:
+        self.allowed = tuple(allowed)
+
+    def reason(self, address: IPAddress) -> str | None:
+        """Why ``address`` is forbidden, or None if it is allowed."""
+        candidates = _embedded(address)
+        if any(candidate in network for candidate in candidates for network in self.allowed):
+            return None
+        for candidate in candidates:
+            if candidate in METADATA_ADDRESSES:
+                return "a cloud metadata address"
+            if candidate.is_loopback:
+                return "a loopback address"
+            if candidate.is_link_local:
+                return "a link-local address"
+            if candidate.is_multicast:
+                return "a multicast address"
+            if candidate.is_private:
+                return "a private address"
+            if not candidate.is_global:
+                return "a reserved address"
+        return None
+
+    def check(self, host: str, address: IPAddress) -> None:
+        reason = self.reason(address)
+        if reason is not None:
+            raise ForbiddenAddress(
+                f"{host} resolves to {address}, {reason}; webhooks may not be sent there "
+                "(allow it with ASYNC_EVENTS_ALLOWED_NETWORKS)"
+            )
+
+    def resolve(self, host: str, port: int) -> list[tuple[int, str]]:
+        """Every address of ``host`` as ``(family, address)``, each checked; raises if any is forbidden."""
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses: list[tuple[int, str]] = []
+        for family, _, _, _, sockaddr in infos:
+            address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+            self.check(host, address)
+            if (family, str(address)) not in addresses:
+                addresses.append((family, str(address)))
+        return addresses
+
+    def check_recipient_host(self, host: str) -> None:
+        """Subscribe-time check. A name that does not resolve now is checked again at connect time."""
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            literal = None
+        if literal is not None:
+            self.check(host, literal)
+            return
+        with contextlib.suppress(socket.gaierror):
+            self.resolve(host, 443)
+
+
+class _GuardedConnectionMixin:
+    policy: AddressPolicy
+    _dns_host: str
+    port: int
+    host: str
+    timeout: Any
+    source_address: Any
+    socket_options: Any
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            addresses = self.policy.resolve(self._dns_host, self.port)
+        except socket.gaierror as exc:
+            raise NewConnectionError(self, f"Failed to resolve {self.host}: {exc}") from exc  # type: ignore[arg-type]
+        error: OSError | None = None
+        for _, address in addresses:
+            try:
+                return connection.create_connection(
+                    (address, self.port), self.timeout, self.source_address, self.socket_options
+                )
+            except TimeoutError as exc:
+                raise ConnectTimeoutError(self, f"Connection to {self.host} timed out") from exc
+            except OSError as exc:
+                error = exc
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}")  # type: ignore[arg-type]
+
+
+def guarded_adapter(policy: AddressPolicy, **adapter_options: Any) -> HTTPAdapter:
+    """A requests adapter whose connections go only where ``policy`` allows."""
+    http_connection = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), {"policy": policy})
+    https_connection = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection), {"policy": policy})
+    http_pool = type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_connection})
+    https_pool = type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_connection})
+
+    class GuardedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
+
+    return GuardedAdapter(**adapter_options)
