@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sqlalchemy import select
 
 from demo_app import settings
 from demo_app.shop import create_app, db, events
+from flask_async_events.auth import create_token
 from flask_async_events.migrate import upgrade
 from flask_async_events.models import Subscription
 from flask_async_events.queues import connect_redis
@@ -20,22 +22,24 @@ from flask_async_events.queues import connect_redis
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def prepare() -> None:
-    """Create the tables and a subscription of the demo receiver to every event."""
+def prepare() -> str:
+    """Create the tables, subscribe the demo receiver to every event, and make an API token."""
     app = create_app()
     with app.app_context():
         upgrade(db.engine)
         exists = db.session.scalar(select(Subscription).where(Subscription.recipient_url == settings.RECEIVER_URL))
         if exists is None:
             events.subscribe("*", settings.RECEIVER_URL, verification_token=settings.DEMO_SECRET)
-            db.session.commit()
+        token = create_token(db.session, f"demo-{int(time.time())}", admin=True)
+        db.session.commit()
+    return token
 
 
 def main() -> int:
     instance = ROOT / "instance"
     # Own the embedded Redis for the whole run, so every process finds the same server.
     redis = connect_redis(None, str(instance))
-    prepare()
+    token = prepare()
     web = f"http://127.0.0.1:{settings.WEB_PORT}"
     print(
         f"""
@@ -43,9 +47,12 @@ def main() -> int:
   -----------------------
   shop (place an order):      {web}/
   receiver (what arrived):    http://127.0.0.1:{settings.RECEIVER_PORT}/
+  REST API docs (Swagger UI): {web}/rest/V1/docs
+  an admin API token:         {token}
   or, from another terminal:
     curl -X POST {web}/orders -H 'Content-Type: application/json' \\
          -d '{{"customer_email": "roni_cost@example.com", "total": "45.00"}}'
+    curl {web}/rest/V1/async_events -H 'Authorization: Bearer {token}'
     .venv/bin/flask --app demo_app.shop:create_app async-events status
   Ctrl-C stops everything.
 """,
