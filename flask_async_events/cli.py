@@ -21,7 +21,7 @@ from flask_async_events.signing import generate_secret
 from flask_async_events.state import NOTIFIER_ALIASES, get_state
 from flask_async_events.status import dead_letters, system_status
 from flask_async_events.subscriptions import create_subscription, disable_subscriptions, enable_subscriptions
-from flask_async_events.worker import AsyncEventsWorker
+from flask_async_events.worker import run_worker
 
 cli = AppGroup("async-events", help="Asynchronous events: workers, publishing, subscriptions, operations.")
 
@@ -62,8 +62,14 @@ def worker(
     state = get_state()
     selected = state.queues.named(queues) if queues else state.queues.all()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    AsyncEventsWorker(selected, app=app, name=name).work(
-        burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level
+    run_worker(
+        app,
+        selected,
+        name=name,
+        burst=burst,
+        max_jobs=max_jobs,
+        with_scheduler=with_scheduler,
+        logging_level=logging_level,
     )
 
 

@@ -107,10 +107,21 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
 
 
 def _claim(state: AppState, delivery_ids: list[int], token: str) -> list[Claimed]:
+    """Claim the job's deliveries that are due, and, up to a full batch, other due ones: a job
+    for a few retries then still moves a full batch, and work whose job was lost is picked up."""
     session = state.db.session
     now = utcnow()
     due = and_(Delivery.state.in_(DeliveryState.CLAIMABLE), Delivery.next_attempt_at <= now + CLOCK_SLACK)
     expired = and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now)
+    room = state.settings.batch_size - len(delivery_ids)
+    if room > 0:
+        others = session.scalars(
+            select(Delivery.id)
+            .where(due, Delivery.id.not_in(delivery_ids))
+            .order_by(Delivery.next_attempt_at)
+            .limit(room)
+        ).all()
+        delivery_ids = [*delivery_ids, *others]
     session.execute(
         update(Delivery)
         .where(Delivery.id.in_(delivery_ids), or_(due, expired))

@@ -3,22 +3,29 @@ whatever the database says is due but Redis no longer knows about.
 
 - events committed but never triggered (Redis was down at commit, or lost its data);
 - deliveries whose claim expired (a worker died mid-batch);
-- deliveries overdue while their queues are empty (their job vanished: Redis restarted empty).
+- deliveries overdue while their queues are empty (their job vanished).
+
+A marker key tells when Redis itself lost its data (restarted empty, flushed, failed over to an
+empty replica): then every open job is rebuilt from the database at once, not trickled back.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 
-from flask_async_events.models import Delivery, DeliveryState, utcnow
+from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.outbox import relay_untriggered
 from flask_async_events.state import AppState
 
 LOCK_KEY = "async_events:maintenance-lock"
+EPOCH_KEY = "async_events:epoch"  # present while Redis keeps what this package put in it
 SWEEP_LIMIT = 5000
 
 log = logging.getLogger("flask_async_events")
@@ -36,13 +43,61 @@ def run_maintenance(state: AppState, owner: str, *, force: bool = False) -> Swee
     if not force and not state.queues.connection.set(LOCK_KEY, owner, nx=True, ex=interval):
         return None
     try:
-        relayed = relay_untriggered(state) if state.queues.trigger.count == 0 else 0
-        requeued = requeue_stalled(state)
+        if state.queues.connection.set(EPOCH_KEY, owner, nx=True):
+            relayed, requeued = rebuild(state)
+        else:
+            relayed = relay_untriggered(state) if state.queues.trigger.count == 0 else 0
+            requeued = requeue_stalled(state)
     finally:
         state.db.session.remove()
     if relayed or requeued:
         log.info("Maintenance: relayed %d event(s), re-enqueued %d delivery(ies)", relayed, requeued)
     return SweepReport(relayed, requeued)
+
+
+def rebuild(state: AppState) -> tuple[int, int]:
+    """Redis is new or lost its data: enqueue every untriggered event and every open delivery
+    (due now, or scheduled for its retry time). Claimed ones are left to their lease."""
+    session = state.db.session
+    now = utcnow()
+    relayed = 0
+    for chunk in _id_chunks(session, select(Event.id, Event.created_at).where(Event.triggered_at.is_(None))):
+        state.queues.enqueue_trigger([event_id for event_id, _ in chunk])
+        relayed += len(chunk)
+    due: list[int] = []
+    later: dict[datetime, list[int]] = defaultdict(list)
+    open_deliveries = select(Delivery.id, Delivery.next_attempt_at).where(Delivery.state.in_(DeliveryState.CLAIMABLE))
+    for chunk in _id_chunks(session, open_deliveries):
+        for delivery_id, next_attempt_at in chunk:
+            if next_attempt_at <= now:
+                due.append(delivery_id)
+            else:
+                later[next_attempt_at].append(delivery_id)
+    session.rollback()
+    state.queues.enqueue_deliveries(due, retry_queue=True)
+    state.queues.schedule_deliveries(later, now)
+    scheduled = sum(len(ids) for ids in later.values())
+    if relayed or due or scheduled:
+        log.warning(
+            "Redis lost its data: rebuilt %d trigger(s), %d due and %d scheduled delivery(ies) from the database",
+            relayed,
+            len(due),
+            scheduled,
+        )
+    return relayed, len(due) + scheduled
+
+
+def _id_chunks(session: Any, query: Select[int, datetime]) -> Iterator[list[tuple[int, datetime]]]:
+    """The ``(id, time)`` rows of ``query``, ``SWEEP_LIMIT`` at a time, in id order."""
+    id_column = query.selected_columns[0]
+    last_id = 0
+    while True:
+        page = query.where(id_column > last_id).order_by(id_column).limit(SWEEP_LIMIT)
+        rows = [(row[0], row[1]) for row in session.execute(page)]
+        if not rows:
+            return
+        yield rows
+        last_id = rows[-1][0]
 
 
 def requeue_stalled(state: AppState) -> int:

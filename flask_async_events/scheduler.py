@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import time
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.scheduler import RQScheduler
 
 POLL_INTERVAL = 0.2
+OUTAGE_PAUSE = 1.0
 
 
 class PreciseScheduler(RQScheduler):
@@ -29,8 +32,12 @@ class PreciseScheduler(RQScheduler):
             if self._stop_requested or os.getppid() != parent:
                 self.stop()
                 break
-            if self.should_reacquire_locks:
-                self.acquire_locks()
-            self.heartbeat()
-            self.enqueue_scheduled_jobs()
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+            except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis restarting: wait, don't die
+                self.log.warning("Scheduler lost Redis (%s); retrying in %ss", exc, OUTAGE_PAUSE)
+                time.sleep(OUTAGE_PAUSE)
             time.sleep(POLL_INTERVAL)

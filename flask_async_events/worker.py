@@ -4,9 +4,12 @@ with this package's maintenance added to RQ's own."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask import Flask
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
@@ -20,6 +23,33 @@ from flask_async_events.state import AppState, get_state
 log = logging.getLogger("flask_async_events")
 
 
+def run_worker(
+    app: Flask,
+    queues: list[Queue],
+    *,
+    name: str | None = None,
+    burst: bool = False,
+    max_jobs: int | None = None,
+    with_scheduler: bool = True,
+    logging_level: str = "INFO",
+) -> None:
+    """Work until asked to stop. RQ's loop quits when Redis goes away in the middle of a job; this
+    starts a new one (backing off up to 30 s), so a Redis restart does not take the workers down."""
+    backoff = 1.0
+    while True:
+        worker: AsyncEventsWorker | None = None
+        try:
+            worker = AsyncEventsWorker(queues, app=app, name=name)  # talks to Redis already
+            worker.work(burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("Worker lost Redis: %s", exc)
+        if burst or max_jobs is not None or (worker is not None and worker.stop_requested):
+            return
+        log.warning("Worker stopped unexpectedly; starting again in %.0fs", backoff)
+        time.sleep(backoff)
+        backoff = min(backoff * 2, 30.0)
+
+
 class AsyncEventsWorker(SimpleWorker):
     """A ``SimpleWorker`` bound to one Flask app. Run several processes for parallelism."""
 
@@ -29,6 +59,11 @@ class AsyncEventsWorker(SimpleWorker):
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs.setdefault("maintenance_interval", self.events_state.settings.maintenance_interval)
         super().__init__(queues, connection=self.events_state.queues.connection, **kwargs)
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether the worker was asked to stop (SIGTERM, SIGINT), as opposed to failing."""
+        return bool(self._stop_requested)
 
     @property
     def dequeue_timeout(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from flask_async_events.models import DeliveryState
@@ -57,3 +58,54 @@ def test_a_worker_killed_mid_delivery_is_finished_by_another(
     assert len(requests) == 2
     assert requests[0].headers["Webhook-Id"] == requests[1].headers["Webhook-Id"]  # the receiver can dedupe
     assert [a.success for a in attempts(app)] == [True]
+
+
+def test_a_worker_survives_redis_going_away_in_the_middle_of_a_job(
+    env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    app = env.app()
+    subscribe(app, receiver.respond("/slow", [200], delay=[3, 0]))
+    worker = worker_process()
+    place_order(app)
+    wait_for(lambda: len(receiver.at("/slow")) == 1, timeout=20)
+    env.redis.stop()  # the job finishes while Redis is gone: RQ's own loop quits on that
+    time.sleep(4)
+    env.redis.start()
+    place_order(app)
+    wait_for(lambda: states(app) == [DeliveryState.DELIVERED] * 2, timeout=60)
+    assert worker.process.poll() is None  # the same process carried on
+
+
+def test_a_redis_that_lost_its_data_is_rebuilt_even_while_queues_are_busy(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RELAY_AFTER=3600)  # the overdue sweep alone would wait an hour
+    subscribe(app, receiver.respond(), event_name="customer.created")
+    with app.app_context():
+        from flask_async_events.jobs import trigger
+        from flask_async_events.maintenance import run_maintenance
+        from tests.appfactory import db, events
+
+        for customer in range(3):
+            events.publish("customer.created", id=customer)
+        db.session.commit()
+        trigger([1, 2, 3])
+        state = get_state()
+        state.queues.connection.flushall()  # Redis restarted empty: every job is gone
+        state.queues.enqueue_deliveries([999_999], retry_queue=True)  # and the queues are not idle
+        report = run_maintenance(state, "test", force=True)
+        assert report is not None and report.requeued_deliveries == 3
+    drain(app, lambda: states(app) == [DeliveryState.DELIVERED] * 3)
+    assert len(receiver.requests) == 3
+
+
+def test_a_worker_started_while_redis_is_down_waits_for_it(
+    env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    app = env.app()
+    subscribe(app, receiver.respond())
+    env.redis.stop()
+    worker = worker_process()
+    time.sleep(3)
+    assert worker.process.poll() is None  # waiting, not crashed
+    env.redis.start()
+    place_order(app)
+    wait_for(lambda: states(app) == [DeliveryState.DELIVERED], timeout=60)

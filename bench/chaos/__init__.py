@@ -1,0 +1,1 @@
+"""The fault-injection harness: ``python -m bench.chaos`` (``make chaos``)."""

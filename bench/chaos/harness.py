@@ -1,0 +1,448 @@
+"""One chaos run: publish a stream of events while faults are injected on a seeded timetable, let
+the system drain, then check that no delivery was lost, misrouted or left pending.
+
+Everything runs on this machine and on loopback: its own redis-server, its own PostgreSQL
+database, a misbehaving receiver, and worker processes that are killed and restarted. Every loop
+has a count and a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+import sqlalchemy as sa
+
+from bench.common import PG_ADMIN, ROOT, free_port, wait_until
+
+# (path, event pattern, store, enabled, receives the run's events: store 1, chaos.order.created)
+SUBSCRIPTIONS = [
+    ("exact", "chaos.order.created", 1, True, True),
+    ("wildcard", "chaos.*", 1, True, True),
+    ("suffix", "*.created", 1, True, True),
+    ("other-store", "chaos.order.created", 2, True, False),
+    ("unscoped", "chaos.order.created", 0, True, False),  # store-N events skip store-0 subscriptions
+    ("disabled", "chaos.order.created", 1, False, False),
+    ("unrelated", "nothing.*", 1, True, False),
+]
+SECRET = "chaos-secret"
+
+
+@dataclass
+class ChaosConfig:
+    seed: int = 1
+    events: int = 10_000
+    workers: int = 3
+    rate: float = 250.0  # events published per second
+    fault_rate: float = 0.3
+    kill_every: float = 4.0  # seconds between random worker kills; 0 for none
+    restart_redis: bool = True
+    drop_database: bool = True
+    drain_timeout: float = 240.0
+
+
+@dataclass
+class Report:
+    seed: int
+    events: int = 0
+    expected: int = 0
+    delivered: int = 0
+    lost: int = 0
+    misrouted: int = 0
+    pending: int = 0
+    not_received: int = 0
+    duplicates: int = 0
+    requests: int = 0
+    unlogged_attempts: int = 0
+    kills: int = 0
+    worker_exits: int = 0  # workers that stopped by themselves (a supervisor restarts them)
+    publish_retries: int = 0
+    drain_seconds: float = 0.0
+    elapsed: float = 0.0
+    faults: list[str] = field(default_factory=list)
+
+    @property
+    def duplicate_rate(self) -> float:
+        return self.duplicates / self.expected if self.expected else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.misrouted or self.pending or self.not_received)
+
+
+class Services:
+    """Redis, the database, the receiver and the workers of one run, and the ways to hurt them."""
+
+    def __init__(self, config: ChaosConfig, folder: Path) -> None:
+        self.config, self.folder = config, folder
+        self.redis_socket = folder / "redis.sock"
+        self.redis_url = f"unix://{self.redis_socket}"
+        self.database = f"fae_chaos_{uuid.uuid4().hex[:8]}"
+        self.database_uri = PG_ADMIN.rsplit("/", 1)[0] + f"/{self.database}"
+        self.port = free_port()
+        self.receiver_log = folder / "received.jsonl"
+        self.redis_process: subprocess.Popen[bytes] | None = None
+        self.receiver: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes] | None] = []
+        self.env = {
+            **os.environ,
+            "CHAOS_DATABASE_URI": self.database_uri,
+            "CHAOS_REDIS_URL": self.redis_url,
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def start_redis(self) -> None:
+        self.redis_process = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.redis_socket),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_until(lambda: redis.Redis(unix_socket_path=str(self.redis_socket)).ping())
+
+    def kill_redis(self) -> None:
+        if self.redis_process is not None:
+            self.redis_process.kill()
+            self.redis_process.wait(10)
+            self.redis_process = None
+
+    def create_database(self) -> None:
+        from flask_async_events.migrate import upgrade
+
+        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{self.database}"'))
+        admin.dispose()
+        engine = sa.create_engine(self.database_uri)
+        upgrade(engine)
+        engine.dispose()
+
+    def drop_connections(self) -> int:
+        """Terminate every backend of the run's database (what a PostgreSQL restart does to clients)."""
+        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            dropped = connection.execute(
+                sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": self.database},
+            ).scalar()
+        admin.dispose()
+        return int(dropped or 0)
+
+    def drop_database(self) -> None:
+        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+        admin.dispose()
+
+    def start_receiver(self) -> None:
+        self.receiver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.chaos.receiver",
+                "--port",
+                str(self.port),
+                "--seed",
+                str(self.config.seed),
+                "--fault-rate",
+                str(self.config.fault_rate),
+                "--log",
+                str(self.receiver_log),
+            ],
+            cwd=ROOT,
+        )
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{self.port}/inflight", timeout=1).ok)
+
+    def in_flight(self) -> int:
+        return int(requests.get(f"http://127.0.0.1:{self.port}/inflight", timeout=2).text)
+
+    def start_worker(self, index: int) -> None:
+        log = open(self.folder / f"worker-{index}.log", "ab")  # noqa: SIM115 - the child keeps it
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "bench.chaos.app:create_app",
+                "async-events",
+                "worker",
+                "--logging-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        if index < len(self.workers):
+            self.workers[index] = process
+        else:
+            self.workers.append(process)
+
+    def kill_worker(self, index: int) -> None:
+        process = self.workers[index]
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+
+    def stop(self) -> None:
+        for process in self.workers:
+            if process is not None and process.poll() is None:
+                process.terminate()
+        for process in self.workers:
+            if process is not None:
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        if self.receiver is not None:
+            self.receiver.terminate()
+            self.receiver.wait(10)
+        self.kill_redis()
+
+
+def _subscribe(services: Services) -> None:
+    from bench.chaos.app import create_app, db, events
+    from flask_async_events.subscriptions import disable_subscriptions
+
+    app = create_app()
+    with app.app_context():
+        for path, pattern, store, enabled, _ in SUBSCRIPTIONS:
+            url = f"http://127.0.0.1:{services.port}/{path}"
+            subscription = events.subscribe(pattern, url, verification_token=SECRET, store_id=store)
+            db.session.flush()
+            if not enabled:
+                disable_subscriptions(db.session, [subscription.subscription_id], "chaos: never enabled")
+        db.session.commit()
+        db.engine.dispose()
+
+
+class Publisher(threading.Thread):
+    """Publishes the run's events at a steady rate, each in its own transaction; a failed commit
+    (the database dropped us) is retried, as an application would."""
+
+    def __init__(self, config: ChaosConfig) -> None:
+        super().__init__(daemon=True)
+        self.config = config
+        self.retries = 0
+        self.published = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from bench.chaos.app import EVENT, create_app, db, events
+
+        try:
+            app = create_app()
+            started = time.monotonic()
+            for n in range(self.config.events):
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        with app.app_context():
+                            events.publish(EVENT, store_id=1, n=n)
+                            db.session.commit()
+                        break
+                    except sa.exc.OperationalError:
+                        self.retries += 1
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.2)
+                self.published += 1
+                pause = started + (n + 1) / self.config.rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            with app.app_context():
+                db.engine.dispose()
+        except BaseException as exc:  # reported by the harness
+            self.error = exc
+
+
+def _timetable(config: ChaosConfig) -> list[tuple[float, str]]:
+    """The faults of a run, in seconds from the start of publishing, fixed by the seed."""
+    rng = random.Random(config.seed)
+    duration = config.events / config.rate
+    plan: list[tuple[float, str]] = []
+    if config.kill_every > 0:
+        moment = rng.uniform(0.5, 1.5) * config.kill_every
+        while moment < duration:
+            plan.append((moment, "kill-worker"))
+            moment += rng.uniform(0.5, 1.5) * config.kill_every
+        plan.append((0.7 * duration, "kill-worker-mid-delivery"))
+    if config.restart_redis:
+        plan.append((0.4 * duration, "restart-redis-empty"))
+    if config.drop_database:
+        plan.append((0.6 * duration, "drop-database-connections"))
+    return sorted(plan)
+
+
+def _inject(services: Services, plan: list[tuple[float, str]], rng: random.Random, report: Report) -> float:
+    """Carry out the timetable; restart killed workers; return when the last fault happened."""
+    started = time.monotonic()
+    restarts: dict[int, float] = {}
+    last_fault = started
+    for moment, fault in plan:
+        while time.monotonic() - started < moment:
+            _restart_due(services, restarts, report)
+            time.sleep(0.05)
+        if fault.startswith("kill-worker"):
+            if fault.endswith("mid-delivery"):
+                deadline = time.monotonic() + 10
+                while services.in_flight() == 0 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            index = rng.randrange(len(services.workers))
+            services.kill_worker(index)
+            restarts[index] = time.monotonic() + rng.uniform(0.3, 1.5)
+            report.kills += 1
+        elif fault == "restart-redis-empty":
+            services.kill_redis()
+            time.sleep(1.5)  # the publisher keeps publishing while Redis is down
+            services.start_redis()
+        elif fault == "drop-database-connections":
+            report.faults.append(f"dropped {services.drop_connections()} database connections")
+        report.faults.append(f"{time.monotonic() - started:6.1f}s {fault}")
+        last_fault = time.monotonic()
+    while restarts:
+        _restart_due(services, restarts, report)
+        time.sleep(0.05)
+    return last_fault
+
+
+def _restart_due(services: Services, restarts: dict[int, float], report: Report) -> None:
+    """Restart killed workers when due, and, as a supervisor would, any that exited by itself."""
+    for index, when in list(restarts.items()):
+        if time.monotonic() >= when:
+            services.start_worker(index)
+            del restarts[index]
+    for index, process in enumerate(services.workers):
+        if index not in restarts and process is not None and process.poll() is not None:
+            report.worker_exits += 1
+            services.start_worker(index)
+
+
+OUTBOX_BACKLOG = sa.text("SELECT count(*) FROM async_event WHERE triggered_at IS NULL")
+OPEN_DELIVERIES = sa.text(
+    "SELECT state, count(*) FROM async_event_delivery WHERE state IN ('pending', 'delivering', 'retrying') "
+    "GROUP BY state"
+)
+
+
+def _backlog(engine: sa.Engine) -> dict[str, int]:
+    """Untriggered events and deliveries by open state: what is left to drain."""
+    with engine.connect() as connection:
+        left = {"untriggered": connection.execute(OUTBOX_BACKLOG).scalar() or 0}
+        left.update({row[0]: row[1] for row in connection.execute(OPEN_DELIVERIES)})
+    return left
+
+
+def _check(services: Services, engine: sa.Engine, report: Report) -> None:
+    receiving = {path for path, *_, receives in SUBSCRIPTIONS if receives}
+    with engine.connect() as connection:
+        report.events = connection.execute(sa.text("SELECT count(*) FROM async_event")).scalar() or 0
+        rows = connection.execute(
+            sa.text(
+                "SELECT d.uuid, d.state, e.uuid AS event, s.recipient_url FROM async_event_delivery d "
+                "JOIN async_event e ON e.id = d.event_id JOIN async_event_subscriber s "
+                "ON s.subscription_id = d.subscription_id"
+            )
+        ).all()
+        per_uuid = sa.text("SELECT uuid, count(*) FROM async_event_subscriber_log GROUP BY uuid")
+        logged: Counter[str] = Counter({row[0]: row[1] for row in connection.execute(per_uuid)})
+    report.expected = report.events * len(receiving)
+    delivered_pairs = set()
+    delivered_uuids = set()
+    for row in rows:
+        path = row.recipient_url.rsplit("/", 1)[1]
+        if path not in receiving:
+            report.misrouted += 1
+        elif row.state == "delivered":
+            delivered_pairs.add((row.event, path))
+            delivered_uuids.add(row.uuid)
+        elif row.state != "dead":
+            report.pending += 1
+    report.delivered = len(delivered_pairs)
+    report.lost = report.expected - report.delivered
+    seen: Counter[str] = Counter()
+    successes: Counter[str] = Counter()
+    with open(services.receiver_log) as log:
+        for line in log:
+            request: dict[str, Any] = json.loads(line)
+            report.requests += 1
+            if request["path"].lstrip("/") not in receiving:
+                report.misrouted += 1
+            seen[request["id"]] += 1
+            if request["outcome"] == "200":
+                successes[request["id"]] += 1
+    report.not_received = sum(1 for delivery in delivered_uuids if successes[delivery] == 0)
+    report.duplicates = sum(count - 1 for count in successes.values() if count > 1)
+    report.unlogged_attempts = sum(max(0, count - logged[delivery]) for delivery, count in seen.items())
+
+
+def run(config: ChaosConfig) -> Report:
+    """One seeded run; the report says what held and what did not."""
+    report = Report(seed=config.seed)
+    folder = Path(tempfile.mkdtemp(prefix=f"fae-chaos-{config.seed}-"))
+    services = Services(config, folder)
+    started = time.monotonic()
+    engine: sa.Engine | None = None
+    try:
+        services.start_redis()
+        services.create_database()
+        services.start_receiver()
+        os.environ.update(CHAOS_DATABASE_URI=services.database_uri, CHAOS_REDIS_URL=services.redis_url)
+        _subscribe(services)
+        for index in range(config.workers):
+            services.start_worker(index)
+        publisher = Publisher(config)
+        publisher.start()
+        last_fault = _inject(services, _timetable(config), random.Random(config.seed), report)
+        publisher.join(config.events / config.rate + 120)
+        if publisher.error is not None:
+            raise RuntimeError(f"publishing failed: {publisher.error!r}") from publisher.error
+        report.publish_retries = publisher.retries
+        engine = sa.create_engine(services.database_uri)
+        deadline = time.monotonic() + config.drain_timeout
+        shown = 0.0
+        while any((left := _backlog(engine)).values()) and time.monotonic() < deadline:
+            if time.monotonic() - shown > 10:
+                print(f"  seed {config.seed}: draining, {left}", flush=True)
+                shown = time.monotonic()
+            time.sleep(0.5)
+        report.drain_seconds = time.monotonic() - last_fault
+        _check(services, engine, report)
+    finally:
+        services.stop()
+        if engine is not None:
+            engine.dispose()
+        services.drop_database()
+        if report.ok:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            report.faults.append(f"logs kept in {folder}")
+        report.elapsed = time.monotonic() - started
+    return report
