@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck test-sqlite test-postgresql test-mysql bench clean
+.PHONY: install demo test lint typecheck test-sqlite test-postgresql test-mysql bench chaos clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test-mysql: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.eventbridge
+
+## Fault injection: 5 seeded runs of 10,000 events x 3 subscriptions against PostgreSQL, with
+## worker kills, Redis restarted empty, database connections dropped and a misbehaving receiver.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos --runs 5 --events 10000
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache *.egg-info

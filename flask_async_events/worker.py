@@ -33,8 +33,9 @@ def run_worker(
     with_scheduler: bool = True,
     logging_level: str = "INFO",
 ) -> None:
-    """Work until asked to stop. RQ's loop quits when Redis goes away in the middle of a job; this
-    starts a new one (backing off up to 30 s), so a Redis restart does not take the workers down."""
+    """Work until asked to stop. RQ's loop quits when Redis goes away in the middle of a job, or
+    loses track of it after Redis restarted empty; this starts a new one (backing off up to 30 s),
+    so a Redis outage does not take the workers down."""
     backoff = 1.0
     while True:
         worker: AsyncEventsWorker | None = None
@@ -43,6 +44,8 @@ def run_worker(
             worker.work(burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             log.warning("Worker lost Redis: %s", exc)
+        except Exception:  # RQ's own bookkeeping can fail after Redis lost its data
+            log.exception("Worker failed")
         if burst or max_jobs is not None or (worker is not None and worker.stop_requested):
             return
         log.warning("Worker stopped unexpectedly; starting again in %.0fs", backoff)

@@ -11,7 +11,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_async_events import AsyncEvents
 
 EVENT = "chaos.order.created"
-TIMEOUT = 2.0
+TIMEOUT = 1.0
 # Nine retries over ~45 s: enough to outlast the receiver's faults, which stop after three per delivery.
 RETRY_SCHEDULE = [0.5, 1, 2, 3, 5, 8, 8, 8, 8]
 

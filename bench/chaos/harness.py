@@ -94,7 +94,8 @@ class Services:
         self.redis_url = f"unix://{self.redis_socket}"
         self.database = f"fae_chaos_{uuid.uuid4().hex[:8]}"
         self.database_uri = PG_ADMIN.rsplit("/", 1)[0] + f"/{self.database}"
-        self.port = free_port()
+        self.ports = {path: free_port() for path, *_ in SUBSCRIPTIONS}  # one endpoint per subscriber
+        self.port = next(iter(self.ports.values()))
         self.receiver_log = folder / "received.jsonl"
         self.redis_process: subprocess.Popen[bytes] | None = None
         self.receiver: subprocess.Popen[bytes] | None = None
@@ -165,8 +166,7 @@ class Services:
                 sys.executable,
                 "-m",
                 "bench.chaos.receiver",
-                "--port",
-                str(self.port),
+                *[argument for port in self.ports.values() for argument in ("--port", str(port))],
                 "--seed",
                 str(self.config.seed),
                 "--fault-rate",
@@ -234,7 +234,7 @@ def _subscribe(services: Services) -> None:
     app = create_app()
     with app.app_context():
         for path, pattern, store, enabled, _ in SUBSCRIPTIONS:
-            url = f"http://127.0.0.1:{services.port}/{path}"
+            url = f"http://127.0.0.1:{services.ports[path]}/{path}"
             subscription = events.subscribe(pattern, url, verification_token=SECRET, store_id=store)
             db.session.flush()
             if not enabled:
@@ -310,6 +310,8 @@ def _inject(services: Services, plan: list[tuple[float, str]], rng: random.Rando
         while time.monotonic() - started < moment:
             _restart_due(services, restarts, report)
             time.sleep(0.05)
+        if fault.startswith("kill-worker") and time.monotonic() - last_fault < 1:
+            continue  # a slow mid-delivery wait let kills pile up: keep them apart
         if fault.startswith("kill-worker"):
             if fault.endswith("mid-delivery"):
                 deadline = time.monotonic() + 10
@@ -429,6 +431,7 @@ def run(config: ChaosConfig) -> Report:
         deadline = time.monotonic() + config.drain_timeout
         shown = 0.0
         while any((left := _backlog(engine)).values()) and time.monotonic() < deadline:
+            _restart_due(services, {}, report)  # a supervisor keeps the workers up while they drain
             if time.monotonic() - shown > 10:
                 print(f"  seed {config.seed}: draining, {left}", flush=True)
                 shown = time.monotonic()
