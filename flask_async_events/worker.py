@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
@@ -49,7 +50,10 @@ def run_worker(
         if burst or max_jobs is not None or (worker is not None and worker.stop_requested):
             return
         log.warning("Worker stopped unexpectedly; starting again in %.0fs", backoff)
-        time.sleep(backoff)
+        try:
+            time.sleep(backoff)
+        except StopRequested:  # SIGTERM while waiting: RQ's handler is still installed
+            return
         backoff = min(backoff * 2, 30.0)
 
 

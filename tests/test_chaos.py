@@ -20,9 +20,11 @@ def test_no_event_is_lost_under_faults() -> None:
         if IN_CI:
             pytest.fail("PostgreSQL is not reachable and CI=true requires the chaos run")
         pytest.skip("PostgreSQL is not reachable")
-    report = run(ChaosConfig(seed=7, events=1000, workers=2, rate=200, drain_timeout=240))
+    report = run(ChaosConfig(seed=7, events=1000, workers=2, rate=200, kill_every=1.5, drain_timeout=240))
     assert report.kills >= 2 and any("restart-redis-empty" in fault for fault in report.faults)
     assert report.lost == 0, report
     assert report.misrouted == 0 and report.pending == 0 and report.not_received == 0, report
-    assert report.duplicate_rate < 0.005, report
+    # A kill between sending and recording re-sends that batch (same webhook-id). This short run
+    # kills a worker every ~1.5 s, far more often per delivery than `make chaos`, whose target is 0.5%.
+    assert report.duplicate_rate < 0.02, report
     assert report.expected == report.events * 3 and report.events >= 1000

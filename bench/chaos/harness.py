@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 import requests
@@ -100,6 +100,7 @@ class Services:
         self.redis_process: subprocess.Popen[bytes] | None = None
         self.receiver: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = []
+        self.logs: list[IO[bytes]] = []
         self.env = {
             **os.environ,
             "CHAOS_DATABASE_URI": self.database_uri,
@@ -182,7 +183,8 @@ class Services:
         return int(requests.get(f"http://127.0.0.1:{self.port}/inflight", timeout=2).text)
 
     def start_worker(self, index: int) -> None:
-        log = open(self.folder / f"worker-{index}.log", "ab")  # noqa: SIM115 - the child keeps it
+        log = open(self.folder / f"worker-{index}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.logs.append(log)
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -221,6 +223,9 @@ class Services:
                     process.wait(15)
                 except subprocess.TimeoutExpired:
                     process.kill()
+                    process.wait(10)
+        for log in self.logs:
+            log.close()
         if self.receiver is not None:
             self.receiver.terminate()
             self.receiver.wait(10)
@@ -305,13 +310,13 @@ def _inject(services: Services, plan: list[tuple[float, str]], rng: random.Rando
     """Carry out the timetable; restart killed workers; return when the last fault happened."""
     started = time.monotonic()
     restarts: dict[int, float] = {}
-    last_fault = started
+    last_fault = last_kill = started
     for moment, fault in plan:
         while time.monotonic() - started < moment:
             _restart_due(services, restarts, report)
             time.sleep(0.05)
-        if fault.startswith("kill-worker") and time.monotonic() - last_fault < 1:
-            continue  # a slow mid-delivery wait let kills pile up: keep them apart
+        if fault == "kill-worker" and time.monotonic() - last_kill < 1:
+            continue  # a slow mid-delivery wait let random kills pile up: keep them apart
         if fault.startswith("kill-worker"):
             if fault.endswith("mid-delivery"):
                 deadline = time.monotonic() + 10
@@ -321,6 +326,7 @@ def _inject(services: Services, plan: list[tuple[float, str]], rng: random.Rando
             services.kill_worker(index)
             restarts[index] = time.monotonic() + rng.uniform(0.3, 1.5)
             report.kills += 1
+            last_kill = time.monotonic()
         elif fault == "restart-redis-empty":
             services.kill_redis()
             time.sleep(1.5)  # the publisher keeps publishing while Redis is down
