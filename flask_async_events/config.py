@@ -102,11 +102,17 @@ def _number(config: Mapping[str, Any], key: str, *, minimum: float, integer: boo
     return float(value)
 
 
+def _split(value: Any) -> Any:
+    """A list given as a string (from the environment): items separated by commas or spaces."""
+    if isinstance(value, str):
+        return [part for part in value.replace(",", " ").split() if part]
+    return value
+
+
 def _schedule(config: Mapping[str, Any]) -> tuple[float, ...]:
     key = "ASYNC_EVENTS_RETRY_SCHEDULE"
     value = config.get(key, DEFAULTS[key])
-    if isinstance(value, str):
-        value = [part for part in value.replace(",", " ").split() if part]
+    value = _split(value)
     try:
         delays = tuple(float(delay) for delay in value)
     except (TypeError, ValueError):
@@ -124,8 +130,7 @@ def _keys(config: Mapping[str, Any]) -> tuple[str, ...]:
         if not secret:
             raise ConfigError(f"Set SECRET_KEY or {key}: verification tokens are encrypted at rest with it.")
         return (f"derive:{secret}",)
-    if isinstance(value, str):
-        value = [part for part in value.replace(",", " ").split() if part]
+    value = _split(value)
     keys = tuple(str(item) for item in value)
     if not keys:
         raise ConfigError(f"{key} must list at least one key")
@@ -174,8 +179,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
 def _networks(config: Mapping[str, Any]) -> tuple[IPNetwork, ...]:
     key = "ASYNC_EVENTS_ALLOWED_NETWORKS"
     value = config.get(key, DEFAULTS[key])
-    if isinstance(value, str):
-        value = [part for part in value.replace(",", " ").split() if part]
+    value = _split(value)
     try:
         return parse_networks(value)
     except (TypeError, ValueError) as exc:

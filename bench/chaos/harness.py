@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import redis
 import requests
 import sqlalchemy as sa
 
-from bench.common import PG_ADMIN, ROOT, free_port, wait_until
+from bench.common import PG_ADMIN, ROOT, free_port, start_redis, wait_until
 
 # (path, event pattern, store, enabled, receives the run's events: store 1, chaos.order.created)
 SUBSCRIPTIONS = [
@@ -109,23 +108,7 @@ class Services:
         }
 
     def start_redis(self) -> None:
-        self.redis_process = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                "0",
-                "--unixsocket",
-                str(self.redis_socket),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_until(lambda: redis.Redis(unix_socket_path=str(self.redis_socket)).ping())
+        self.redis_process, _ = start_redis(self.folder)  # on self.redis_socket
 
     def kill_redis(self) -> None:
         if self.redis_process is not None:
