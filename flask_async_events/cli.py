@@ -225,7 +225,7 @@ def replay_command(delivery_uuid: str) -> None:
     try:
         replay(get_state(), delivery_uuid)
     except (LookupError, ReplayError) as exc:
-        raise click.ClickException(str(exc).strip("'\"")) from None
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Replaying {delivery_uuid}")
 
 
@@ -323,7 +323,7 @@ def token_revoke(name_or_id: str) -> None:
         revoked = revoke_token(session, name_or_id)
         session.commit()
     except LookupError as exc:
-        raise click.ClickException(str(exc).strip("'\"")) from None
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Token {revoked.name!r} revoked")
 
 

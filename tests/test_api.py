@@ -520,3 +520,16 @@ def test_the_api_mounts_on_the_hosts_own_api(env: AppEnv, monkeypatch: pytest.Mo
     document = app.test_client().get("/api-docs/openapi.json").get_json()
     assert document["info"]["title"] == "Host API" and f"{PREFIX}/async_events" in document["paths"]
     assert app.test_client().get(f"{PREFIX}/async_events").status_code == 401
+
+
+def test_ping_with_a_notifier_this_server_lacks_says_what_to_do(app: Flask, client: FlaskClient) -> None:
+    headers = token(app, "t", "sales")
+    subscription_id = create(client, headers, recipient_url="https://example.com/x").get_json()["subscription_id"]
+    with app.app_context():
+        db.session.execute(
+            text("UPDATE async_event_subscriber SET metadata = 'gone' WHERE subscription_id = :i"),
+            {"i": subscription_id},
+        )
+        db.session.commit()
+    response = client.post(f"{PREFIX}/async_event/{subscription_id}/ping", headers=headers)
+    assert response.status_code == 409 and "install its plug-in" in response.get_json()["message"]

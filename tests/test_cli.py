@@ -93,3 +93,14 @@ def test_replaying_for_a_disabled_subscription_says_to_enable_it(env: AppEnv, re
 def test_db_commands(app: Flask) -> None:
     assert "current: 0002  head: 0002" in cli(app, "db", "current")
     assert "Database at revision 0002" in cli(app, "db", "upgrade")
+
+
+def test_token_commands(app: Flask) -> None:
+    created = json.loads(cli(app, "token", "create", "crm", "-r", "customers", "--json"))
+    assert created["token"].startswith("fae_") and created["resources"] == ["customers"]
+    assert "exists already" in cli_error(app, "token", "create", "crm")
+    [listed] = json.loads(cli(app, "token", "list", "--json"))
+    assert listed["name"] == "crm" and listed["revoked"] is False and created["token"] not in json.dumps(listed)
+    assert "no token named 'nobody'" in cli_error(app, "token", "revoke", "nobody")
+    cli(app, "token", "revoke", str(listed["id"]))
+    assert json.loads(cli(app, "token", "list", "--json"))[0]["revoked"] is True

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask.views import MethodView
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 
-from flask_async_events.api.blueprint import blp, principal, state
+from flask_async_events.api.blueprint import blp, count_rows, principal, state
 from flask_async_events.api.errors import fail
 from flask_async_events.api.schemas import AttemptList, AttemptQuery, ReplayOut, TraceOut
 from flask_async_events.auth import Principal
@@ -83,7 +83,7 @@ class AttemptLog(MethodView):
             query = query.where(DeliveryAttempt.created >= _utc(filters["since"]))
         if "until" in filters:
             query = query.where(DeliveryAttempt.created <= _utc(filters["until"]))
-        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        total = count_rows(query)
         page, size = filters["page"], filters["page_size"]
         rows = session.execute(query.order_by(DeliveryAttempt.log_id.desc()).offset((page - 1) * size).limit(size))
         return {"items": [_attempt_dict(attempt, event_name) for attempt, event_name in rows], "total_count": total}

@@ -84,15 +84,20 @@ class SubscriptionCreated(SubscriptionOut):
     verification_token = fields.String(metadata={"description": "Only when generated: shown this once"})
 
 
-class SubscriptionQuery(Schema):
-    class Meta:
-        unknown = EXCLUDE  # the seed's searchCriteria[...] keys are read separately
+class PageQuery(Schema):
+    """Page parameters every list route takes; other query keys are read by the route itself."""
 
+    class Meta:
+        unknown = EXCLUDE  # e.g. the seed's searchCriteria[...] keys
+
+    page = fields.Integer(load_default=1, validate=validate.Range(1, MAX_PAGE))
+    page_size = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
+class SubscriptionQuery(PageQuery):
     event_name = fields.String()
     status = fields.Boolean()
     store_id = fields.Integer(validate=validate.Range(0, 65535))
-    page = fields.Integer(load_default=1, validate=validate.Range(1, MAX_PAGE))
-    page_size = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
 
 class SubscriptionList(Schema):
@@ -121,18 +126,13 @@ class AttemptOut(Schema):
     created = fields.DateTime()
 
 
-class AttemptQuery(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class AttemptQuery(PageQuery):
     subscription_id = fields.Integer(validate=validate.Range(0, MAX_ID))
     uuid = fields.String()
     event_name = fields.String()
     success = fields.Boolean()
     since = fields.DateTime()
     until = fields.DateTime()
-    page = fields.Integer(load_default=1, validate=validate.Range(1, MAX_PAGE))
-    page_size = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
 
 class AttemptList(Schema):

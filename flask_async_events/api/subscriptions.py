@@ -9,10 +9,9 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from sqlalchemy import func, select
 
 from flask_async_events.api import search_criteria
-from flask_async_events.api.blueprint import bad_request, blp, owned_subscription, principal, state
+from flask_async_events.api.blueprint import bad_request, blp, count_rows, owned_subscription, principal, state
 from flask_async_events.api.errors import fail
 from flask_async_events.api.schemas import (
     Definition,
@@ -158,7 +157,7 @@ class AsyncEventList(MethodView):
             bad_request(exc)
         page_size = min(criteria.page_size or filters["page_size"], 100)
         page = criteria.current_page or filters["page"]
-        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+        total = count_rows(query)
         items = session.scalars(
             query.order_by(Subscription.subscription_id).offset((page - 1) * page_size).limit(page_size)
         ).all()
@@ -203,7 +202,11 @@ class Ping(MethodView):
         subscription = owned_subscription(subscription_id)
         notifier = app_state.notifier(subscription.notifier)
         if notifier is None:
-            fail(409, f"metadata {subscription.notifier!r} is not a registered notifier")
+            fail(
+                409,
+                f"metadata {subscription.notifier!r} is not a registered notifier on this server: "
+                "install its plug-in or change the subscription's metadata",
+            )
         now = utcnow()
         event = Event(uuid=str(uuid.uuid4()), event_name=PING_EVENT, store_id=subscription.store_id, created_at=now)
         payload = {"ping": True, "subscription_id": subscription.subscription_id}
