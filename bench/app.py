@@ -31,6 +31,7 @@ def create_app() -> Flask:
         ASYNC_EVENTS_EVENTBRIDGE_BATCH_SIZE=int(os.environ.get("BENCH_EVENTBRIDGE_BATCH_SIZE", "10")),
         ASYNC_EVENTS_EVENTBRIDGE_SOURCE="bench",
         ASYNC_EVENTS_ALLOWED_NETWORKS=["127.0.0.0/8"],
+        ASYNC_EVENTS_ENDPOINT_CONCURRENCY=int(os.environ.get("BENCH_CONC", "8")),
     )
     db.init_app(app)
     events.init_app(app, db=db)

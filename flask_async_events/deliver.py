@@ -1,114 +1,60 @@
-"""The deliver job: claim a batch of deliveries, send them concurrently, record every attempt.
+"""The deliver job: claim a batch of due deliveries and hand their sends to the worker's dispatcher.
 
-1. Claim: one UPDATE marks the due rows ``delivering`` with this job's token and a lease. Only the
-   holder of the token may write the outcome (a fence against a second worker after a lease ran out).
-2. Send: each subscription's notifier runs on the sender's pool; nothing a subscriber does (a
-   timeout, an error, a missing notifier, a broken payload) reaches the others.
-3. Record, in one transaction: a log row per attempt, and per delivery ``delivered``, ``retrying``
-   at a time, ``dead`` or ``cancelled``. Only then are retries scheduled in RQ.
+1. Claim: one UPDATE marks the due rows ``delivering`` with this job's token and a lease. The job
+   fills its batch with other due deliveries, so a job for a few retries still moves a full batch
+   and work whose job was lost is picked up; it leaves out endpoints whose queue is already full.
+2. Prepare: what cannot be sent (a disabled subscription, a payload that does not resolve, a
+   missing notifier, a secret that does not decrypt) gets its outcome at once; the rest become
+   sends, one per delivery or one per batch for a notifier that takes batches.
+3. Hand over: the :class:`~flask_async_events.dispatcher.Dispatcher` sends them on its threads and
+   records each result as it arrives (:mod:`flask_async_events.recording`). The job returns as
+   soon as the sends are handed over; it waits first only while every sending thread is busy.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid as uuid_module
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app
-from redis.exceptions import RedisError
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, or_, select, update
 
-from flask_async_events import signals
-from flask_async_events.models import (
-    Delivery,
-    DeliveryAttempt,
-    DeliveryState,
-    Event,
-    Subscription,
-    UTCDateTime,
-    utcnow,
-)
+from flask_async_events.dispatcher import SendTask
+from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
 from flask_async_events.notifiers.base import BatchNotifier, Message, Notifier, NotifyResult, Recipient
-from flask_async_events.notifiers.http import RESPONSE_EXCERPT
 from flask_async_events.payloads import CONTENT_TYPES, describe_error, resolve_body
-from flask_async_events.retry import next_delay
+from flask_async_events.recording import Claimed, Outcome
 from flask_async_events.sender import Task
 from flask_async_events.state import AppState
-from flask_async_events.subscriptions import cancel_open_deliveries, disable_subscriptions
 
 log = logging.getLogger("flask_async_events")
 
 CANCELLED_REASON = "Cancelled: the subscription is disabled"
-GONE_REASON = "The recipient answered 410 Gone"
 CLOCK_SLACK = timedelta(seconds=1)
 
 
-@dataclass
-class Claimed:
-    """A claimed delivery with what sending it needs, read before the claim's commit."""
-
-    id: int
-    uuid: str
-    attempt_count: int
-    round_attempts: int
-    event_id: int
-    event_uuid: str
-    event_name: str
-    body: str | None
-    created_at: datetime
-    subscription_id: int
-    pattern: str
-    recipient_url: str
-    token: str
-    notifier: str
-    store_id: int
-    enabled: bool
-
-
-@dataclass
-class Send:
-    """One unit of sending: one delivery, or a batch for a notifier that takes batches."""
-
-    items: list[Claimed]
-    task: Task[list[tuple[NotifyResult, int]]]
-
-
-@dataclass
-class Outcome:
-    item: Claimed
-    result: NotifyResult
-    duration_ms: int | None = None
-    cancelled: bool = False
-
-
 def deliver(state: AppState, delivery_ids: list[int]) -> int:
-    """Deliver the due deliveries among ``delivery_ids``; return how many attempts were made."""
+    """Claim the due deliveries among ``delivery_ids`` (and others, up to a batch) and start
+    sending them; return how many were claimed."""
+    dispatcher = state.dispatcher()
+    dispatcher.sender.wait_for_room(state.settings.send_budget)
     token = uuid_module.uuid4().hex
-    items = _claim(state, delivery_ids, token)
+    items = _claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
     if not items:
         return 0
-    deadline = time.monotonic() + state.settings.send_budget
-    outcomes, sends, bodies = _prepare(state, items)
-    results, unsent = state.sender().run([send.task for send in sends], deadline)
-    for index, sent in results.items():
-        outcomes.extend(
-            Outcome(item, result, duration_ms)
-            for item, (result, duration_ms) in zip(sends[index].items, sent, strict=True)
-        )
-    _record(state, token, outcomes, [item for index in unsent for item in sends[index].items], bodies)
-    return sum(len(sends[index].items) for index in results)
+    outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
+    dispatcher.submit(outcomes, sends)
+    return len(items)
 
 
-def _claim(state: AppState, delivery_ids: list[int], token: str) -> list[Claimed]:
-    """Claim the job's deliveries that are due, and, up to a full batch, other due ones: a job
-    for a few retries then still moves a full batch, and work whose job was lost is picked up."""
+def _claim(state: AppState, delivery_ids: list[int], token: str, *, skip: set[int]) -> list[Claimed]:
+    """Claim the job's deliveries that are due, and, up to a full batch, other due ones, except
+    for the subscriptions in ``skip``."""
     session = state.db.session
     now = utcnow()
     due = and_(Delivery.state.in_(DeliveryState.CLAIMABLE), Delivery.next_attempt_at <= now + CLOCK_SLACK)
@@ -117,7 +63,7 @@ def _claim(state: AppState, delivery_ids: list[int], token: str) -> list[Claimed
     if room > 0:
         others = session.scalars(
             select(Delivery.id)
-            .where(due, Delivery.id.not_in(delivery_ids))
+            .where(due, Delivery.id.not_in(delivery_ids), Delivery.subscription_id.not_in(skip))
             .order_by(Delivery.next_attempt_at)
             .limit(room)
         ).all()
@@ -157,13 +103,14 @@ def _claim(state: AppState, delivery_ids: list[int], token: str) -> list[Claimed
         .order_by(Delivery.id)
     ).all()
     session.commit()
-    return [_claimed(row) for row in rows]
+    return [_claimed(row, token) for row in rows]
 
 
-def _claimed(row: Any) -> Claimed:
+def _claimed(row: Any, token: str) -> Claimed:
     return Claimed(
         id=row.id,
         uuid=row.uuid,
+        claim_token=token,
         attempt_count=row.attempt_count,
         round_attempts=row.round_attempts,
         event_id=row.event_id,
@@ -174,17 +121,18 @@ def _claimed(row: Any) -> Claimed:
         subscription_id=row.subscription_id,
         pattern=row.pattern,
         recipient_url=row.recipient_url,
-        token=row.verification_token,
+        verification_token=row.verification_token,
         notifier=row.notifier,
         store_id=row.store_id,
         enabled=row.status,
     )
 
 
-def _prepare(state: AppState, items: list[Claimed]) -> tuple[list[Outcome], list[Send], dict[int, str]]:
-    """Split claimed items into ready outcomes (cancelled, unsendable) and sends."""
+def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[list[Outcome], list[SendTask]]:
+    """Split claimed items into ready outcomes (cancelled, unsendable) and sends to start before
+    ``deadline``; store payloads resolved here, so the next attempt need not resolve again."""
     outcomes: list[Outcome] = []
-    sends: list[Send] = []
+    sends: list[SendTask] = []
     batches: dict[str, list[tuple[Claimed, Recipient, Message]]] = defaultdict(list)
     resolved: dict[int, str | Exception] = {}
     secrets: dict[int, str | Exception] = {}
@@ -205,7 +153,7 @@ def _prepare(state: AppState, items: list[Claimed]) -> tuple[list[Outcome], list
             continue
         secret = secrets.get(item.subscription_id)
         if secret is None:
-            secret = secrets[item.subscription_id] = _decrypt(state, item.token)
+            secret = secrets[item.subscription_id] = _decrypt(state, item.verification_token)
         if isinstance(secret, Exception):
             outcomes.append(_unsendable(item, str(secret), "SecretError"))
             continue
@@ -219,17 +167,26 @@ def _prepare(state: AppState, items: list[Claimed]) -> tuple[list[Outcome], list
             batches[item.notifier.lower()].append((item, recipient, message))
             continue
         endpoint = urlsplit(item.recipient_url).netloc or item.recipient_url
-        sends.append(Send([item], Task(endpoint, partial(_attempt, notifier, recipient, message))))
+        sends.append(Task(endpoint, partial(_attempt, notifier, recipient, message), deadline, [item]))
     for name, entries in batches.items():
         batch_notifier = state.notifier(name)
         assert isinstance(batch_notifier, BatchNotifier)
         size = max(1, batch_notifier.max_batch)
         for start in range(0, len(entries), size):
             chunk = entries[start : start + size]
-            task = Task(name, partial(_attempt_batch, batch_notifier, [(r, m) for _, r, m in chunk]))
-            sends.append(Send([item for item, _, _ in chunk], task))
-    bodies = {event_id: body for event_id, body in resolved.items() if isinstance(body, str)}
-    return outcomes, sends, bodies
+            run = partial(_attempt_batch, batch_notifier, [(r, m) for _, r, m in chunk])
+            sends.append(Task(name, run, deadline, [item for item, _, _ in chunk]))
+    _store_bodies(state, {event_id: body for event_id, body in resolved.items() if isinstance(body, str)})
+    return outcomes, sends
+
+
+def _store_bodies(state: AppState, bodies: dict[int, str]) -> None:
+    if not bodies:
+        return
+    session = state.db.session
+    for event_id, body in bodies.items():
+        session.execute(update(Event).where(Event.id == event_id).values(body=body, resolve_error=None))
+    session.commit()
 
 
 def _resolve_once(state: AppState, item: Claimed, resolved: dict[int, str | Exception]) -> str | Exception:
@@ -286,180 +243,3 @@ def _crashed(exc: Exception) -> NotifyResult:
     return NotifyResult(
         False, retryable=True, response_data=f"{type(exc).__name__}: {exc}", error_class=type(exc).__name__
     )
-
-
-def _due_at(now: datetime, delay: float) -> datetime:
-    """Whole seconds, rounded up: RQ's scheduler keeps whole seconds, and must never run early."""
-    if delay <= 0:
-        return now
-    due = now + timedelta(seconds=delay)
-    return datetime.fromtimestamp(math.ceil(due.timestamp()), tz=due.tzinfo)
-
-
-_DELIVERY = cast(Table, Delivery.__table__)
-_UPDATE_DELIVERY = (
-    _DELIVERY.update()
-    .where(_DELIVERY.c.id == bindparam("b_id"), _DELIVERY.c.claim_token == bindparam("b_token"))
-    .values(
-        state=bindparam("b_state"),
-        next_attempt_at=bindparam("b_next"),
-        attempt_count=_DELIVERY.c.attempt_count + bindparam("b_inc"),
-        round_attempts=bindparam("b_round"),
-        claim_token=None,
-        lease_until=None,
-        updated_at=bindparam("b_now"),
-    )
-)
-_SUBSCRIBER = cast(Table, Subscription.__table__)
-_HEALTH_FAILURE = (
-    _SUBSCRIBER.update()
-    .where(_SUBSCRIBER.c.subscription_id == bindparam("b_sid"))
-    .values(
-        consecutive_failures=_SUBSCRIBER.c.consecutive_failures + bindparam("b_n"),
-        failing_since=func.coalesce(_SUBSCRIBER.c.failing_since, bindparam("b_now", type_=UTCDateTime())),
-    )
-)
-
-
-def _record(
-    state: AppState, token: str, outcomes: list[Outcome], released: list[Claimed], bodies: dict[int, str]
-) -> None:
-    settings = state.settings
-    session = state.db.session
-    now = utcnow()
-    logs: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    retries: dict[datetime, list[int]] = defaultdict(list)
-    dead: list[tuple[int, str, str]] = []
-    succeeded: set[int] = set()
-    failures: dict[int, int] = defaultdict(int)
-    gone: set[int] = set()
-    notices: list[tuple[Any, dict[str, Any]]] = []
-
-    for outcome in outcomes:
-        item, result = outcome.item, outcome.result
-        base = {"b_id": item.id, "b_token": token, "b_now": now, "b_next": now}
-        logs.append(
-            {
-                "uuid": item.uuid,
-                "subscription_id": item.subscription_id,
-                "delivery_id": item.id,
-                "attempt": item.attempt_count + (0 if outcome.cancelled else 1),
-                "success": result.success,
-                "status_code": result.status_code,
-                "duration_ms": outcome.duration_ms,
-                "error_class": "Cancelled" if outcome.cancelled else result.error_class,
-                "response_data": result.response_data[:RESPONSE_EXCERPT],
-                "created": now,
-                "serialized_data": None if outcome.cancelled else item.body,
-            }
-        )
-        if outcome.cancelled:
-            updates.append({**base, "b_state": DeliveryState.CANCELLED, "b_inc": 0, "b_round": item.round_attempts})
-            continue
-        attempts_this_round = item.round_attempts + 1
-        update_row = {**base, "b_inc": 1, "b_round": attempts_this_round}
-        event_info = {"delivery_id": item.uuid, "event_name": item.event_name, "subscription_id": item.subscription_id}
-        if result.success:
-            succeeded.add(item.subscription_id)
-            updates.append({**update_row, "b_state": DeliveryState.DELIVERED})
-            notices.append((signals.delivery_succeeded, {**event_info, "status_code": result.status_code}))
-            continue
-        failures[item.subscription_id] += 1
-        if result.gone:
-            gone.add(item.subscription_id)
-        delay = None
-        if result.retryable and not result.gone:
-            delay = next_delay(
-                settings.retry_schedule,
-                attempts_this_round,
-                jitter=settings.retry_jitter,
-                retry_after=result.retry_after,
-                retry_after_max=settings.retry_after_max,
-            )
-        notices.append(
-            (
-                signals.delivery_failed,
-                {**event_info, "status_code": result.status_code, "will_retry": delay is not None},
-            )
-        )
-        if delay is None:
-            reason = result.response_data[:500] or (result.error_class or "failed")
-            dead.append((item.id, item.uuid, reason))
-            updates.append({**update_row, "b_state": DeliveryState.DEAD})
-            notices.append((signals.delivery_dead_lettered, {**event_info, "reason": reason}))
-        else:
-            due = _due_at(now, delay)
-            retries[due].append(item.id)
-            updates.append({**update_row, "b_state": DeliveryState.RETRYING, "b_next": due})
-
-    for item in released:  # never started: hand back untouched, due now
-        state_name = DeliveryState.RETRYING if item.round_attempts else DeliveryState.PENDING
-        updates.append(
-            {
-                "b_id": item.id,
-                "b_token": token,
-                "b_now": now,
-                "b_next": now,
-                "b_state": state_name,
-                "b_inc": 0,
-                "b_round": item.round_attempts,
-            }
-        )
-
-    for event_id, body in bodies.items():
-        session.execute(update(Event).where(Event.id == event_id).values(body=body, resolve_error=None))
-    if logs:
-        session.execute(insert(DeliveryAttempt), logs)
-    if updates:
-        session.execute(_UPDATE_DELIVERY, updates)
-    _record_health(state, now, succeeded, failures)
-    batch_ids = [outcome.item.id for outcome in outcomes]
-    if gone:
-        disable_subscriptions(session, gone, GONE_REASON, now=now)
-        cancel_open_deliveries(session, gone, GONE_REASON, now=now, exclude=batch_ids)
-    session.commit()
-
-    _after_commit(state, now, retries, dead, [item.id for item in released])
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    for signal, payload in notices:
-        if signal.receivers:
-            signal.send(app, **payload)
-    if gone and signals.subscription_disabled.receivers:
-        for subscription_id in gone:
-            signals.subscription_disabled.send(app, subscription_id=subscription_id, reason=GONE_REASON)
-
-
-def _record_health(state: AppState, now: datetime, succeeded: set[int], failures: dict[int, int]) -> None:
-    """Track each endpoint's health: a success resets it, failures count up from the first."""
-    session = state.db.session
-    if succeeded:
-        session.execute(
-            update(Subscription)
-            .where(Subscription.subscription_id.in_(succeeded))
-            .values(last_success_at=now, failing_since=None, consecutive_failures=0)
-            .execution_options(synchronize_session=False)
-        )
-    failing = [
-        {"b_sid": subscription_id, "b_n": count, "b_now": now}
-        for subscription_id, count in failures.items()
-        if subscription_id not in succeeded
-    ]
-    if failing:
-        session.execute(_HEALTH_FAILURE, failing)
-
-
-def _after_commit(
-    state: AppState,
-    now: datetime,
-    retries: dict[datetime, list[int]],
-    dead: list[tuple[int, str, str]],
-    released: list[int],
-) -> None:
-    """Tell RQ what the database now says. If Redis fails here, maintenance catches up from the rows."""
-    try:
-        state.queues.schedule_deliveries(retries, now)
-        state.queues.record_dead_letters(dead)
-        state.queues.enqueue_deliveries(released)
-    except RedisError as exc:
-        log.warning("Could not schedule follow-up jobs (%s); maintenance will re-enqueue them", exc)

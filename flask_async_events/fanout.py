@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import Table, bindparam, or_, select
 
 from flask_async_events.auth import owner_resources
 from flask_async_events.definitions import receives
@@ -56,25 +56,26 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     ).all()
     grants = owner_resources(session, {candidate.owner for candidate in candidates if candidate.owner})
     now = utcnow()
-    rows: list[dict[str, Any]] = []
+    matches: dict[int, list[int]] = {}
     for event in events:
         needed = _resources(state, event.event_name)
-        matched = [
+        matches[event.id] = [
             candidate.subscription_id
             for candidate in candidates
             if receives(candidate.event_name, candidate.store_id, event.event_name, event.store_id)
             and _granted(grants.get(candidate.owner or ""), needed)
         ]
-        event.triggered_at = now
-        if not matched:
-            continue
-        try:
-            # A savepoint: a database error inside the host's service must not abort the batch.
-            with session.begin_nested():
-                event.body = resolve_body(state.definitions, event, state.settings.payload_format)
-        except Exception as exc:  # the service is the host's code: anything may happen
-            event.resolve_error = describe_error(exc)
-            log.warning("Event %s (%s): %s", event.uuid, event.event_name, event.resolve_error)
+    bodies = _resolve_all(state, [event for event in events if matches[event.id]])
+    marks: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        body = bodies.get(event.id)
+        error = describe_error(body) if isinstance(body, Exception) else None
+        if error is not None:
+            log.warning("Event %s (%s): %s", event.uuid, event.event_name, error)
+        marks.append(
+            {"b_id": event.id, "b_now": now, "b_body": body if isinstance(body, str) else None, "b_error": error}
+        )
         rows.extend(
             {
                 "uuid": str(uuid.uuid4()),
@@ -87,8 +88,9 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
                 "created_at": now,
                 "updated_at": now,
             }
-            for subscription_id in matched
+            for subscription_id in matches[event.id]
         )
+    session.execute(_MARK_TRIGGERED, marks)
     triggered_ids = [event.id for event in events]
     insert_ignoring_duplicates(session, Delivery.__table__, rows)  # type: ignore[arg-type]
     session.commit()
@@ -103,3 +105,34 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         session.commit()
         state.queues.enqueue_deliveries(delivery_ids)
     return len(rows)
+
+
+_EVENT = cast(Table, Event.__table__)
+_MARK_TRIGGERED = (
+    _EVENT.update()
+    .where(_EVENT.c.id == bindparam("b_id"))
+    .values(triggered_at=bindparam("b_now"), body=bindparam("b_body"), resolve_error=bindparam("b_error"))
+)
+
+
+def _resolve_all(state: AppState, events: list[Event]) -> dict[int, str | Exception]:
+    """Each event's body, or why it failed. All in one savepoint; if anything fails, again with a
+    savepoint per event, so a database error inside the host's service spoils only its own event
+    (the services of that batch then run twice, which a payload service must allow anyway)."""
+    session = state.db.session
+    payload_format = state.settings.payload_format
+    bodies: dict[int, str | Exception] = {}
+    try:
+        with session.begin_nested():
+            for event in events:
+                bodies[event.id] = resolve_body(state.definitions, event, payload_format)
+        return bodies
+    except Exception:  # the service is the host's code: anything may happen
+        bodies.clear()
+    for event in events:
+        try:
+            with session.begin_nested():
+                bodies[event.id] = resolve_body(state.definitions, event, payload_format)
+        except Exception as exc:
+            bodies[event.id] = exc
+    return bodies

@@ -1,81 +1,176 @@
-"""Concurrent sending inside one deliver job: a bounded thread pool with a per-endpoint cap, so one
-slow endpoint cannot take every thread, and a deadline after which nothing new is started.
+"""Concurrent sending for a whole worker process: a bounded thread pool with a per-endpoint cap, so
+one slow endpoint cannot take every thread, and a deadline per task after which it is not started.
+
+Submitting never blocks: a deliver job hands its sends over and returns, and the worker goes on to
+its next job while these run. Each task ends in exactly one callback: ``finish`` with its result,
+or ``expire`` if its deadline passed before a thread was free for it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 
-@dataclass(frozen=True)
-class Task(Generic[T]):
-    """One unit of work: ``endpoint`` groups tasks under the per-endpoint cap."""
+@dataclass(eq=False)
+class Task(Generic[T, P]):
+    """One unit of work: ``endpoint`` groups tasks under the per-endpoint cap; ``payload`` is the
+    caller's own (what to record when it ends)."""
 
     endpoint: str
     run: Callable[[], T]
+    deadline: float
+    payload: P = field(repr=False)
 
 
-class Sender:
-    """Runs tasks on a long-lived pool (threads keep their HTTP connections between jobs)."""
+class Sender(Generic[T, P]):
+    """Starts tasks round-robin over endpoints while threads and each endpoint's cap allow."""
 
-    def __init__(self, threads: int, per_endpoint: int) -> None:
+    def __init__(
+        self,
+        threads: int,
+        per_endpoint: int,
+        finish: Callable[[Task[T, P], T], None],
+        expire: Callable[[Task[T, P]], None],
+    ) -> None:
         self.threads = threads
         self.per_endpoint = per_endpoint
+        self._finish = finish
+        self._expire = expire
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="async-events-send")
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._waiting: dict[str, deque[Task[T, P]]] = {}
+        self._active: dict[str, int] = {}
+        self._rotation: deque[str] = deque()
+        self._in_flight = 0
 
-    def run(self, tasks: Sequence[Task[T]], deadline: float) -> tuple[dict[int, T], list[int]]:
-        """Run ``tasks``; return results by task index and the indexes never started (deadline)."""
-        waiting: dict[str, deque[int]] = {}
-        for index, task in enumerate(tasks):
-            waiting.setdefault(task.endpoint, deque()).append(index)
-        active = dict.fromkeys(waiting, 0)
-        rotation = deque(waiting)
-        in_flight: dict[Future[T], tuple[int, str]] = {}
-        results: dict[int, T] = {}
-        while True:
-            if time.monotonic() < deadline:
-                self._fill(tasks, waiting, active, rotation, in_flight)
-            if not in_flight:
-                break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                index, endpoint = in_flight.pop(future)
-                active[endpoint] -= 1
-                results[index] = future.result()
-                if waiting[endpoint] and endpoint not in rotation:
-                    rotation.append(endpoint)
-        unsent = [index for queue in waiting.values() for index in queue]
-        return results, unsent
+    def submit(self, tasks: Iterable[Task[T, P]]) -> None:
+        with self._lock:
+            for task in tasks:
+                queue = self._waiting.get(task.endpoint)
+                if queue is None:
+                    queue = self._waiting[task.endpoint] = deque()
+                    self._rotation.append(task.endpoint)
+                queue.append(task)
+            expired = self._start_ready()
+        self._report(expired)
 
-    def _fill(
-        self,
-        tasks: Sequence[Task[T]],
-        waiting: dict[str, deque[int]],
-        active: dict[str, int],
-        rotation: deque[str],
-        in_flight: dict[Future[T], tuple[int, str]],
-    ) -> None:
-        """Start tasks round-robin over endpoints until the pool or every endpoint's cap is full."""
+    def sweep(self, *, everything: bool = False) -> None:
+        """Expire waiting tasks whose deadline passed (all waiting tasks if ``everything``)."""
+        now = time.monotonic()
+        expired: list[Task[T, P]] = []
+        with self._lock:
+            for endpoint, queue in list(self._waiting.items()):
+                while queue and (everything or queue[0].deadline <= now):
+                    expired.append(queue.popleft())
+                if not queue:
+                    self._forget(endpoint)
+            self._changed.notify_all()
+        self._report(expired)
+
+    def startable(self) -> int:
+        """How many more tasks could start at once: free threads, less what already waits for them
+        at endpoints below their cap."""
+        with self._lock:
+            ready = sum(
+                min(len(queue), max(0, self.per_endpoint - self._active.get(endpoint, 0)))
+                for endpoint, queue in self._waiting.items()
+            )
+            return self.threads - self._in_flight - ready
+
+    def saturated(self) -> set[str]:
+        """Endpoints with a full cap and tasks still waiting: claiming more for them only waits."""
+        with self._lock:
+            return {
+                endpoint
+                for endpoint, queue in self._waiting.items()
+                if queue and self._active.get(endpoint, 0) >= self.per_endpoint
+            }
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not (self._in_flight or self._waiting)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing runs or waits; False if ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._in_flight or self._waiting:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.1))
+        return True
+
+    def wait_for_room(self, timeout: float) -> None:
+        """Block until a thread is free for new work, or ``timeout`` passed."""
+        deadline = time.monotonic() + timeout
+        while self.startable() <= 0 and time.monotonic() < deadline:
+            with self._lock:
+                self._changed.wait(0.05)
+
+    def shutdown(self) -> None:
+        self.sweep(everything=True)
+        self._pool.shutdown(wait=True)
+
+    def _start_ready(self) -> list[Task[T, P]]:
+        """Under the lock: start what may start; return the tasks found past their deadline."""
+        expired: list[Task[T, P]] = []
+        now = time.monotonic()
         blocked = 0
-        while rotation and len(in_flight) < self.threads and blocked < len(rotation):
-            endpoint = rotation[0]
-            rotation.rotate(-1)
-            if active[endpoint] >= self.per_endpoint:
+        while self._rotation and self._in_flight < self.threads and blocked < len(self._rotation):
+            endpoint = self._rotation[0]
+            self._rotation.rotate(-1)
+            if self._active.get(endpoint, 0) >= self.per_endpoint:
                 blocked += 1
                 continue
             blocked = 0
-            index = waiting[endpoint].popleft()
-            active[endpoint] += 1
-            in_flight[self._pool.submit(tasks[index].run)] = (index, endpoint)
-            if not waiting[endpoint]:
-                rotation.remove(endpoint)
+            queue = self._waiting[endpoint]
+            task = queue.popleft()
+            if not queue:
+                self._forget(endpoint)
+            if task.deadline <= now:
+                expired.append(task)
+                continue
+            self._active[endpoint] = self._active.get(endpoint, 0) + 1
+            self._in_flight += 1
+            self._pool.submit(self._run, task)
+        return expired
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+    def _run(self, task: Task[T, P]) -> None:
+        """On a pool thread: run the task, report its result, start what may start next."""
+        try:
+            try:
+                result = task.run()
+            except Exception:  # the caller's code failed: hand the task back rather than lose it
+                self._expire(task)
+            else:
+                self._finish(task, result)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                active = self._active[task.endpoint] - 1
+                if active:
+                    self._active[task.endpoint] = active
+                else:
+                    del self._active[task.endpoint]
+                expired = self._start_ready()
+                self._changed.notify_all()
+            self._report(expired)
+
+    def _forget(self, endpoint: str) -> None:
+        del self._waiting[endpoint]
+        self._rotation.remove(endpoint)
+
+    def _report(self, expired: list[Task[T, P]]) -> None:
+        for task in expired:
+            self._expire(task)

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from requests.adapters import HTTPAdapter
+from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -140,16 +140,13 @@ class _GuardedConnectionMixin:
         raise NewConnectionError(self, f"Failed to establish a new connection: {error}")  # type: ignore[arg-type]
 
 
-def guarded_adapter(policy: AddressPolicy, **adapter_options: Any) -> HTTPAdapter:
-    """A requests adapter whose connections go only where ``policy`` allows."""
+def guarded_pool_manager(policy: AddressPolicy, **options: Any) -> PoolManager:
+    """A urllib3 pool manager whose connections go only where ``policy`` allows."""
     http_connection = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), {"policy": policy})
     https_connection = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection), {"policy": policy})
-    http_pool = type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_connection})
-    https_pool = type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_connection})
-
-    class GuardedAdapter(HTTPAdapter):
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
-
-    return GuardedAdapter(**adapter_options)
+    manager = PoolManager(**options)
+    manager.pool_classes_by_scheme = {
+        "http": type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_connection}),
+        "https": type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_connection}),
+    }
+    return manager

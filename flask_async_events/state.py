@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, current_app
 from flask_sqlalchemy import SQLAlchemy
@@ -15,7 +16,11 @@ from flask_async_events.crypto import SecretBox
 from flask_async_events.definitions import EventRegistry
 from flask_async_events.notifiers.base import Notifier
 from flask_async_events.queues import Queues
-from flask_async_events.sender import Sender
+
+if TYPE_CHECKING:
+    from flask_async_events.dispatcher import Dispatcher
+
+log = logging.getLogger("flask_async_events")
 
 EXTENSION_KEY = "async_events"
 
@@ -39,13 +44,32 @@ class AppState:
     registered_notifiers: Mapping[str, Notifier] = field(default_factory=dict)  # register_notifier()
     # The host's @events.authorize hook, read on every request so it may be set after init_app.
     authorizer: Callable[[], Callable[[Request], Any] | None] = lambda: None
-    _sender: Sender | None = field(default=None, repr=False)
+    _dispatcher: Dispatcher | None = field(default=None, repr=False)
 
-    def sender(self) -> Sender:
-        """The deliver jobs' thread pool, made on first use (only workers need it)."""
-        if self._sender is None:
-            self._sender = Sender(self.settings.delivery_threads, self.settings.endpoint_concurrency)
-        return self._sender
+    def dispatcher(self) -> Dispatcher:
+        """The deliver jobs' sending and recording threads, made on first use (only workers need them)."""
+        if self._dispatcher is None:
+            from flask_async_events.dispatcher import Dispatcher
+
+            self._dispatcher = Dispatcher(current_app._get_current_object(), self)  # type: ignore[attr-defined]
+        return self._dispatcher
+
+    def deliveries_busy(self) -> bool:
+        """Whether sends are running or waiting, or results wait to be recorded."""
+        return self._dispatcher is not None and self._dispatcher.busy()
+
+    def drain_deliveries(self, timeout: float, *, release_waiting: bool = False) -> None:
+        """Let the sends in flight end and their results be recorded (a worker that stops)."""
+        if self._dispatcher is not None and not self._dispatcher.drain(timeout, release_waiting=release_waiting):
+            log.warning(
+                "Deliveries still in flight after %.0fs; their leases will hand them to another worker", timeout
+            )
+
+    def close(self) -> None:
+        """Stop the delivery threads (tests, and apps that make many app objects)."""
+        if self._dispatcher is not None:
+            self._dispatcher.close(self.settings.connect_timeout + self.settings.timeout)
+            self._dispatcher = None
 
     def notifier(self, name: str) -> Notifier | None:
         """The notifier for a subscription's ``metadata``, aliases included."""

@@ -106,6 +106,25 @@ class AsyncEventsWorker(SimpleWorker):
             self.scheduler.release_locks()
             self.scheduler.register_death()
 
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """RQ's dequeue; a burst worker (``timeout`` None) that finds its queues empty first lets
+        its sends end, since recording them can enqueue more (a retry due at once)."""
+        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while result is None and timeout is None and self.events_state.deliveries_busy():
+            settings = self.events_state.settings
+            self.events_state.drain_deliveries(settings.send_budget + settings.connect_timeout + settings.timeout)
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        return result
+
+    def teardown(self) -> None:
+        """At the end of RQ's loop, let the sends in flight end and be recorded first. A worker
+        asked to stop hands back what has not started yet; a burst worker sends it."""
+        settings = self.events_state.settings
+        stopping = bool(self._stop_requested)
+        wait = settings.connect_timeout + settings.timeout + (0 if stopping else settings.send_budget)
+        self.events_state.drain_deliveries(wait, release_waiting=stopping)
+        super().teardown()
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         with self.flask_app.app_context():
             super().execute_job(job, queue)

@@ -223,8 +223,7 @@ def app(env: AppEnv) -> Flask:
 
 def _dispose(application: Flask) -> None:
     state = get_state(application)
-    if state._sender is not None:
-        state.sender().shutdown()
+    state.close()
     with application.app_context():
         state.db.engine.dispose()
 

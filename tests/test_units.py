@@ -283,8 +283,26 @@ def test_http_outcomes(status: int, success: bool, retryable: bool, gone: bool) 
 # --- the sender --------------------------------------------------------------------------------
 
 
+class Collected:
+    """What a sender's callbacks received, by task payload."""
+
+    def __init__(self) -> None:
+        self.finished: dict[int, object] = {}
+        self.expired: list[int] = []
+        self.lock = threading.Lock()
+
+    def finish(self, task: Task[object, int], result: object) -> None:
+        with self.lock:
+            self.finished[task.payload] = result
+
+    def expire(self, task: Task[object, int]) -> None:
+        with self.lock:
+            self.expired.append(task.payload)
+
+
 def test_the_per_endpoint_cap_leaves_threads_for_others() -> None:
-    sender = Sender(threads=4, per_endpoint=2)
+    collected = Collected()
+    sender: Sender[object, int] = Sender(4, 2, collected.finish, collected.expire)
     running: dict[str, int] = {"slow": 0, "fast": 0}
     peak: dict[str, int] = {"slow": 0, "fast": 0}
     lock = threading.Lock()
@@ -301,20 +319,39 @@ def test_the_per_endpoint_cap_leaves_threads_for_others() -> None:
 
         return run
 
-    tasks: list[Task[str]] = [Task("slow", work("slow", 0.2)) for _ in range(6)] + [
-        Task("fast", work("fast", 0.01)) for _ in range(6)
-    ]
+    deadline = time.monotonic() + 10
     started = time.monotonic()
-    results, unsent = sender.run(tasks, deadline=time.monotonic() + 10)
+    sender.submit(Task("slow", work("slow", 0.2), deadline, index) for index in range(6))
+    sender.submit(Task("fast", work("fast", 0.01), deadline, index) for index in range(6, 12))
+    idle = sender.wait_idle(5)
     sender.shutdown()
-    assert unsent == [] and len(results) == 12
+    assert idle and collected.expired == [] and len(collected.finished) == 12
     assert peak["slow"] == 2  # never more than the cap for one endpoint
+    assert peak["fast"] == 2  # the other threads were free for the second endpoint
     assert time.monotonic() - started < 1.5
 
 
-def test_the_sender_stops_starting_work_at_the_deadline() -> None:
-    sender = Sender(threads=1, per_endpoint=1)
-    tasks = [Task("e", lambda: time.sleep(0.2)) for _ in range(5)]
-    results, unsent = sender.run(tasks, deadline=time.monotonic() + 0.1)
+def test_the_sender_does_not_start_a_task_past_its_deadline() -> None:
+    collected = Collected()
+    sender: Sender[object, int] = Sender(1, 1, collected.finish, collected.expire)
+    deadline = time.monotonic() + 0.1
+    sender.submit(Task("e", lambda: time.sleep(0.2), deadline, index) for index in range(5))
+    assert sender.wait_idle(5)
     sender.shutdown()
-    assert len(results) == 1 and unsent == [1, 2, 3, 4]
+    assert list(collected.finished) == [0] and sorted(collected.expired) == [1, 2, 3, 4]
+
+
+def test_a_full_endpoint_is_saturated_and_its_waiting_tasks_leave_room_for_others() -> None:
+    collected = Collected()
+    release = threading.Event()
+    sender: Sender[object, int] = Sender(4, 2, collected.finish, collected.expire)
+    deadline = time.monotonic() + 10
+    sender.submit(Task("hung", release.wait, deadline, index) for index in range(5))
+    assert sender.saturated() == {"hung"}
+    assert sender.startable() == 2  # two threads busy with the hung endpoint, its queue waits
+    sender.sweep(everything=True)  # a worker asked to stop hands back what has not started
+    assert sorted(collected.expired) == [2, 3, 4]
+    release.set()
+    assert sender.wait_idle(5)
+    sender.shutdown()
+    assert sorted(collected.finished) == [0, 1]

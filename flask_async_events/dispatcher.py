@@ -1,0 +1,139 @@
+"""A worker process's delivery engine: deliver jobs hand their sends over and return at once; the
+sends run on the :class:`~flask_async_events.sender.Sender`'s threads while the worker goes on to
+its next job; a recording thread writes results as they arrive, a batch at a time.
+
+So one job never waits for its slowest send, RQ's per-job cost is paid per batch, not per
+delivery, and a worker killed mid-send loses only what finished in the last few milliseconds
+(those deliveries are sent again when their lease runs out: at least once, never lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+
+from flask import Flask
+
+from flask_async_events.notifiers.base import NotifyResult
+from flask_async_events.recording import Claimed, Outcome, record
+from flask_async_events.sender import Sender, Task
+from flask_async_events.state import AppState
+
+log = logging.getLogger("flask_async_events")
+
+SendResult = list[tuple[NotifyResult, int]]
+SendTask = Task[SendResult, list[Claimed]]
+RECORD_BATCH = 500
+SWEEP_INTERVAL = 0.1
+
+
+class Dispatcher:
+    """Owns the sender threads and the recording thread of one worker process."""
+
+    def __init__(self, app: Flask, state: AppState) -> None:
+        self._app = app
+        self._state = state
+        settings = state.settings
+        self.sender: Sender[SendResult, list[Claimed]] = Sender(
+            settings.delivery_threads, settings.endpoint_concurrency, self._finished, self._expired
+        )
+        self._results: queue.SimpleQueue[Outcome | Claimed] = queue.SimpleQueue()
+        self._unrecorded = 0
+        self._lock = threading.Condition()
+        self._subscriptions: dict[str, set[int]] = defaultdict(set)
+        self._closed = False
+        self._thread = threading.Thread(target=self._record_loop, name="async-events-record", daemon=True)
+        self._thread.start()
+
+    def submit(self, outcomes: list[Outcome], sends: list[SendTask]) -> None:
+        """Record ``outcomes`` (decided without sending) and start ``sends``."""
+        for send in sends:
+            self._subscriptions[send.endpoint].update(item.subscription_id for item in send.payload)
+        self._put([*outcomes])
+        self.sender.submit(sends)
+
+    def saturated_subscriptions(self) -> set[int]:
+        """Subscriptions whose endpoint has a full cap and a queue: claiming more for them only waits."""
+        return {sid for endpoint in self.sender.saturated() for sid in self._subscriptions.get(endpoint, ())}
+
+    def busy(self) -> bool:
+        with self._lock:
+            return self._unrecorded > 0 or not self.sender.idle()
+
+    def drain(self, timeout: float, *, release_waiting: bool = False) -> bool:
+        """Wait until every send ended and every result is recorded. ``release_waiting`` hands
+        back what has not started yet instead of sending it (a worker asked to stop)."""
+        deadline = time.monotonic() + timeout
+        if release_waiting:
+            self.sender.sweep(everything=True)
+        if not self.sender.wait_idle(timeout):
+            return False
+        with self._lock:
+            while self._unrecorded:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(min(remaining, 0.1))
+        return True
+
+    def close(self, timeout: float) -> None:
+        self.drain(timeout, release_waiting=True)
+        self._closed = True
+        self.sender.shutdown()
+        self._thread.join(timeout=1)
+
+    def _finished(self, task: SendTask, results: SendResult) -> None:
+        self._put([Outcome(item, result, ms) for item, (result, ms) in zip(task.payload, results, strict=True)])
+
+    def _expired(self, task: SendTask) -> None:
+        self._put(task.payload)
+
+    def _put(self, entries: list[Outcome] | list[Claimed]) -> None:
+        if not entries:
+            return
+        with self._lock:
+            self._unrecorded += len(entries)
+        for entry in entries:
+            self._results.put(entry)
+
+    def _record_loop(self) -> None:
+        while not self._closed:
+            try:
+                batch = [self._results.get(timeout=SWEEP_INTERVAL)]
+            except queue.Empty:
+                self.sender.sweep()
+                continue
+            while len(batch) < RECORD_BATCH:
+                try:
+                    batch.append(self._results.get_nowait())
+                except queue.Empty:
+                    break
+            self._write(batch)
+            with self._lock:
+                self._unrecorded -= len(batch)
+                self._lock.notify_all()
+            self.sender.sweep()
+
+    def _write(self, batch: list[Outcome | Claimed]) -> None:
+        """Record a batch, retrying while the database is away. Giving up (after a lease's length)
+        loses nothing: the deliveries are claimed again when their lease runs out."""
+        outcomes = [entry for entry in batch if isinstance(entry, Outcome)]
+        released = [entry for entry in batch if isinstance(entry, Claimed)]
+        give_up = time.monotonic() + self._state.settings.claim_lease
+        pause = 0.2
+        while True:
+            with self._app.app_context():
+                try:
+                    record(self._state, outcomes, released)
+                    return
+                except Exception:  # the database is down, or a signal receiver failed
+                    log.exception("Could not record %d delivery result(s); retrying in %.1fs", len(batch), pause)
+                    self._state.db.session.rollback()
+            if time.monotonic() + pause > give_up:
+                log.error("Gave up recording %d delivery result(s); they will be sent again", len(batch))
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)

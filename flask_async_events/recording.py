@@ -1,0 +1,248 @@
+"""Recording what happened to claimed deliveries, in one transaction per batch of results: a log row
+per attempt, and per delivery ``delivered``, ``retrying`` at a time, ``dead`` or ``cancelled``, or
+handed back untouched if it was never started. Only the holder of a claim's token may write its
+outcome (a fence against a second worker after a lease ran out). Retries are scheduled in RQ only
+after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from flask import current_app
+from redis.exceptions import RedisError
+from sqlalchemy import Table, bindparam, func, insert, update
+
+from flask_async_events import signals
+from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Subscription, UTCDateTime, utcnow
+from flask_async_events.notifiers.base import NotifyResult
+from flask_async_events.notifiers.http import RESPONSE_EXCERPT
+from flask_async_events.retry import next_delay
+from flask_async_events.state import AppState
+from flask_async_events.subscriptions import cancel_open_deliveries, disable_subscriptions
+
+log = logging.getLogger("flask_async_events")
+
+GONE_REASON = "The recipient answered 410 Gone"
+
+
+@dataclass
+class Claimed:
+    """A claimed delivery with what sending it needs, read before the claim's commit."""
+
+    id: int
+    uuid: str
+    claim_token: str
+    attempt_count: int
+    round_attempts: int
+    event_id: int
+    event_uuid: str
+    event_name: str
+    body: str | None
+    created_at: datetime
+    subscription_id: int
+    pattern: str
+    recipient_url: str
+    verification_token: str
+    notifier: str
+    store_id: int
+    enabled: bool
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended (or that the delivery was cancelled without one)."""
+
+    item: Claimed
+    result: NotifyResult
+    duration_ms: int | None = None
+    cancelled: bool = False
+
+
+def _due_at(now: datetime, delay: float) -> datetime:
+    """Whole seconds, rounded up: RQ's scheduler keeps whole seconds, and must never run early."""
+    if delay <= 0:
+        return now
+    due = now + timedelta(seconds=delay)
+    return datetime.fromtimestamp(math.ceil(due.timestamp()), tz=due.tzinfo)
+
+
+_DELIVERY = cast(Table, Delivery.__table__)
+_UPDATE_DELIVERY = (
+    _DELIVERY.update()
+    .where(_DELIVERY.c.id == bindparam("b_id"), _DELIVERY.c.claim_token == bindparam("b_token"))
+    .values(
+        state=bindparam("b_state"),
+        next_attempt_at=bindparam("b_next"),
+        attempt_count=_DELIVERY.c.attempt_count + bindparam("b_inc"),
+        round_attempts=bindparam("b_round"),
+        claim_token=None,
+        lease_until=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+_SUBSCRIBER = cast(Table, Subscription.__table__)
+_HEALTH_FAILURE = (
+    _SUBSCRIBER.update()
+    .where(_SUBSCRIBER.c.subscription_id == bindparam("b_sid"))
+    .values(
+        consecutive_failures=_SUBSCRIBER.c.consecutive_failures + bindparam("b_n"),
+        failing_since=func.coalesce(_SUBSCRIBER.c.failing_since, bindparam("b_now", type_=UTCDateTime())),
+    )
+)
+
+
+def record(state: AppState, outcomes: list[Outcome], released: list[Claimed]) -> None:
+    """Write ``outcomes`` and hand back ``released`` (never started), then tell RQ and signal."""
+    settings = state.settings
+    session = state.db.session
+    now = utcnow()
+    logs: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    retries: dict[datetime, list[int]] = defaultdict(list)
+    dead: list[tuple[int, str, str]] = []
+    succeeded: set[int] = set()
+    failures: dict[int, int] = defaultdict(int)
+    gone: set[int] = set()
+    notices: list[tuple[Any, dict[str, Any]]] = []
+
+    for outcome in outcomes:
+        item, result = outcome.item, outcome.result
+        base = {"b_id": item.id, "b_token": item.claim_token, "b_now": now, "b_next": now}
+        logs.append(
+            {
+                "uuid": item.uuid,
+                "subscription_id": item.subscription_id,
+                "delivery_id": item.id,
+                "attempt": item.attempt_count + (0 if outcome.cancelled else 1),
+                "success": result.success,
+                "status_code": result.status_code,
+                "duration_ms": outcome.duration_ms,
+                "error_class": "Cancelled" if outcome.cancelled else result.error_class,
+                "response_data": result.response_data[:RESPONSE_EXCERPT],
+                "created": now,
+                "serialized_data": None if outcome.cancelled else item.body,
+            }
+        )
+        if outcome.cancelled:
+            updates.append({**base, "b_state": DeliveryState.CANCELLED, "b_inc": 0, "b_round": item.round_attempts})
+            continue
+        attempts_this_round = item.round_attempts + 1
+        update_row = {**base, "b_inc": 1, "b_round": attempts_this_round}
+        event_info = {"delivery_id": item.uuid, "event_name": item.event_name, "subscription_id": item.subscription_id}
+        if result.success:
+            succeeded.add(item.subscription_id)
+            updates.append({**update_row, "b_state": DeliveryState.DELIVERED})
+            notices.append((signals.delivery_succeeded, {**event_info, "status_code": result.status_code}))
+            continue
+        failures[item.subscription_id] += 1
+        if result.gone:
+            gone.add(item.subscription_id)
+        delay = None
+        if result.retryable and not result.gone:
+            delay = next_delay(
+                settings.retry_schedule,
+                attempts_this_round,
+                jitter=settings.retry_jitter,
+                retry_after=result.retry_after,
+                retry_after_max=settings.retry_after_max,
+            )
+        notices.append(
+            (
+                signals.delivery_failed,
+                {**event_info, "status_code": result.status_code, "will_retry": delay is not None},
+            )
+        )
+        if delay is None:
+            reason = result.response_data[:500] or (result.error_class or "failed")
+            dead.append((item.id, item.uuid, reason))
+            updates.append({**update_row, "b_state": DeliveryState.DEAD})
+            notices.append((signals.delivery_dead_lettered, {**event_info, "reason": reason}))
+        else:
+            due = _due_at(now, delay)
+            retries[due].append(item.id)
+            updates.append({**update_row, "b_state": DeliveryState.RETRYING, "b_next": due})
+
+    for item in released:  # never started: hand back untouched, due now
+        state_name = DeliveryState.RETRYING if item.round_attempts else DeliveryState.PENDING
+        updates.append(
+            {
+                "b_id": item.id,
+                "b_token": item.claim_token,
+                "b_now": now,
+                "b_next": now,
+                "b_state": state_name,
+                "b_inc": 0,
+                "b_round": item.round_attempts,
+            }
+        )
+
+    if logs:
+        session.execute(insert(DeliveryAttempt), logs)
+    if updates:
+        session.execute(_UPDATE_DELIVERY, updates)
+    _record_health(state, now, succeeded, failures)
+    batch_ids = [outcome.item.id for outcome in outcomes]
+    if gone:
+        disable_subscriptions(session, gone, GONE_REASON, now=now)
+        cancel_open_deliveries(session, gone, GONE_REASON, now=now, exclude=batch_ids)
+    session.commit()
+
+    _after_commit(state, now, retries, dead, [item.id for item in released])
+    notices.extend(
+        (signals.subscription_disabled, {"subscription_id": subscription_id, "reason": GONE_REASON})
+        for subscription_id in gone
+    )
+    _send_signals(notices)
+
+
+def _send_signals(notices: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Signal what was recorded. A receiver that fails is logged: it must not undo the record."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    for signal, payload in notices:
+        if not signal.receivers:
+            continue
+        try:
+            signal.send(app, **payload)
+        except Exception:  # a receiver is the host's code
+            log.exception("A receiver of %s failed", signal.name)
+
+
+def _record_health(state: AppState, now: datetime, succeeded: set[int], failures: dict[int, int]) -> None:
+    """Track each endpoint's health: a success resets it, failures count up from the first."""
+    session = state.db.session
+    if succeeded:
+        session.execute(
+            update(Subscription)
+            .where(Subscription.subscription_id.in_(succeeded))
+            .values(last_success_at=now, failing_since=None, consecutive_failures=0)
+            .execution_options(synchronize_session=False)
+        )
+    failing = [
+        {"b_sid": subscription_id, "b_n": count, "b_now": now}
+        for subscription_id, count in failures.items()
+        if subscription_id not in succeeded
+    ]
+    if failing:
+        session.execute(_HEALTH_FAILURE, failing)
+
+
+def _after_commit(
+    state: AppState,
+    now: datetime,
+    retries: dict[datetime, list[int]],
+    dead: list[tuple[int, str, str]],
+    released: list[int],
+) -> None:
+    """Tell RQ what the database now says. If Redis fails here, maintenance catches up from the rows."""
+    try:
+        state.queues.schedule_deliveries(retries, now)
+        state.queues.record_dead_letters(dead)
+        state.queues.enqueue_deliveries(released)
+    except RedisError as exc:
+        log.warning("Could not schedule follow-up jobs (%s); maintenance will re-enqueue them", exc)
