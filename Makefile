@@ -38,11 +38,12 @@ test-postgresql: $(STAMP)
 test-mysql: $(STAMP)
 	FAE_TEST_DB=mysql $(BIN)/python -m pytest
 
-## Delivery throughput against a local receiver (baseline: a plain signed-POST loop), and the
-## EventBridge rate against moto with and without PutEvents batching.
+## The benchmark suite: throughput (1 and 2 workers) against a plain loop, RQ and Celery in the
+## same run, latency at 200 events/s, fan-out to 1,000, publish overhead, worker memory over
+## 100,000 deliveries; writes bench/RESULTS.md. Then EventBridge batching against moto.
 bench: $(STAMP)
-	$(BIN)/python -m bench.throughput
-	$(BIN)/python -m bench.eventbridge
+	$(BIN)/python -m bench
+	$(BIN)/python -m bench.eventbridge --events 1000 --repeat 2
 
 ## Fault injection: 5 seeded runs of 10,000 events x 3 subscriptions against PostgreSQL, with
 ## worker kills, Redis restarted empty, database connections dropped and a misbehaving receiver.

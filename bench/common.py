@@ -1,13 +1,11 @@
-"""What the benchmarks share: services on loopback, fresh databases, publishing, timing a worker."""
+"""What the benchmarks share: services on loopback and fresh databases."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +16,6 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-SECRET = "whsec_YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldA=="
 
 
 def free_port() -> int:
@@ -87,48 +84,6 @@ def drop_database(uri: str) -> None:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{uri.rsplit("/", 1)[1]}" WITH (FORCE)'))
         admin.dispose()
-
-
-def publish_and_deliver(env: dict[str, str], recipient: str, count: int, metadata: str = "http") -> float:
-    """Subscribe ``recipient``, publish ``count`` events, run one burst worker; deliveries per second."""
-    sys.path.insert(0, str(ROOT))
-    os.environ.update(env)
-    from bench.app import create_app, db, events
-    from flask_async_events.models import Delivery, DeliveryState
-
-    app = create_app()
-    with app.app_context():
-        events.subscribe("bench.created", recipient, verification_token=SECRET, metadata=metadata)
-        db.session.commit()
-        for start in range(0, count, 500):
-            for index in range(start, min(start + 500, count)):
-                events.publish("bench.created", id=index)
-            db.session.commit()
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flask",
-            "--app",
-            "bench.app:create_app",
-            "async-events",
-            "worker",
-            "--burst",
-            "--logging-level",
-            "WARNING",
-        ],
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        check=True,
-    )
-    elapsed = time.perf_counter() - started
-    with app.app_context():
-        delivered = db.session.scalar(sa.select(sa.func.count()).where(Delivery.state == DeliveryState.DELIVERED))
-        db.engine.dispose()
-    if delivered != count:
-        raise RuntimeError(f"only {delivered} of {count} deliveries were delivered")
-    return count / elapsed
 
 
 def summary(values: list[float]) -> str:

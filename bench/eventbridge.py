@@ -20,7 +20,8 @@ import boto3
 import redis
 import requests
 
-from bench.common import drop_database, free_port, fresh_database, publish_and_deliver, start_redis, summary, wait_until
+from bench.common import drop_database, free_port, fresh_database, start_redis, summary, wait_until
+from bench.ours import throughput
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -62,7 +63,7 @@ def main() -> None:
                     "BENCH_EVENTBRIDGE_BATCH_SIZE": str(batch_size),
                 }
                 try:
-                    rates[batch_size].append(publish_and_deliver(env, "bench", args.events, metadata="eventbridge"))
+                    rates[batch_size].append(throughput(env, "bench", args.events, 1, metadata="eventbridge"))
                 finally:
                     drop_database(uri)
                 print(

@@ -1,12 +1,54 @@
-"""A fast local receiver for benchmarks: HTTP/1.1 keep-alive, answers 200 and counts requests."""
+"""A fast local receiver for benchmarks: HTTP/1.1 keep-alive, answers 200 to every POST.
+
+It counts what it receives and keeps each message's arrival time by ``webhook-id``:
+``GET /stats`` answers ``{"received": n, "unique": u}``, ``GET /arrivals`` the arrival times by
+the ``data.id`` of the body (the latency benchmark's clock), ``DELETE /stats`` starts over.
+
+    python -m bench.receiver PORT
+"""
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+
+
+class Tally:
+    """What arrived: a count, the distinct webhook ids, and arrival times of timed messages."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received = 0
+        self.ids: set[str] = set()
+        self.arrivals: dict[str, float] = {}
+
+    def add(self, webhook_id: str | None, timed_id: str | None) -> None:
+        now = time.time()
+        with self.lock:
+            self.received += 1
+            if webhook_id:
+                self.ids.add(webhook_id)
+            if timed_id is not None:
+                self.arrivals.setdefault(timed_id, now)
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return {"received": self.received, "unique": len(self.ids)}
+
+    def reset(self) -> None:
+        with self.lock:
+            self.received = 0
+            self.ids.clear()
+            self.arrivals.clear()
+
+
+TALLY = Tally()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -17,8 +59,31 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        timed_id = None
+        if self.path.startswith("/timed"):
+            timed_id = str(json.loads(body)["data"]["id"])
+        TALLY.add(self.headers.get("webhook-id"), timed_id)
         self.wfile.write(RESPONSE)  # one send: no Nagle / delayed-ACK stall
+
+    def do_GET(self) -> None:
+        if self.path == "/arrivals":
+            with TALLY.lock:
+                self._json(dict(TALLY.arrivals))
+        else:
+            self._json(TALLY.stats())
+
+    def do_DELETE(self) -> None:
+        TALLY.reset()
+        self._json(TALLY.stats())
+
+    def _json(self, value: object) -> None:
+        data = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def log_message(self, format: str, *args: object) -> None:
         pass

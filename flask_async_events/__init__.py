@@ -1,16 +1,41 @@
-"""flask-async-events: reliable, signed, asynchronous events (outbound webhooks) for Flask."""
+"""flask-async-events: reliable, signed, asynchronous events (outbound webhooks) for Flask.
 
-from flask_async_events.auth import Principal
-from flask_async_events.extension import AsyncEvents
-from flask_async_events.notifiers.base import Message, Notifier, NotifyResult, Recipient
-from flask_async_events.signals import (
-    delivery_dead_lettered,
-    delivery_failed,
-    delivery_succeeded,
-    event_published,
-    subscription_disabled,
-)
+The names below load on first use, so a receiver can import ``flask_async_events.signing`` to
+verify signatures without importing Flask, SQLAlchemy or RQ.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from flask_async_events.version import __version__
+
+if TYPE_CHECKING:
+    from flask_async_events.auth import Principal
+    from flask_async_events.extension import AsyncEvents
+    from flask_async_events.notifiers.base import Message, Notifier, NotifyResult, Recipient
+    from flask_async_events.signals import (
+        delivery_dead_lettered,
+        delivery_failed,
+        delivery_succeeded,
+        event_published,
+        subscription_disabled,
+    )
+
+_SOURCES = {
+    "AsyncEvents": "flask_async_events.extension",
+    "Principal": "flask_async_events.auth",
+    "Message": "flask_async_events.notifiers.base",
+    "Notifier": "flask_async_events.notifiers.base",
+    "NotifyResult": "flask_async_events.notifiers.base",
+    "Recipient": "flask_async_events.notifiers.base",
+    "delivery_dead_lettered": "flask_async_events.signals",
+    "delivery_failed": "flask_async_events.signals",
+    "delivery_succeeded": "flask_async_events.signals",
+    "event_published": "flask_async_events.signals",
+    "subscription_disabled": "flask_async_events.signals",
+}
 
 __all__ = [
     "AsyncEvents",
@@ -26,3 +51,12 @@ __all__ = [
     "event_published",
     "subscription_disabled",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module 'flask_async_events' has no attribute {name!r}")
+    value = getattr(importlib.import_module(source), name)
+    globals()[name] = value
+    return value

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Insert, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 
 def insert_ignoring_duplicates(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -25,3 +25,9 @@ def insert_ignoring_duplicates(session: Session, table: Table, rows: Sequence[di
     else:
         raise NotImplementedError(f"flask-async-events does not support the {dialect} database")
     session.execute(statement, list(rows))
+
+
+def has_row_locks(session: Session | scoped_session[Any]) -> bool:
+    """Whether ``FOR UPDATE SKIP LOCKED`` lets workers take disjoint rows (not so in SQLite, which
+    locks the whole database: there each job touches only the rows it was given)."""
+    return session.get_bind().dialect.name != "sqlite"

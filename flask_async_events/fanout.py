@@ -2,6 +2,11 @@
 
 Idempotent: events are locked and marked triggered in one transaction, and deliveries are unique
 per (event, subscription), so running it twice creates nothing twice.
+
+Where the database has row locks, a trigger job takes up to a batch of all untriggered events, not
+only its own, and a commit enqueues a job only if none is waiting (see
+:meth:`~flask_async_events.queues.Queues.request_trigger`): under load, events coalesce into
+batches and RQ's per-job cost is paid per batch; when idle, each event still gets a job at once.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, or_, select
+from redis.exceptions import RedisError
+from sqlalchemy import Table, and_, bindparam, or_, select
 
 from flask_async_events.auth import owner_resources
 from flask_async_events.definitions import receives
-from flask_async_events.dialects import insert_ignoring_duplicates
+from flask_async_events.deliver import deliver
+from flask_async_events.dialects import has_row_locks, insert_ignoring_duplicates
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
 from flask_async_events.payloads import describe_error, resolve_body
 from flask_async_events.state import AppState
@@ -36,14 +43,14 @@ def _granted(held: frozenset[str] | None, needed: frozenset[str]) -> bool:
 def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     """Resolve and fan out the given events; return how many deliveries were created."""
     session = state.db.session
-    events = list(
-        session.scalars(
-            select(Event)
-            .where(Event.id.in_(event_ids), Event.triggered_at.is_(None))
-            .order_by(Event.id)
-            .with_for_update(skip_locked=True)
-        )
-    )
+    sweep = has_row_locks(session)
+    if sweep:
+        _take_trigger_request(state)
+    chosen = Event.triggered_at.is_(None) if sweep else and_(Event.id.in_(event_ids), Event.triggered_at.is_(None))
+    batch = max(state.settings.batch_size, len(event_ids))
+    events = list(session.scalars(select(Event).where(chosen).limit(batch).with_for_update(skip_locked=True)))
+    if sweep and len(events) == batch:
+        state.queues.enqueue_trigger([])  # there may be more: another worker can take the next batch
     if not events:
         session.rollback()
         return 0
@@ -103,7 +110,11 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
             )
         )
         session.commit()
-        state.queues.enqueue_deliveries(delivery_ids)
+        # The first batch goes straight to this worker's senders (no second job, no queue hop);
+        # the rest are deliver jobs, for any worker.
+        first = delivery_ids[: state.settings.batch_size]
+        state.queues.enqueue_deliveries(delivery_ids[len(first) :])
+        deliver(state, first)
     return len(rows)
 
 
@@ -136,3 +147,12 @@ def _resolve_all(state: AppState, events: list[Event]) -> dict[int, str | Except
         except Exception as exc:
             bodies[event.id] = exc
     return bodies
+
+
+def _take_trigger_request(state: AppState) -> None:
+    """Clear the "a trigger job is waiting" mark before looking for events: a commit after this
+    enqueues a new job, and one before it is seen by this job's query."""
+    try:
+        state.queues.take_trigger_request()
+    except RedisError as exc:
+        log.warning("Could not clear the trigger request mark (%s); it expires by itself", exc)

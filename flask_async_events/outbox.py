@@ -1,7 +1,8 @@
 """The transactional outbox: a published event is a row in the publisher's own transaction, and
 it is handed to the workers only after the outermost commit.
 
-A commit enqueues one trigger job for all events of its transaction. If Redis is down at that
+A commit enqueues a trigger job for the events of its transaction (or, where the database has row
+locks, only if no trigger job is waiting: that one takes them too). If Redis is down at that
 moment, the rows stay untriggered and the workers' maintenance relays them later: a lost nudge,
 never a lost event.
 """
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 from flask_async_events import signals
 from flask_async_events.definitions import check_store_id
+from flask_async_events.dialects import has_row_locks
 from flask_async_events.models import Event, utcnow
 from flask_async_events.state import EXTENSION_KEY, AppState
 
@@ -82,7 +84,10 @@ def _enqueue_after_commit(session: Session) -> None:
     if state is None:
         return
     try:
-        state.queues.enqueue_trigger(ids)
+        if has_row_locks(session):
+            state.queues.request_trigger(ids)
+        else:
+            state.queues.enqueue_trigger(ids)
     except RedisError as exc:
         # The database has committed: never raise here. Maintenance relays these rows later.
         log.warning("Could not enqueue %d event(s) (%s); they stay in the outbox and will be relayed", len(ids), exc)

@@ -29,6 +29,9 @@ REPLAY_JOB = "flask_async_events.jobs.replay_dead"
 
 # A job that crashed (database down, worker killed) is retried by RQ; the delivery schedule itself
 # lives in the database, not here.
+# Set while a trigger job is waiting to run; see Queues.request_trigger.
+TRIGGER_REQUESTED = "async_events:trigger_requested"
+TRIGGER_REQUEST_TTL = 30
 CRASH_RETRY = Retry(max=3, interval=[2, 10, 30])
 
 log = logging.getLogger("flask_async_events")
@@ -76,11 +79,20 @@ class Queues:
         return [by_name[name] for name in names]
 
     def enqueue_trigger(self, event_ids: Sequence[int]) -> None:
-        """One trigger job for the events of one transaction."""
+        """Trigger jobs for these events, a batch each (one job with no ids: take any)."""
         with self.connection.pipeline() as pipe:
-            for chunk in _chunks(event_ids, self.batch_size):
+            for chunk in _chunks(event_ids, self.batch_size) if event_ids else [[]]:
                 self.trigger.enqueue(TRIGGER_JOB, chunk, result_ttl=0, retry=CRASH_RETRY, pipeline=pipe)
             pipe.execute()
+
+    def request_trigger(self, event_ids: Sequence[int]) -> None:
+        """After a commit: trigger jobs for its events, unless a job is waiting already (it takes
+        every untriggered event when it runs). The mark expires, so a lost job is not waited for."""
+        if self.connection.set(TRIGGER_REQUESTED, "1", nx=True, ex=TRIGGER_REQUEST_TTL):
+            self.enqueue_trigger(event_ids)
+
+    def take_trigger_request(self) -> None:
+        self.connection.delete(TRIGGER_REQUESTED)
 
     def enqueue_deliveries(self, delivery_ids: Sequence[int], *, retry_queue: bool = False) -> None:
         """Deliver jobs of up to ``batch_size`` deliveries each, in one round trip."""

@@ -72,6 +72,12 @@ class AsyncEventsWorker(SimpleWorker):
         """Whether the worker was asked to stop (SIGTERM, SIGINT), as opposed to failing."""
         return bool(self._stop_requested)
 
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        """SIGTERM or SIGINT: RQ marks the stop only if a job runs; mark it always, so
+        :func:`run_worker` does not take an idle worker's stop for a failure and start again."""
+        self._stop_requested = True
+        super().request_stop(signum, frame)
+
     @property
     def dequeue_timeout(self) -> int:
         """Wake up at least once per maintenance interval, even when idle."""

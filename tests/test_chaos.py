@@ -24,7 +24,8 @@ def test_no_event_is_lost_under_faults() -> None:
     assert report.kills >= 2 and any("restart-redis-empty" in fault for fault in report.faults)
     assert report.lost == 0, report
     assert report.misrouted == 0 and report.pending == 0 and report.not_received == 0, report
-    # A kill between sending and recording re-sends that batch (same webhook-id). This short run
-    # kills a worker every ~1.5 s, far more often per delivery than `make chaos`, whose target is 0.5%.
-    assert report.duplicate_rate < 0.02, report
+    # A killed worker's requests in flight, and results it had not recorded yet, are sent again
+    # (same webhook-id): up to its sending threads' worth per kill. This short run kills a worker
+    # every ~1.5 s, far more often per delivery than `make chaos`.
+    assert report.duplicate_rate < 0.08, report
     assert report.expected == report.events * 3 and report.events >= 1000

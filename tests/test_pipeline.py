@@ -12,7 +12,7 @@ from standardwebhooks import Webhook
 
 from flask_async_events import NotifyResult, signals
 from flask_async_events.fanout import trigger
-from flask_async_events.models import Event
+from flask_async_events.models import Delivery, DeliveryState, Event
 from flask_async_events.signing import legacy_signature, signing_key
 from flask_async_events.state import get_state
 from tests.appfactory import SERVICE_CALLS, db, events
@@ -289,7 +289,10 @@ def test_deliveries_are_sent_in_batches(env: AppEnv, receiver: Receiver) -> None
         from flask_async_events.jobs import trigger as trigger_job
 
         trigger_job([1])
-        assert get_state().queues.delivery.count == 3  # 25 deliveries in jobs of 10
+        # The first batch of 10 went straight to this worker's senders; 15 wait in jobs of 10.
+        assert get_state().queues.delivery.count == 2
+        states = [delivery.state for delivery in get_state().db.session.scalars(select(Delivery))]
+        assert states.count(DeliveryState.PENDING) == 15
     drain(app, lambda: all_final(app))
     assert len(receiver.requests) == 25
     assert len({r.headers["Webhook-Id"] for r in receiver.requests}) == 25

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 
@@ -77,7 +78,8 @@ def test_a_worker_survives_redis_going_away_in_the_middle_of_a_job(
 
 
 def test_a_redis_that_lost_its_data_is_rebuilt_even_while_queues_are_busy(env: AppEnv, receiver: Receiver) -> None:
-    app = env.app(ASYNC_EVENTS_RELAY_AFTER=3600)  # the overdue sweep alone would wait an hour
+    # The overdue sweep alone would wait an hour; the trigger sends one delivery itself, two wait in jobs.
+    app = env.app(ASYNC_EVENTS_RELAY_AFTER=3600, ASYNC_EVENTS_BATCH_SIZE=1)
     subscribe(app, receiver.respond(), event_name="customer.created")
     with app.app_context():
         from flask_async_events.jobs import trigger
@@ -92,7 +94,7 @@ def test_a_redis_that_lost_its_data_is_rebuilt_even_while_queues_are_busy(env: A
         state.queues.connection.flushall()  # Redis restarted empty: every job is gone
         state.queues.enqueue_deliveries([999_999], retry_queue=True)  # and the queues are not idle
         report = run_maintenance(state, "test", force=True)
-        assert report is not None and report.requeued_deliveries == 3
+        assert report is not None and report.requeued_deliveries == 2
     drain(app, lambda: states(app) == [DeliveryState.DELIVERED] * 3)
     assert len(receiver.requests) == 3
 
@@ -109,3 +111,15 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(
     env.redis.start()
     place_order(app)
     wait_for(lambda: states(app) == [DeliveryState.DELIVERED], timeout=60)
+
+
+def test_an_idle_worker_stops_on_sigterm_and_is_not_restarted(
+    env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    app = env.app()
+    subscribe(app, receiver.respond())
+    place_order(app)
+    worker = worker_process()
+    wait_for(lambda: states(app) == [DeliveryState.DELIVERED], 30)
+    worker.process.send_signal(signal.SIGTERM)  # idle now: RQ raises StopRequested without marking a stop
+    assert worker.process.wait(15) == 0

@@ -198,21 +198,22 @@ def test_disabling_cancels_pending_retries_in_the_log(env: AppEnv, receiver: Rec
     assert last.error_class == "Cancelled" and last.response_data.startswith("Cancelled:")
 
 
-def test_a_delivery_claimed_by_a_disabled_subscription_is_cancelled(app: Flask, receiver: Receiver) -> None:
-    subscription_id = subscribe(app, receiver.respond())
+def test_a_delivery_claimed_by_a_disabled_subscription_is_cancelled(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_BATCH_SIZE=1)  # the trigger sends one delivery itself, the other waits in a job
+    subscribe(app, receiver.respond("/first"))
+    waiting = subscribe(app, receiver.respond("/second"))
     place_order(app)
     with app.app_context():
         from flask_async_events.jobs import trigger
 
         trigger([1])
-        db.session.execute(
-            update(Subscription).where(Subscription.subscription_id == subscription_id).values(status=False)
-        )
+        db.session.execute(update(Subscription).where(Subscription.subscription_id == waiting).values(status=False))
         db.session.commit()
     run_burst(app)
-    assert receiver.requests == []
-    assert states(app) == ["cancelled"]
-    assert attempts(app)[0].response_data == "Cancelled: the subscription is disabled"
+    assert [request.path for request in receiver.requests] == ["/first"]
+    assert sorted(states(app)) == ["cancelled", "delivered"]
+    cancelled = [attempt for attempt in attempts(app) if attempt.subscription_id == waiting]
+    assert [attempt.response_data for attempt in cancelled] == ["Cancelled: the subscription is disabled"]
 
 
 def test_health_fields_track_failures_and_success(env: AppEnv, receiver: Receiver) -> None:

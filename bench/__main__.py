@@ -1,0 +1,271 @@
+"""The benchmark suite (``make bench``): starts its own Redis, database and receiver, measures
+flask-async-events and the baselines in the same run, and writes ``bench/RESULTS.md``.
+
+    python -m bench [--events 10000] [--repeat 3] [--database postgresql|sqlite] [--memory 100000]
+
+Each throughput is timed from starting the worker processes (start-up included, for every
+contender alike) until the last webhook is delivered and, for ours, recorded in the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import TypeVar
+
+import redis
+import requests
+
+from bench import ours
+from bench.common import ROOT, drop_database, free_port, fresh_database, start_redis, wait_until
+from bench.plain import plain_loop
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+T = TypeVar("T")
+
+
+class Services:
+    """Redis and the receiver for the whole run; a fresh database per measurement."""
+
+    def __init__(self, folder: Path, database: str) -> None:
+        self.folder = folder
+        self.database = database
+        self.redis_process, self.redis_url = start_redis(folder)
+        port = free_port()
+        self.receiver = subprocess.Popen([sys.executable, "-m", "bench.receiver", str(port)], cwd=ROOT)
+        self.url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: requests.get(f"{self.url}/stats", timeout=1).ok)
+        self.runs = 0
+
+    def received(self) -> int:
+        return int(requests.get(f"{self.url}/stats", timeout=5).json()["unique"])
+
+    def reset(self) -> None:
+        redis.Redis.from_url(self.redis_url).flushall()
+        requests.delete(f"{self.url}/stats", timeout=5)
+
+    def with_database(self, measure: Callable[[dict[str, str]], T]) -> T:
+        self.reset()
+        self.runs += 1
+        uri = fresh_database(self.database, self.folder, self.runs)
+        try:
+            return measure({"BENCH_DATABASE_URI": uri, "BENCH_REDIS_URL": self.redis_url})
+        finally:
+            drop_database(uri)
+
+    def stop(self) -> None:
+        for process in (self.receiver, self.redis_process):
+            process.terminate()
+            process.wait(10)
+
+
+def plain(services: Services, count: int, client: str, processes: int) -> float:
+    """Requests per second of ``processes`` plain loops sending ``count`` in all."""
+    services.reset()
+    if processes == 1:
+        return count / plain_loop(f"{services.url}/hook", count, client)
+    command = [sys.executable, "-m", "bench.plain", f"{services.url}/hook", str(count // processes), client]
+    children = [
+        subprocess.Popen([*command, str(index)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for index in range(processes)
+    ]
+    seconds = [float(child.communicate()[0]) for child in children]
+    return count // processes * processes / max(seconds)
+
+
+def rq_default_worker(services: Services, count: int) -> float:
+    """One job per webhook on RQ's default (forking) worker."""
+    from rq import Queue
+
+    from bench.rq_job import post_webhook
+
+    services.reset()
+    queue = Queue("bench", connection=redis.Redis.from_url(services.redis_url))
+    for index in range(count):
+        queue.enqueue(post_webhook, f"{services.url}/hook", index, result_ttl=0)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "rq.cli", "worker", "--burst", "--quiet", "--url", services.redis_url, "bench"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    elapsed = time.perf_counter() - started
+    if services.received() != count:
+        raise RuntimeError(f"RQ delivered {services.received()} of {count}")
+    return count / elapsed
+
+
+def celery_prefork(services: Services, count: int, processes: int) -> float:
+    """One task per webhook on Celery's prefork pool, Redis as the broker."""
+    broker = services.redis_url.replace("unix://", "redis+socket://")
+    os.environ["BENCH_CELERY_BROKER"] = broker
+    from bench.celery_tasks import post_webhook
+
+    services.reset()
+    for index in range(count):
+        post_webhook.apply_async((f"{services.url}/hook", index))
+    started = time.perf_counter()
+    worker = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "bench.celery_tasks", "worker"),
+            *("-c", str(processes), "-P", "prefork", "--loglevel", "WARNING"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        ours.wait_for(lambda: services.received() >= count, 600, "Celery's deliveries", every=0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    return count / elapsed
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    """min / median / max."""
+    return " / ".join(f"{value:,.{digits}f}" for value in (min(values), statistics.median(values), max(values)))
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--rq-jobs", type=int, default=300, help="jobs for RQ's forking worker (about 25/s)")
+    parser.add_argument("--rate", type=float, default=200.0, help="events per second in the latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    parser.add_argument("--fanout", type=int, default=1000)
+    parser.add_argument("--memory", type=int, default=100_000, help="deliveries in the memory run (0: skip)")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="fae-bench-"))
+    services = Services(folder, args.database)
+    began = time.monotonic()
+    rates: dict[str, list[float]] = {}
+
+    def ours_run(workers: int) -> Callable[[], float]:
+        url = f"{services.url}/hook"
+        return lambda: services.with_database(lambda env: ours.throughput(env, url, args.events, workers))
+
+    def measure(name: str, run: Callable[[], float]) -> None:
+        value = run()
+        rates.setdefault(name, []).append(value)
+        print(f"  {name}: {value:,.0f}/s", flush=True)
+
+    latencies: list[float] = []
+    fanouts: list[float] = []
+    overheads: list[tuple[float, float]] = []
+    try:
+        for run in range(args.repeat):
+            print(f"run {run + 1} of {args.repeat}", flush=True)
+            measure("plain loop, requests, 1 process", lambda: plain(services, args.events, "requests", 1))
+            measure("plain loop, requests, 2 processes", lambda: plain(services, args.events, "requests", 2))
+            measure("plain loop, urllib3, 1 process", lambda: plain(services, args.events, "urllib3", 1))
+            measure("plain loop, urllib3, 2 processes", lambda: plain(services, args.events, "urllib3", 2))
+            measure("RQ default worker, 1 job per webhook", lambda: rq_default_worker(services, args.rq_jobs))
+            measure("Celery, 2 prefork processes, 1 task per webhook", lambda: celery_prefork(services, args.events, 2))
+            for workers in (1, 2):
+                measure(f"flask-async-events, {workers} worker{'s' if workers > 1 else ''}", ours_run(workers))
+            timed, fanout = services.with_database(
+                lambda env: ours.latency_and_fanout(
+                    env, services.url, rate=args.rate, seconds=args.seconds, fanout=args.fanout, workers=2
+                )
+            )
+            latencies.extend(timed)
+            fanouts.append(fanout)
+            print(f"  latency p50 {percentile(timed, 0.5):.1f} ms, p99 {percentile(timed, 0.99):.1f} ms", flush=True)
+            print(f"  fan-out to {args.fanout}: {fanout:.2f} s", flush=True)
+            overhead = services.with_database(lambda env: ours.publish_overhead(env, f"{services.url}/hook", 2000))
+            overheads.append(overhead)
+            print(f"  request without / with publish: {overhead[0]:.2f} / {overhead[1]:.2f} ms", flush=True)
+        memory = None
+        if args.memory:
+            print(f"memory over {args.memory:,} deliveries", flush=True)
+            memory = services.with_database(lambda env: ours.memory(env, f"{services.url}/hook", args.memory))
+            print(f"  resident set {memory} MB", flush=True)
+    finally:
+        services.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    report = render(args, rates, latencies, fanouts, overheads, memory, time.monotonic() - began)
+    RESULTS.write_text(report)
+    print(report)
+
+
+def render(
+    args: argparse.Namespace,
+    rates: dict[str, list[float]],
+    latencies: list[float],
+    fanouts: list[float],
+    overheads: list[tuple[float, float]],
+    memory: tuple[float, float, float] | None,
+    elapsed: float,
+) -> str:
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    ours_two = median["flask-async-events, 2 workers"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `python -m bench --events {args.events} --repeat {args.repeat} --database {args.database}"
+        f" --memory {args.memory}` (`make bench`) in {elapsed / 60:.1f} minutes.",
+        "",
+        f"- Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()},"
+        f" Python {platform.python_version()}",
+        f"- Versions: flask-async-events {version('flask-async-events')}, rq {version('rq')},"
+        f" celery {version('celery')}, redis-py {version('redis')}, SQLAlchemy {version('sqlalchemy')},"
+        f" urllib3 {version('urllib3')}, requests {version('requests')}",
+        f"- Database: {args.database}; Redis: its own redis-server on a unix socket; receiver: a threaded"
+        " Python HTTP/1.1 server on loopback (keep-alive). Each webhook is a signed POST of a 1 KB JSON body.",
+        "",
+        f"## Throughput ({args.events:,} webhooks; RQ's forking worker: {args.rq_jobs}), per second",
+        "",
+        "| contender | min / median / max | ours (2 workers) is |",
+        "|---|---|---|",
+    ]
+    for name, values in rates.items():
+        lines.append(f"| {name} | {spread(values)} | {ours_two / median[name]:.2f}x |")
+    p50, p95, p99 = (percentile(latencies, share) for share in (0.5, 0.95, 0.99))
+    lines += [
+        "",
+        "## Latency, fan-out, publish overhead, memory",
+        "",
+        "| measure | result | target |",
+        "|---|---|---|",
+        f"| publish() commit to arrival at {args.rate:.0f} events/s, 2 workers ({len(latencies):,} events)"
+        f" | p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms | p99 < 50 ms |",
+        f"| one event to {args.fanout:,} subscriptions, until all are recorded delivered"
+        f" | {spread(fanouts, 2)} s | < 2 s |",
+        "| a request that stores a row, without / with publish() (median)"
+        f" | {' ; '.join(f'{a:.2f} / {b:.2f} ms' for a, b in overheads)}"
+        f" (adds {statistics.median(b - a for a, b in overheads):.2f} ms) | adds < 1 ms |",
+    ]
+    if memory is not None:
+        start, middle, end = memory
+        lines.append(
+            f"| worker resident set over {args.memory:,} deliveries (at 5% / 50% / 100%)"
+            f" | {start:.0f} / {middle:.0f} / {end:.0f} MB (end {100 * (end / middle - 1):+.1f}% of middle)"
+            " | end within 10% of middle |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The measurements of flask-async-events itself: throughput, latency, fan-out, publish overhead
+and worker memory. Each takes the environment of one fresh database and a running Redis."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from flask import Flask
+
+from bench.common import ROOT
+from bench.signed import SECRET
+
+WORKER = [sys.executable, "-m", "flask", "--app", "bench.app:create_app", "async-events", "worker"]
+
+
+def bench_app(env: dict[str, str]) -> Flask:
+    """The bench app on ``env``'s database, its tables made, Redis marked as known (as in a running
+    deployment: a first worker would otherwise rebuild the queues from the database)."""
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    from bench.app import create_app, db
+    from flask_async_events.maintenance import run_maintenance
+    from flask_async_events.state import get_state
+
+    app = create_app()
+    with app.app_context():
+        db.create_all()
+        run_maintenance(get_state(app), "bench", force=True)
+    return app
+
+
+def subscribe(app: Flask, recipients: list[str], metadata: str = "http") -> None:
+    from bench.app import db, events
+
+    with app.app_context():
+        for recipient in recipients:
+            events.subscribe("bench.created", recipient, verification_token=SECRET, metadata=metadata)
+        db.session.commit()
+
+
+def publish(app: Flask, count: int, per_commit: int = 1000) -> None:
+    from bench.app import db, events
+
+    with app.app_context():
+        for start in range(0, count, per_commit):
+            for index in range(start, min(start + per_commit, count)):
+                events.publish("bench.created", id=index)
+            db.session.commit()
+
+
+def delivered(app: Flask) -> int:
+    from bench.app import db
+    from flask_async_events.models import Delivery, DeliveryState
+
+    with app.app_context():
+        count = db.session.scalar(sa.select(sa.func.count()).where(Delivery.state == DeliveryState.DELIVERED))
+        db.session.remove()
+    return int(count or 0)
+
+
+def start_workers(env: dict[str, str], count: int, *, burst: bool) -> list[subprocess.Popen[bytes]]:
+    command = [*WORKER, "--logging-level", "WARNING", *(["--burst"] if burst else [])]
+    environment = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    return [subprocess.Popen(command, env=environment, cwd=ROOT) for _ in range(count)]
+
+
+@contextmanager
+def running_workers(env: dict[str, str], count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    workers = start_workers(env, count, burst=False)
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(60)
+
+
+def throughput(env: dict[str, str], url: str, count: int, workers: int, metadata: str = "http") -> float:
+    """Deliveries per second: ``count`` events published, then ``workers`` burst workers started
+    and timed until every delivery is recorded as delivered."""
+    app = bench_app(env)
+    subscribe(app, [url], metadata)
+    publish(app, count)
+    started = time.perf_counter()
+    for worker in start_workers(env, workers, burst=True):
+        worker.wait()
+    elapsed = time.perf_counter() - started
+    done = delivered(app)
+    if done != count:
+        raise RuntimeError(f"only {done} of {count} deliveries were delivered")
+    return count / elapsed
+
+
+def wait_for(check: Any, timeout: float, what: str, every: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def latency_and_fanout(
+    env: dict[str, str], receiver: str, *, rate: float, seconds: float, fanout: int, workers: int
+) -> tuple[list[float], float]:
+    """Milliseconds from publish()'s commit to arrival, at a steady ``rate``; then the seconds until
+    one event to ``fanout`` subscriptions is delivered to all. Workers are started and warm."""
+    from bench.app import db, events
+
+    app = bench_app(env)
+    subscribe(app, [f"{receiver}/timed"])
+    count = int(rate * seconds)
+    with running_workers(env, workers):
+        publish(app, 20)  # warm-up: connections open, code loaded
+        wait_for(lambda: delivered(app) == 20, 60, "the warm-up")
+        requests.delete(f"{receiver}/stats", timeout=5)
+        committed: dict[str, float] = {}
+        started = time.perf_counter()
+        with app.app_context():
+            for index in range(count):
+                due = started + index / rate
+                pause = due - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                events.publish("bench.created", id=1_000_000 + index)
+                db.session.commit()
+                committed[str(1_000_000 + index)] = time.time()
+        wait_for(lambda: requests.get(f"{receiver}/stats", timeout=5).json()["unique"] >= count, 120, "arrivals")
+        arrivals = requests.get(f"{receiver}/arrivals", timeout=5).json()
+        latencies = [(arrivals[key] - at) * 1000 for key, at in committed.items()]
+
+        with app.app_context():  # the timed subscription ends; the fan-out's begin
+            db.session.execute(sa.text("UPDATE async_event_subscriber SET status = false"))
+            db.session.commit()
+        subscribe(app, [f"{receiver}/fan/{index}" for index in range(fanout)])
+        before = delivered(app)
+        started = time.perf_counter()
+        publish(app, 1)
+        wait_for(lambda: delivered(app) >= before + fanout, 120, "the fan-out")
+        return latencies, time.perf_counter() - started
+
+
+def publish_overhead(env: dict[str, str], url: str, requests_each: int) -> tuple[float, float]:
+    """Median milliseconds of a request that stores an order, without and with publishing an event
+    (alternating blocks of 100, so drift on a shared machine hits both alike), with a worker
+    running and taking the events, as in production."""
+    app = bench_app(env)
+    subscribe(app, [url])
+    client = app.test_client()
+    timings: dict[str, list[float]] = {"0": [], "1": []}
+    with running_workers(env, 1):
+        for _ in range(requests_each // 100):
+            for flag in ("0", "1"):
+                for _ in range(100):
+                    started = time.perf_counter()
+                    response = client.post(f"/orders?publish={flag}")
+                    timings[flag].append((time.perf_counter() - started) * 1000)
+                    assert response.status_code == 201
+    return statistics.median(timings["0"]), statistics.median(timings["1"])
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no resident set size for process {pid}")
+
+
+def memory(env: dict[str, str], url: str, count: int) -> tuple[float, float, float]:
+    """The worker's resident set (MB) after 5%, half and all of ``count`` deliveries."""
+    app = bench_app(env)
+    subscribe(app, [url])
+    publish(app, count, per_commit=5000)
+    (worker,) = start_workers(env, 1, burst=False)
+    marks: list[float] = []
+    try:
+        for share in (0.05, 0.5, 1.0):
+            wait_for(
+                lambda share=share: delivered(app) >= count * share, 900, f"{share:.0%} of the deliveries", every=0.5
+            )
+            marks.append(resident_mb(worker.pid))
+    finally:
+        worker.terminate()
+        worker.wait(60)
+    return marks[0], marks[1], marks[2]
