@@ -66,7 +66,7 @@ def create_token(session: DbSession, name: str, *, resources: Iterable[str] = ()
 def revoke_token(session: DbSession, name_or_id: str) -> ApiToken:
     """Revoke a token by name or id; its subscriptions keep running (an admin can manage them)."""
     query = select(ApiToken).where(ApiToken.name == name_or_id)
-    if name_or_id.isdigit():
+    if name_or_id.isdecimal():
         query = select(ApiToken).where((ApiToken.name == name_or_id) | (ApiToken.id == int(name_or_id)))
     token = session.scalar(query)
     if token is None:

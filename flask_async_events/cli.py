@@ -106,7 +106,10 @@ def publish(event_name: str, store_id: int, args: tuple[str, ...], json_args: st
         event_id = publish_event(get_state(), event_name, store_id, arguments)
     except (ValueError, TypeError) as exc:
         raise click.ClickException(str(exc)) from None
-    get_state().db.session.commit()
+    state = get_state()
+    state.db.session.commit()
+    if not state.flush_nudges():
+        click.echo("Redis did not answer in time; a worker will relay the event from the database", err=True)
     click.echo(event_id)
 
 

@@ -1,10 +1,11 @@
 """The transactional outbox: a published event is a row in the publisher's own transaction, and
 it is handed to the workers only after the outermost commit.
 
-A commit enqueues a trigger job for the events of its transaction (or, where the database has row
-locks, only if no trigger job is waiting: that one takes them too). If Redis is down at that
-moment, the rows stay untriggered and the workers' maintenance relays them later: a lost nudge,
-never a lost event.
+A commit hands its events' ids to the process's nudger thread (:mod:`flask_async_events.nudger`),
+which enqueues a trigger job for them (or, where the database has row locks, only if no trigger
+job is waiting: that one takes them too); the publisher never waits for Redis. If Redis is down,
+or the process dies first, the rows stay untriggered and the workers' maintenance relays them
+later: a lost nudge, never a lost event.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from redis.exceptions import RedisError
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session
@@ -83,14 +83,7 @@ def _enqueue_after_commit(session: Session) -> None:
     state: AppState | None = current_app.extensions.get(EXTENSION_KEY)
     if state is None:
         return
-    try:
-        if has_row_locks(session):
-            state.queues.request_trigger(ids)
-        else:
-            state.queues.enqueue_trigger(ids)
-    except RedisError as exc:
-        # The database has committed: never raise here. Maintenance relays these rows later.
-        log.warning("Could not enqueue %d event(s) (%s); they stay in the outbox and will be relayed", len(ids), exc)
+    state.nudger().nudge(ids, has_row_locks(session))
 
 
 def _forget_on_rollback(session: Session, previous_transaction: SessionTransaction) -> None:

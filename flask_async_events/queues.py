@@ -85,6 +85,15 @@ class Queues:
                 self.trigger.enqueue(TRIGGER_JOB, chunk, result_ttl=0, retry=CRASH_RETRY, pipeline=pipe)
             pipe.execute()
 
+    def announce(self, event_ids: Sequence[int], row_locks: bool) -> None:
+        """Tell the workers about one or more commits' events: where the database has row locks a
+        waiting trigger job takes them all (:meth:`request_trigger`), elsewhere jobs for exactly
+        these events."""
+        if row_locks:
+            self.request_trigger(event_ids)
+        else:
+            self.enqueue_trigger(event_ids)
+
     def request_trigger(self, event_ids: Sequence[int]) -> None:
         """After a commit: trigger jobs for its events, unless a job is waiting already (it takes
         every untriggered event when it runs). The mark expires, so a lost job is not waited for."""

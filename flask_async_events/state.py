@@ -15,6 +15,7 @@ from flask_async_events.config import Settings
 from flask_async_events.crypto import SecretBox
 from flask_async_events.definitions import EventRegistry
 from flask_async_events.notifiers.base import Notifier
+from flask_async_events.nudger import Nudger
 from flask_async_events.queues import Queues
 
 if TYPE_CHECKING:
@@ -45,6 +46,17 @@ class AppState:
     # The host's @events.authorize hook, read on every request so it may be set after init_app.
     authorizer: Callable[[], Callable[[Request], Any] | None] = lambda: None
     _dispatcher: Dispatcher | None = field(default=None, repr=False)
+    _nudger: Nudger | None = field(default=None, repr=False)
+
+    def nudger(self) -> Nudger:
+        """The thread that enqueues trigger jobs after commits, made on first publish."""
+        if self._nudger is None:
+            self._nudger = Nudger(self.queues.announce)
+        return self._nudger
+
+    def flush_nudges(self, timeout: float = 5.0) -> bool:
+        """Wait until the trigger jobs of this process's commits are enqueued."""
+        return self._nudger is None or self._nudger.flush(timeout)
 
     def dispatcher(self) -> Dispatcher:
         """The deliver jobs' sending and recording threads, made on first use (only workers need them)."""

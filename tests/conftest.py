@@ -234,6 +234,7 @@ def _dispose(application: Flask) -> None:
 def run_burst(app: Flask) -> None:
     """Run an in-process worker until the queues are empty (due scheduled jobs included)."""
     state = get_state(app)
+    state.flush_nudges()  # this process's commits: their trigger jobs are enqueued by a thread
     AsyncEventsWorker(state.queues.all(), app=app).work(burst=True, with_scheduler=True, logging_level="WARNING")
 
 

@@ -246,7 +246,7 @@ def test_malformed_json_is_a_400_not_a_500(client: FlaskClient, sales: dict[str,
 
 
 def test_unknown_ids_get_the_seeds_message(client: FlaskClient, sales: dict[str, str]) -> None:
-    for subscription_id in ("99", "abc", "-1", "9" * 40):
+    for subscription_id in ("99", "abc", "-1", "9" * 40, "\u00b9"):  # a superscript one is a digit, not a number
         response = client.get(f"{PREFIX}/async_event/{subscription_id}", headers=sales)
         assert response.status_code == 404
         assert response.get_json()["message"] == f"Async event with subscription ID {subscription_id} does not exist"

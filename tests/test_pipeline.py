@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
 from flask_async_events import NotifyResult, signals
+from flask_async_events.dialects import has_row_locks
 from flask_async_events.fanout import trigger
 from flask_async_events.models import Delivery, DeliveryState, Event
 from flask_async_events.signing import legacy_signature, signing_key
@@ -115,9 +116,9 @@ def test_released_savepoint_waits_for_the_outer_commit(app: Flask, receiver: Rec
         with db.session.begin_nested():
             events.publish("customer.created", id=7)
         # The savepoint is released, but the outer transaction has not committed: nothing queued.
-        assert get_state().queues.trigger.count == 0
+        assert get_state().flush_nudges() and get_state().queues.trigger.count == 0
         db.session.commit()
-        assert get_state().queues.trigger.count == 1
+        assert get_state().flush_nudges() and get_state().queues.trigger.count == 1
     run_burst(app)
     assert len(receiver.requests) == 1
 
@@ -128,7 +129,7 @@ def test_one_trigger_job_per_transaction(app: Flask, receiver: Receiver) -> None
         for customer in range(5):
             events.publish("customer.created", id=customer)
         db.session.commit()
-        assert get_state().queues.trigger.count == 1
+        assert get_state().flush_nudges() and get_state().queues.trigger.count == 1
     run_burst(app)
     assert sorted(body_json(r.body)["data"]["id"] for r in receiver.requests) == [0, 1, 2, 3, 4]
 
@@ -314,3 +315,20 @@ def test_payload_json_serialises_common_types(app: Flask, receiver: Receiver) ->
     publish(app, "typed.event", id=1)
     run_burst(app)
     assert json.loads(receiver.requests[0].body) == {"data": {"when": "2026-01-02", "amount": "1.10", "tags": ["a"]}}
+
+
+def test_commits_under_load_share_one_trigger_job_where_the_database_has_row_locks(
+    app: Flask, receiver: Receiver
+) -> None:
+    subscribe(app, receiver.respond(), event_name="customer.created")
+    with app.app_context():
+        state = get_state()
+        for customer in range(3):  # three commits while no worker runs
+            events.publish("customer.created", id=customer)
+            db.session.commit()
+        assert state.flush_nudges()
+        # PostgreSQL and MySQL: the waiting job takes every untriggered event (SKIP LOCKED);
+        # SQLite locks the whole database, so there each commit gets its own job.
+        assert state.queues.trigger.count == (1 if has_row_locks(db.session) else 3)
+    run_burst(app)
+    assert sorted(body_json(r.body)["data"]["id"] for r in receiver.requests) == [0, 1, 2]

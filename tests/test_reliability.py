@@ -18,6 +18,7 @@ def test_an_event_published_while_redis_is_down_is_delivered_when_it_is_back(env
     env.redis.stop()
     try:
         event_id = place_order(app)  # commits; the enqueue fails quietly
+        assert get_state(app).flush_nudges()
     finally:
         env.redis.start()  # back, and empty
     with app.app_context():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from standardwebhooks import Webhook
 
 from flask_async_events.config import ConfigError, load_settings
@@ -24,6 +25,7 @@ from flask_async_events.definitions import (
     receives,
 )
 from flask_async_events.notifiers.http import classify
+from flask_async_events.nudger import Nudger
 from flask_async_events.retry import next_delay, parse_retry_after
 from flask_async_events.sender import Sender, Task
 from flask_async_events.signing import (
@@ -355,3 +357,26 @@ def test_a_full_endpoint_is_saturated_and_its_waiting_tasks_leave_room_for_other
     assert sender.wait_idle(5)
     sender.shutdown()
     assert sorted(collected.finished) == [0, 1]
+
+
+# --- the nudger --------------------------------------------------------------------------------
+
+
+def test_the_nudger_enqueues_in_the_background_and_survives_a_redis_failure() -> None:
+    sent: list[tuple[list[int], bool]] = []
+    failing = threading.Event()
+    failing.set()
+
+    def enqueue(event_ids: Sequence[int], row_locks: bool) -> None:
+        if failing.is_set():
+            failing.clear()
+            raise RedisConnectionError("Redis is down")
+        sent.append((list(event_ids), row_locks))
+
+    nudger = Nudger(enqueue)
+    nudger.nudge([1, 2], True)  # lost: the outbox relays these events later
+    assert nudger.flush(5)
+    nudger.nudge([3], True)
+    nudger.nudge([4], False)
+    assert nudger.flush(5)
+    assert sorted(sent) == [([3], True), ([4], False)]

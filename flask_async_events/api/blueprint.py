@@ -47,7 +47,7 @@ def state() -> AppState:
 
 def owned_subscription(subscription_id: str) -> Subscription:
     """The caller's subscription with this id, or the seed's 404 (also for someone else's)."""
-    if not subscription_id.isdigit() or len(subscription_id) > 18:
+    if not subscription_id.isdecimal() or len(subscription_id) > 18:
         fail(404, NOT_FOUND.format(id=subscription_id))
     query = visible_subscriptions(principal()).where(Subscription.subscription_id == int(subscription_id))
     subscription = state().db.session.scalar(query)

@@ -136,7 +136,7 @@ def _column(name: str, where: str) -> InstrumentedAttribute[Any]:
 
 def _value(name: str, raw: str) -> Any:
     if name in INTEGER_FIELDS:
-        if not raw.lstrip("-").isdigit() or abs(int(raw)) > MAX_ID:
+        if not raw.lstrip("-").isdecimal() or abs(int(raw)) > MAX_ID:
             raise ValueError(f"searchCriteria value for {name} must be an integer, got {raw!r}")
         return int(raw)
     if name == "status":
@@ -150,12 +150,12 @@ def _value(name: str, raw: str) -> Any:
 
 
 def _index(key: str, text: str) -> int:
-    if not text.isdigit():
+    if not text.isdecimal():
         raise ValueError(f"{key}: [{text}] must be a number")
     return int(text)
 
 
 def _positive(key: str, text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    if not text.isdecimal() or not 1 <= int(text) <= MAX_PAGE:
         raise ValueError(f"{key} must be a whole number from 1 to {MAX_PAGE}, got {text!r}")
     return int(text)
