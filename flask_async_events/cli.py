@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from flask_async_events import migrate
 from flask_async_events.auth import create_token, revoke_token
-from flask_async_events.models import ApiToken
+from flask_async_events.models import ApiToken, DeliveryAttempt
 from flask_async_events.outbox import publish_event
 from flask_async_events.queues import QUEUE_NAMES
 from flask_async_events.replay import ReplayError, replay
+from flask_async_events.search import QueryError, attempts_query
 from flask_async_events.signing import generate_secret
 from flask_async_events.state import NOTIFIER_ALIASES, get_state
 from flask_async_events.status import dead_letters, system_status
@@ -247,6 +248,44 @@ def dead_letters_command(limit: int, as_json: bool) -> None:
         click.echo(
             f"{row['uuid']}  {row['event_name']:<28} subscription {row['subscription_id']:<5} "
             f"{row['attempts']} attempt(s)  {row['last_response'][:80]}"
+        )
+
+
+@cli.command("logs")
+@click.option("-q", "--query", "text", default="", help='A search, e.g. "data.id:1234" or "status:[500 TO 599]".')
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+def logs_command(text: str, limit: int, as_json: bool) -> None:
+    """Delivery attempts, newest first, matching a Lucene-like search (see the README)."""
+    state = get_state()
+    try:
+        query = attempts_query(text, state.db.session.get_bind().dialect.name)
+    except QueryError as exc:
+        raise click.BadParameter(str(exc), param_hint="'-q'") from None
+    rows = state.db.session.execute(query.order_by(DeliveryAttempt.log_id.desc()).limit(limit)).all()
+    found: list[dict[str, Any]] = [
+        {
+            "uuid": attempt.uuid,
+            "event_name": event_name,
+            "subscription_id": attempt.subscription_id,
+            "attempt": attempt.attempt,
+            "success": attempt.success,
+            "status_code": attempt.status_code,
+            "created": attempt.created.isoformat(),
+            "response_data": attempt.response_data,
+        }
+        for attempt, event_name in rows
+    ]
+    if as_json:
+        _print_json(found)
+        return
+    if not found:
+        click.echo("No attempts match.")
+    for row in found:
+        outcome = "ok " if row["success"] else "err"
+        click.echo(
+            f"{row['created'][:19]}  {row['uuid']}  {row['event_name']:<28} subscription {row['subscription_id']:<5} "
+            f"#{row['attempt']} {outcome} {row['status_code'] or '-'}  {row['response_data'][:60]}"
         )
 
 

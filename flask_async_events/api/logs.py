@@ -15,6 +15,7 @@ from flask_async_events.api.schemas import AttemptList, AttemptQuery, ReplayOut,
 from flask_async_events.auth import Principal
 from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Event, Subscription
 from flask_async_events.replay import ReplayError, replay
+from flask_async_events.search import QueryError, attempts_query
 
 TRACE_NOT_FOUND = "This asynchronous event trace no longer exists: no delivery {uuid}"
 STATE_WORDS = {
@@ -27,14 +28,13 @@ STATE_WORDS = {
 }
 
 
-def _attempts(caller: Principal) -> Select[DeliveryAttempt, str]:
-    """Attempt rows with their event name, limited to the caller's subscriptions (logs outlive a DELETE)."""
-    query: Select[DeliveryAttempt, str] = (
-        select(DeliveryAttempt, Event.event_name)
-        .join(Subscription, DeliveryAttempt.subscription_id == Subscription.subscription_id)
-        .join(Delivery, DeliveryAttempt.delivery_id == Delivery.id)
-        .join(Event, Delivery.event_id == Event.id)
-    )
+def _attempts(caller: Principal, text: str | None = None) -> Select[DeliveryAttempt, str]:
+    """Attempt rows with their event name, limited to the caller's subscriptions (logs outlive a
+    DELETE), filtered by the search ``text`` (a bad one is a 400 naming ``q``)."""
+    try:
+        query: Select[DeliveryAttempt, str] = attempts_query(text, state().db.session.get_bind().dialect.name)
+    except QueryError as exc:
+        fail(400, f"q: {exc}")
     if not caller.is_admin:
         query = query.where(Subscription.owner == caller.owner)
     return query
@@ -67,7 +67,7 @@ class AttemptLog(MethodView):
     def get(self, filters: dict[str, Any]) -> dict[str, Any]:
         """Delivery attempts, newest first, filtered by subscription, uuid, event, outcome and time."""
         session = state().db.session
-        query = _attempts(principal())
+        query = _attempts(principal(), filters.get("q"))
         if "subscription_id" in filters:
             query = query.where(DeliveryAttempt.subscription_id == filters["subscription_id"])
         if "uuid" in filters:

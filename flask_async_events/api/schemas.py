@@ -133,6 +133,10 @@ class AttemptQuery(PageQuery):
     success = fields.Boolean()
     since = fields.DateTime()
     until = fields.DateTime()
+    q = fields.String(
+        validate=validate.Length(max=1000),
+        metadata={"description": 'A search, e.g. "status:[500 TO 599] AND data.customer.email:*@example.com"'},
+    )
 
 
 class AttemptList(Schema):

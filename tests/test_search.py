@@ -1,0 +1,139 @@
+"""The attempt-log search: a table of queries with the attempts they must find, on every database;
+bad queries get a clear error; and any string at all gets a result or a clear error, never a
+database error (hypothesis)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from flask_async_events.search import QueryError, attempts_query
+from flask_async_events.state import get_state
+from tests.conftest import AppEnv, Receiver, run_burst
+from tests.helpers import attempts, place_order, publish, subscribe
+from tests.test_api import PREFIX, token
+
+
+@pytest.fixture
+def logged(env: AppEnv, receiver: Receiver) -> tuple[Flask, dict[str, int]]:
+    """Five attempts: orders 1 (roni_cost@example.com) and 2 (jane@shop.test) to a subscriber that
+    answers 200 and one that answers 500 (no retries), and customer 1234 to a third."""
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
+    subscriptions = {
+        "ok": subscribe(app, receiver.respond("/ok")),
+        "failing": subscribe(app, receiver.respond("/failing", [500], body="upstream exploded")),
+        "customers": subscribe(app, receiver.respond("/customers"), event_name="customer.created"),
+    }
+    place_order(app)
+    place_order(app, email="jane@shop.test")
+    publish(app, "customer.created", id=1234)
+    run_burst(app)
+    assert len(attempts(app)) == 5
+    return app, subscriptions
+
+
+def found(app: Flask, text: str) -> list[tuple[int, int | None]]:
+    """(subscription, status) of the attempts a search finds, sorted."""
+    with app.app_context():
+        session = get_state().db.session
+        rows = session.execute(attempts_query(text, session.get_bind().dialect.name)).all()
+        return sorted((attempt.subscription_id, attempt.status_code) for attempt, _ in rows)
+
+
+TABLE = [
+    ("", ["ok", "ok", "failing", "failing", "customers"]),
+    ("status:500", ["failing", "failing"]),
+    ("status:[200 TO 299]", ["ok", "ok", "customers"]),
+    ("status:{200 TO 500}", []),
+    ("success:true AND event:sales.*", ["ok", "ok"]),
+    ("event:sales.* -status:500", ["ok", "ok"]),
+    ("NOT success:false", ["ok", "ok", "customers"]),
+    ("(status:500 OR event:customer.created) AND NOT subscription:{failing}", ["customers"]),
+    ("status:500 OR status:200", ["ok", "ok", "failing", "failing", "customers"]),
+    ("data.customer_email:*@example.com", ["ok", "failing"]),
+    ('data.customer_email:"jane@shop.test"', ["ok", "failing"]),
+    ("data.id:1234", ["customers"]),
+    ("data.missing.path:*", []),
+    ("created:[2026-01-01 TO *]", ["ok", "ok", "failing", "failing", "customers"]),
+    ("created:[* TO 2020-01-01]", []),
+    ("customer.created", ["customers"]),
+    ('response:"upstream exploded"', ["failing", "failing"]),
+    ("response:exploded", ["failing", "failing"]),
+    ("upstream*", ["failing", "failing"]),
+    ("event:sales.order.created AND data.customer_email:roni*", ["ok", "failing"]),
+    ("50%", []),  # % is a literal character, not a LIKE wildcard
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), TABLE)
+def test_a_search_finds_exactly_its_attempts(
+    logged: tuple[Flask, dict[str, int]], text: str, expected: list[str]
+) -> None:
+    app, subscriptions = logged
+    text = text.replace("{failing}", str(subscriptions["failing"]))
+    statuses = {"ok": 200, "failing": 500, "customers": 200}
+    assert found(app, text) == sorted((subscriptions[name], statuses[name]) for name in expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("status:abc", "status takes a whole number, not 'abc'"),
+        ("colour:red", "unknown field 'colour'"),
+        ("(status:500", "the parenthesis at position 1 is not closed"),
+        ('response:"abc', "unclosed quote at position 10"),
+        ("status:500 AND", "the query ends where a term was expected"),
+        ("OR status:500", "unexpected 'OR' at position 1"),
+        ("created:yesterday", "created takes a date or time"),
+        ("response:[a TO b]", "response is not a number or a time, so it has no ranges"),
+        ("[1 TO 2]", "a range needs a field"),
+        ("success:maybe", "success is true or false, not 'maybe'"),
+        ("data..x:1", "has an empty step"),
+        ("(" * 30 + "x" + ")" * 30, "parentheses nest deeper than 20"),
+    ],
+)
+def test_a_bad_search_says_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(QueryError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        attempts_query(text, "sqlite")
+
+
+def test_the_api_and_the_cli_search_the_log(logged: tuple[Flask, dict[str, int]]) -> None:
+    app, subscriptions = logged
+    client, headers = app.test_client(), token(app, "ops", admin=True)
+    response = client.get(f"{PREFIX}/async_event_logs", query_string={"q": "data.id:1234"}, headers=headers)
+    assert response.status_code == 200 and response.get_json()["total_count"] == 1
+    response = client.get(f"{PREFIX}/async_event_logs", query_string={"q": "status:abc"}, headers=headers)
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "q: status takes a whole number, not 'abc'"
+
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["async-events", "logs", "-q", "status:500", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [row["subscription_id"] for row in json.loads(result.output)] == [subscriptions["failing"]] * 2
+    result = runner.invoke(args=["async-events", "logs", "-q", "(status:500"])
+    assert result.exit_code == 2 and "the parenthesis at position 1 is not closed" in result.output
+
+
+QUERY_CHARACTERS = st.sampled_from(
+    [*"abcxyz019 :*\"()[]{}-.%_\\@'", "AND", "OR", "NOT", "TO", "status", "data.", "created", "event", "¹", "é"]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.lists(QUERY_CHARACTERS, max_size=30).map("".join))
+def test_any_string_gets_results_or_a_clear_error(env: AppEnv, text: str) -> None:
+    app = env.app() if not env.apps else env.apps[0]
+    with app.app_context():
+        session = get_state().db.session
+        try:
+            query = attempts_query(text, session.get_bind().dialect.name)
+        except QueryError as exc:
+            assert str(exc)
+            return
+        session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        session.rollback()
