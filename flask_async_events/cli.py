@@ -17,6 +17,7 @@ from flask_async_events.models import ApiToken, DeliveryAttempt
 from flask_async_events.outbox import publish_event
 from flask_async_events.queues import QUEUE_NAMES
 from flask_async_events.replay import ReplayError, replay
+from flask_async_events.retention import DEFAULT_BATCH, count_prunable, parse_age, prune
 from flask_async_events.search import QueryError, attempts_query
 from flask_async_events.signing import generate_secret
 from flask_async_events.state import NOTIFIER_ALIASES, get_state
@@ -287,6 +288,37 @@ def logs_command(text: str, limit: int, as_json: bool) -> None:
             f"{row['created'][:19]}  {row['uuid']}  {row['event_name']:<28} subscription {row['subscription_id']:<5} "
             f"#{row['attempt']} {outcome} {row['status_code'] or '-'}  {row['response_data'][:60]}"
         )
+
+
+@cli.command("prune")
+@click.option("--older-than", "older_than", default="30d", show_default=True, help="An age: 30d, 12h, 90m, 2w.")
+@click.option("--dry-run", is_flag=True, help="Count what would go, delete nothing.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True)
+@json_option
+def prune_command(older_than: str, dry_run: bool, batch_size: int, as_json: bool) -> None:
+    """Delete attempt logs, finished deliveries and their events older than an age, in batches."""
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--older-than'") from None
+    state = get_state()
+    counted = count_prunable(state, age)
+    if dry_run:
+        report = counted
+    elif as_json:
+        report = prune(state, age, batch_size=batch_size)
+    else:
+        with click.progressbar(length=counted.total, label="Pruning", show_pos=True) as bar:
+            report = prune(state, age, batch_size=batch_size, progress=bar.update)
+    summary = {"attempts": report.attempts, "deliveries": report.deliveries, "events": report.events}
+    if as_json:
+        _print_json({**summary, "dry_run": dry_run})
+        return
+    verb = "Would delete" if dry_run else "Deleted"
+    click.echo(
+        f"{verb} {report.attempts} attempt log row(s), {report.deliveries} finished delivery(ies)"
+        f" and {report.events} event(s) older than {older_than}."
+    )
 
 
 @cli.command()

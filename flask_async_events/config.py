@@ -30,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_ENDPOINT_CONCURRENCY": 8,
     "ASYNC_EVENTS_MAINTENANCE_INTERVAL": 10,
     "ASYNC_EVENTS_RELAY_AFTER": 30,
+    "ASYNC_EVENTS_DISABLE_AFTER": 5 * 24 * 3600,
+    "ASYNC_EVENTS_PRUNE_AFTER": 0,
     "ASYNC_EVENTS_ENCRYPTION_KEYS": None,
     "ASYNC_EVENTS_EVENTBRIDGE_SOURCE": None,
     "ASYNC_EVENTS_EVENTBRIDGE_REGION": None,
@@ -62,6 +64,8 @@ class Settings:
     endpoint_concurrency: int
     maintenance_interval: int
     relay_after: float
+    disable_after: float
+    prune_after: float
     encryption_keys: tuple[str, ...]
     eventbridge_source: str | None
     eventbridge_region: str | None
@@ -166,6 +170,8 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         endpoint_concurrency=_number(config, "ASYNC_EVENTS_ENDPOINT_CONCURRENCY", minimum=1, integer=True),
         maintenance_interval=_number(config, "ASYNC_EVENTS_MAINTENANCE_INTERVAL", minimum=1, integer=True),
         relay_after=_number(config, "ASYNC_EVENTS_RELAY_AFTER", minimum=0),
+        disable_after=_number(config, "ASYNC_EVENTS_DISABLE_AFTER", minimum=0),
+        prune_after=_number(config, "ASYNC_EVENTS_PRUNE_AFTER", minimum=0),
         encryption_keys=_keys(config),
         eventbridge_source=config.get("ASYNC_EVENTS_EVENTBRIDGE_SOURCE"),
         eventbridge_region=config.get("ASYNC_EVENTS_EVENTBRIDGE_REGION"),

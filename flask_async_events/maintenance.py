@@ -22,10 +22,12 @@ from sqlalchemy import Select, and_, or_, select
 
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.outbox import relay_untriggered
+from flask_async_events.retention import prune
 from flask_async_events.state import AppState
 
 LOCK_KEY = "async_events:maintenance-lock"
 EPOCH_KEY = "async_events:epoch"  # present while Redis keeps what this package put in it
+PRUNE_BATCHES_PER_SWEEP = 10  # ASYNC_EVENTS_PRUNE_AFTER: a little each sweep, never a long stall
 SWEEP_LIMIT = 5000
 
 log = logging.getLogger("flask_async_events")
@@ -48,6 +50,8 @@ def run_maintenance(state: AppState, owner: str, *, force: bool = False) -> Swee
         else:
             relayed = relay_untriggered(state) if state.queues.trigger.count == 0 else 0
             requeued = requeue_stalled(state)
+        if state.settings.prune_after:
+            prune(state, timedelta(seconds=state.settings.prune_after), max_batches=PRUNE_BATCHES_PER_SWEEP)
     finally:
         state.db.session.remove()
     if relayed or requeued:

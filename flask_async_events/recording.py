@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import Table, bindparam, func, insert, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 
 from flask_async_events import signals
 from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Subscription, UTCDateTime, utcnow
@@ -186,8 +186,16 @@ def record(state: AppState, outcomes: list[Outcome], released: list[Claimed]) ->
         session.execute(insert(DeliveryAttempt), logs)
     if updates:
         session.execute(_UPDATE_DELIVERY, updates)
-    _record_health(state, now, succeeded, failures)
+    stale = _record_health(state, now, succeeded, failures)
     batch_ids = [outcome.item.id for outcome in outcomes]
+    if stale:
+        stale_reason = _stale_reason(state.settings.disable_after)
+        disable_subscriptions(session, stale, stale_reason, now=now)
+        log.warning("Disabled subscription(s) %s: %s", ", ".join(map(str, sorted(stale))), stale_reason)
+        notices.extend(
+            (signals.subscription_disabled, {"subscription_id": subscription_id, "reason": stale_reason})
+            for subscription_id in stale
+        )
     if gone:
         disable_subscriptions(session, gone, GONE_REASON, now=now)
         cancel_open_deliveries(session, gone, GONE_REASON, now=now, exclude=batch_ids)
@@ -213,8 +221,10 @@ def _send_signals(notices: list[tuple[Any, dict[str, Any]]]) -> None:
             log.exception("A receiver of %s failed", signal.name)
 
 
-def _record_health(state: AppState, now: datetime, succeeded: set[int], failures: dict[int, int]) -> None:
-    """Track each endpoint's health: a success resets it, failures count up from the first."""
+def _record_health(state: AppState, now: datetime, succeeded: set[int], failures: dict[int, int]) -> set[int]:
+    """Track each endpoint's health: a success resets it, failures count up from the first.
+    Return the enabled subscriptions that have now failed, without a success, for longer than
+    ``ASYNC_EVENTS_DISABLE_AFTER`` (0: never)."""
     session = state.db.session
     if succeeded:
         session.execute(
@@ -228,8 +238,27 @@ def _record_health(state: AppState, now: datetime, succeeded: set[int], failures
         for subscription_id, count in failures.items()
         if subscription_id not in succeeded
     ]
-    if failing:
-        session.execute(_HEALTH_FAILURE, failing)
+    if not failing:
+        return set()
+    session.execute(_HEALTH_FAILURE, failing)
+    window = state.settings.disable_after
+    if not window:
+        return set()
+    return set(
+        session.scalars(
+            select(Subscription.subscription_id).where(
+                Subscription.subscription_id.in_([row["b_sid"] for row in failing]),
+                Subscription.status.is_(True),
+                Subscription.failing_since <= now - timedelta(seconds=window),
+            )
+        )
+    )
+
+
+def _stale_reason(window: float) -> str:
+    days, hours = window / 86400, window / 3600
+    span = f"{days:g} days" if days >= 1 else f"{hours:g} hours" if hours >= 1 else f"{window:g} seconds"
+    return f"No successful delivery for {span}"
 
 
 def _after_commit(

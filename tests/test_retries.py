@@ -100,6 +100,39 @@ def test_410_disables_the_subscription(app: Flask, receiver: Receiver) -> None:
     assert disabled == [{"subscription_id": subscription_id, "reason": "The recipient answered 410 Gone"}]
 
 
+def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_enabling_forgets_it(
+    env: AppEnv, receiver: Receiver
+) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[1, 1, 1], ASYNC_EVENTS_DISABLE_AFTER=0.5)
+    disabled: list[dict[str, object]] = []
+
+    def on_disabled(sender: Flask, **kwargs: object) -> None:
+        disabled.append(kwargs)
+
+    failing = subscribe(app, receiver.respond("/down", [500]))
+    healthy = subscribe(app, receiver.respond("/up"))
+    with signals.subscription_disabled.connected_to(on_disabled):
+        place_order(app)
+        drain(app, lambda: sorted(states(app)) == ["cancelled", "delivered"])
+    # The first failure starts the window; the retry a second later fails past it: disabled, and
+    # the retry it would have had is cancelled, visibly.
+    assert len(receiver.at("/down")) == 2 and len(receiver.at("/up")) == 1
+    reason = "No successful delivery for 0.5 seconds"
+    assert disabled == [{"subscription_id": failing, "reason": reason}]
+    with app.app_context():
+        down = db.session.get(Subscription, failing)
+        up = db.session.get(Subscription, healthy)
+        assert down is not None and up is not None
+        assert down.status is False and down.disabled_reason == reason and down.consecutive_failures == 2
+        assert up.status is True and up.failing_since is None
+    result = app.test_cli_runner().invoke(args=["async-events", "enable", str(failing)])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        down = db.session.get(Subscription, failing)
+        assert down is not None and down.status is True
+        assert down.failing_since is None and down.consecutive_failures == 0 and down.disabled_reason is None
+
+
 def test_retry_after_is_honoured(env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]) -> None:
     app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[1])
     subscribe(app, receiver.respond("/busy", [429, 200], headers={"Retry-After": "4"}))
