@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_EVENTBRIDGE_BATCH_SIZE": 10,
     "ASYNC_EVENTS_ALLOWED_NETWORKS": [],
     "ASYNC_EVENTS_URL_PREFIX": "/rest/V1",
+    "ASYNC_EVENTS_METRICS_URL": "/async-events/metrics",
 }
 
 
@@ -73,6 +74,7 @@ class Settings:
     eventbridge_batch_size: int
     allowed_networks: tuple[IPNetwork, ...]
     url_prefix: str
+    metrics_url: str | None
 
     @property
     def send_budget(self) -> float:
@@ -179,6 +181,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         eventbridge_batch_size=_batch_size(config),
         allowed_networks=_networks(config),
         url_prefix=_url_prefix(config),
+        metrics_url=_metrics_url(config),
     )
 
 
@@ -198,6 +201,16 @@ def _url_prefix(config: Mapping[str, Any]) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
         raise ConfigError(f"{key} must be a path starting with '/', got {value!r}")
     return value.rstrip("/")
+
+
+def _metrics_url(config: Mapping[str, Any]) -> str | None:
+    key = "ASYNC_EVENTS_METRICS_URL"
+    value = config.get(key, DEFAULTS[key])
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"{key} must be a path starting with '/', or empty to turn metrics off, got {value!r}")
+    return value
 
 
 def _batch_size(config: Mapping[str, Any]) -> int:

@@ -21,6 +21,7 @@ from flask_async_events.definitions import (
     load_definitions_file,
     normalise_event_name,
 )
+from flask_async_events.metrics import metrics_view
 from flask_async_events.models import Delivery, Subscription
 from flask_async_events.notifiers.base import Notifier
 from flask_async_events.notifiers.eventbridge import EventBridgeNotifier
@@ -110,6 +111,8 @@ class AsyncEvents:
         )
         install_session_hooks(database.session)
         register_api(app, settings.url_prefix, api)
+        if settings.metrics_url:
+            app.add_url_rule(settings.metrics_url, "async_events_metrics", metrics_view)
         from flask_async_events.cli import cli
 
         app.cli.add_command(cli)

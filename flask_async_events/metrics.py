@@ -1,0 +1,131 @@
+"""Metrics in Prometheus' text format, served at ``ASYNC_EVENTS_METRICS_URL`` to admin tokens.
+
+Every value is read from the database and Redis at scrape time, never from one process's memory,
+so any web process answers for all workers. Attempt counts and the latency histogram cover the
+attempt log as it stands (``prune`` lowers them, as a counter reset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flask import Response, request
+from sqlalchemy import case, func, select
+
+from flask_async_events.auth import AuthError, authenticate
+from flask_async_events.models import DeliveryAttempt, Subscription
+from flask_async_events.state import AppState, get_state
+from flask_async_events.status import system_status
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _sample(name: str, value: float, **labels: str) -> str:
+    rendered = ",".join(f'{key}="{_escape(text)}"' for key, text in labels.items())
+    return f"{name}{{{rendered}}} {value:g}" if labels else f"{name} {value:g}"
+
+
+def _family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
+
+
+def render(state: AppState) -> str:
+    """The metrics of ``state``'s database and Redis, one scrape's worth."""
+    session = state.db.session
+    status = system_status(state)
+    attempts = session.execute(
+        select(Subscription.notifier, DeliveryAttempt.success, func.count())
+        .join(Subscription, DeliveryAttempt.subscription_id == Subscription.subscription_id)
+        .group_by(Subscription.notifier, DeliveryAttempt.success)
+    ).all()
+    timed = DeliveryAttempt.duration_ms.is_not(None)
+    histogram = session.execute(
+        select(
+            *(func.sum(case((DeliveryAttempt.duration_ms <= bound * 1000, 1), else_=0)) for bound in LATENCY_BUCKETS),
+            func.count(),
+            func.coalesce(func.sum(DeliveryAttempt.duration_ms), 0),
+        ).where(timed)
+    ).one()
+    session.rollback()
+    *buckets, count, total_ms = (int(value or 0) for value in histogram)
+    lines = [
+        *_family(
+            "async_events_attempts_total",
+            "counter",
+            "Delivery attempts in the log, by notifier and outcome.",
+            (
+                _sample("async_events_attempts_total", n, notifier=notifier, outcome="success" if ok else "failure")
+                for notifier, ok, n in attempts
+            ),
+        ),
+        *_family(
+            "async_events_attempt_duration_seconds",
+            "histogram",
+            "How long delivery attempts took.",
+            [
+                *(
+                    _sample("async_events_attempt_duration_seconds_bucket", n, le=f"{bound:g}")
+                    for bound, n in zip(LATENCY_BUCKETS, buckets, strict=True)
+                ),
+                _sample("async_events_attempt_duration_seconds_bucket", count, le="+Inf"),
+                _sample("async_events_attempt_duration_seconds_count", count),
+                _sample("async_events_attempt_duration_seconds_sum", total_ms / 1000),
+            ],
+        ),
+        *_family(
+            "async_events_deliveries",
+            "gauge",
+            "Deliveries by state (dead: the dead letters).",
+            (_sample("async_events_deliveries", n, state=name) for name, n in status["deliveries"].items()),
+        ),
+        *_family(
+            "async_events_dead_letters",
+            "gauge",
+            "Deliveries that failed for good and wait for a replay.",
+            [_sample("async_events_dead_letters", status["deliveries"]["dead"])],
+        ),
+        *_family(
+            "async_events_queue_jobs",
+            "gauge",
+            "RQ jobs by queue and registry.",
+            (
+                _sample("async_events_queue_jobs", n, queue=queue, registry=registry)
+                for queue, registries in status["queues"].items()
+                for registry, n in registries.items()
+            ),
+        ),
+        *_family(
+            "async_events_pending_events",
+            "gauge",
+            "Committed events not yet fanned out.",
+            [_sample("async_events_pending_events", status["pending_events"])],
+        ),
+        *_family(
+            "async_events_oldest_undelivered_seconds",
+            "gauge",
+            "Age of the oldest event or delivery still open.",
+            [_sample("async_events_oldest_undelivered_seconds", status["oldest_undelivered_seconds"])],
+        ),
+        *_family(
+            "async_events_workers", "gauge", "Workers alive.", [_sample("async_events_workers", status["workers"])]
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def metrics_view() -> Response:
+    """``GET`` the metrics: an admin bearer token, or the host's ``events.authorize`` hook."""
+    state = get_state()
+    try:
+        principal = authenticate(state.db.session, request, state.authorizer())
+    except AuthError as exc:
+        state.db.session.rollback()
+        return Response(f"{exc}\n", 401, {"WWW-Authenticate": 'Bearer realm="async-events"'}, content_type=CONTENT_TYPE)
+    if not principal.is_admin:
+        return Response("Metrics need an admin token.\n", 403, content_type=CONTENT_TYPE)
+    return Response(render(state), content_type=CONTENT_TYPE)
