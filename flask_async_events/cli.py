@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -13,10 +15,10 @@ from sqlalchemy import select
 
 from flask_async_events import migrate
 from flask_async_events.auth import create_token, revoke_token
-from flask_async_events.models import ApiToken, DeliveryAttempt
+from flask_async_events.models import ApiToken, DeliveryAttempt, utcnow
 from flask_async_events.outbox import publish_event
 from flask_async_events.queues import QUEUE_NAMES
-from flask_async_events.replay import ReplayError, replay
+from flask_async_events.replay import ReplayError, count_dead, recover, replay, retry_dead
 from flask_async_events.retention import DEFAULT_BATCH, count_prunable, parse_age, prune
 from flask_async_events.search import QueryError, attempts_query
 from flask_async_events.signing import generate_secret
@@ -234,22 +236,93 @@ def replay_command(delivery_uuid: str) -> None:
     click.echo(f"Replaying {delivery_uuid}")
 
 
-@cli.command("dead-letters")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@json_option
-def dead_letters_command(limit: int, as_json: bool) -> None:
-    """List dead deliveries, newest first, with the last response."""
-    rows = dead_letters(get_state(), limit=limit)
+def _moment(value: str) -> datetime:
+    """An ISO date or time (UTC unless it says otherwise), or an age such as 2h: that long ago."""
+    try:
+        return utcnow() - parse_age(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        expected = "a date or time (2026-01-31T12:00) or an age (2h, 3d)"
+        raise click.BadParameter(f"{value!r} is not {expected}", param_hint="'--since'") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _replay_with_progress(count: int, run: Callable[[Callable[[int], None]], list[str]], as_json: bool) -> list[str]:
+    """Run a bulk replay, with a progress bar unless the output is JSON."""
     if as_json:
-        _print_json(rows)
+        return run(lambda _: None)
+    with click.progressbar(length=count, label="Replaying", show_pos=True) as bar:
+        return run(bar.update)
+
+
+@cli.command("dead-letters")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many to list.")
+@click.option("--retry", is_flag=True, help="Replay them (those of enabled subscriptions), in batches.")
+@click.option("--subscription", "subscription_id", type=click.IntRange(min=1), help="Only this subscription's.")
+@click.option("--since", help="Only those created since a time (2026-01-31T12:00) or an age ago (2h, 3d).")
+@click.option("--dry-run", is_flag=True, help="With --retry: count, replay nothing.")
+@json_option
+def dead_letters_command(
+    limit: int, retry: bool, subscription_id: int | None, since: str | None, dry_run: bool, as_json: bool
+) -> None:
+    """List dead deliveries, newest first, with the last response; or replay them (--retry)."""
+    state = get_state()
+    since_time = _moment(since) if since else None
+    if not retry:
+        rows = dead_letters(state, limit=limit, subscription_id=subscription_id, since=since_time)
+        if as_json:
+            _print_json(rows)
+            return
+        if not rows:
+            click.echo("No dead letters.")
+        for row in rows:
+            click.echo(
+                f"{row['uuid']}  {row['event_name']:<28} subscription {row['subscription_id']:<5} "
+                f"{row['attempts']} attempt(s)  {row['last_response'][:80]}"
+            )
         return
-    if not rows:
-        click.echo("No dead letters.")
-    for row in rows:
-        click.echo(
-            f"{row['uuid']}  {row['event_name']:<28} subscription {row['subscription_id']:<5} "
-            f"{row['attempts']} attempt(s)  {row['last_response'][:80]}"
+    count = count_dead(state, subscription_id=subscription_id, since=since_time)
+    uuids: list[str] = []
+    if not dry_run and count:
+        uuids = _replay_with_progress(
+            count,
+            lambda progress: retry_dead(state, subscription_id=subscription_id, since=since_time, progress=progress),
+            as_json,
         )
+    _report_replayed(count if dry_run else len(uuids), uuids, dry_run, as_json)
+
+
+@cli.command("recover")
+@click.option("--subscription", "subscription_id", type=click.IntRange(min=1), required=True)
+@click.option("--since", required=True, help="A time (2026-01-31T12:00) or an age ago (2h, 3d).")
+@click.option("--dry-run", is_flag=True, help="Count, replay nothing.")
+@json_option
+def recover_command(subscription_id: int, since: str, dry_run: bool, as_json: bool) -> None:
+    """Replay a subscription's dead deliveries created since a time (after an outage)."""
+    state = get_state()
+    since_time = _moment(since)
+    count = count_dead(state, subscription_id=subscription_id, since=since_time)
+    uuids: list[str] = []
+    if not dry_run:
+        try:
+            uuids = _replay_with_progress(
+                count,
+                lambda progress: recover(state, subscription_id, since_time, progress=progress),
+                as_json,
+            )
+        except ReplayError as exc:
+            raise click.ClickException(str(exc)) from None
+    _report_replayed(count if dry_run else len(uuids), uuids, dry_run, as_json)
+
+
+def _report_replayed(count: int, uuids: list[str], dry_run: bool, as_json: bool) -> None:
+    if as_json:
+        _print_json({"count": count, "uuids": uuids, "dry_run": dry_run})
+    else:
+        click.echo(f"{'Would replay' if dry_run else 'Replayed'} {count} dead delivery(ies).")
 
 
 @cli.command("logs")

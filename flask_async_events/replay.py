@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, func, select, update
 
 from flask_async_events.models import Delivery, DeliveryState, Subscription, utcnow
 from flask_async_events.state import AppState
@@ -44,32 +45,73 @@ def replay(state: AppState, uuid: str) -> Delivery:
     return delivery
 
 
-def recover(state: AppState, subscription_id: int, since: datetime) -> list[str]:
+def recover(
+    state: AppState, subscription_id: int, since: datetime, *, progress: Callable[[int], None] | None = None
+) -> list[str]:
     """Replay every dead delivery of a subscription created since ``since``; return their uuids."""
-    session = state.db.session
-    subscription = session.get(Subscription, subscription_id)
+    subscription = state.db.session.get(Subscription, subscription_id)
     if subscription is None or not subscription.status:
+        state.db.session.rollback()
         raise ReplayError(f"subscription {subscription_id} is disabled; enable it before recovering its deliveries")
-    rows = session.execute(
-        select(Delivery.id, Delivery.uuid).where(
-            Delivery.subscription_id == subscription_id,
-            Delivery.state == DeliveryState.DEAD,
-            Delivery.created_at >= since,
+    return retry_dead(state, subscription_id=subscription_id, since=since, progress=progress)
+
+
+def _dead(subscription_id: int | None, since: datetime | None) -> list[ColumnElement[bool]]:
+    """Dead deliveries of enabled subscriptions (one, or all), created since ``since``."""
+    conditions = [Delivery.state == DeliveryState.DEAD, Subscription.status.is_(True)]
+    if subscription_id is not None:
+        conditions.append(Delivery.subscription_id == subscription_id)
+    if since is not None:
+        conditions.append(Delivery.created_at >= since)
+    return conditions
+
+
+def count_dead(state: AppState, *, subscription_id: int | None = None, since: datetime | None = None) -> int:
+    """How many dead deliveries :func:`retry_dead` would replay now."""
+    query = select(func.count()).select_from(Delivery).join(Subscription).where(*_dead(subscription_id, since))
+    count = state.db.session.scalar(query) or 0
+    state.db.session.rollback()
+    return count
+
+
+def retry_dead(
+    state: AppState,
+    *,
+    subscription_id: int | None = None,
+    since: datetime | None = None,
+    batch_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Replay dead deliveries of enabled subscriptions in batches, each its own transaction, in id
+    order (one that dies again at once is not picked up twice); return their uuids."""
+    session = state.db.session
+    replayed: list[str] = []
+    after = 0
+    while True:
+        rows = session.execute(
+            select(Delivery.id, Delivery.uuid)
+            .join(Subscription)
+            .where(*_dead(subscription_id, since), Delivery.id > after)
+            .order_by(Delivery.id)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            session.rollback()
+            return replayed
+        ids = [row.id for row in rows]
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.DEAD)
+            .values(state=DeliveryState.PENDING, round_attempts=0, next_attempt_at=utcnow(), claim_token=None)
+            .execution_options(synchronize_session=False)
         )
-    ).all()
-    if not rows:
-        session.rollback()
-        return []
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_([row.id for row in rows]), Delivery.state == DeliveryState.DEAD)
-        .values(state=DeliveryState.PENDING, round_attempts=0, next_attempt_at=utcnow(), claim_token=None)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    state.queues.forget_dead_letters([row.uuid for row in rows])
-    state.queues.enqueue_deliveries([row.id for row in rows])
-    return [row.uuid for row in rows]
+        session.commit()
+        state.queues.forget_dead_letters([row.uuid for row in rows])
+        state.queues.enqueue_deliveries(ids)
+        replayed.extend(row.uuid for row in rows)
+        after = ids[-1]
+        if progress is not None:
+            progress(len(rows))
 
 
 def replay_dead(state: AppState, delivery_id: int) -> bool:

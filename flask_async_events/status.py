@@ -6,6 +6,7 @@ callbacks inside whatever process asked (a web request, a metrics scrape).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
@@ -53,8 +54,16 @@ def system_status(state: AppState) -> dict[str, Any]:
     }
 
 
-def dead_letters(state: AppState, *, limit: int = 50) -> list[dict[str, Any]]:
-    """Dead deliveries, newest first, each with its last logged response."""
+def dead_letters(
+    state: AppState, *, limit: int = 50, subscription_id: int | None = None, since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Dead deliveries (of one subscription, created since a time), newest first, each with its
+    last logged response."""
+    conditions = [Delivery.state == DeliveryState.DEAD]
+    if subscription_id is not None:
+        conditions.append(Delivery.subscription_id == subscription_id)
+    if since is not None:
+        conditions.append(Delivery.created_at >= since)
     session = state.db.session
     rows = session.execute(
         select(
@@ -66,7 +75,7 @@ def dead_letters(state: AppState, *, limit: int = 50) -> list[dict[str, Any]]:
             Event.event_name,
         )
         .join(Event, Delivery.event_id == Event.id)
-        .where(Delivery.state == DeliveryState.DEAD)
+        .where(*conditions)
         .order_by(Delivery.updated_at.desc(), Delivery.id.desc())
         .limit(limit)
     ).all()
