@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck test-sqlite test-postgresql test-mysql bench chaos clean
+.PHONY: install browser demo test lint typecheck test-sqlite test-postgresql test-mysql bench chaos clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ demo: $(STAMP)
 
 ## ruff, mypy, then the suite on SQLite, PostgreSQL and MySQL/MariaDB (a server that is not
 ## reachable is skipped with a notice, except when CI=true). The tests start their own redis-server.
-test: $(STAMP) lint typecheck test-sqlite test-postgresql test-mysql
+test: $(STAMP) browser lint typecheck test-sqlite test-postgresql test-mysql
+
+## Debian's Chromium for the admin pages' browser tests (skipped without it, except when CI=true).
+browser:
+	@command -v chromium >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+		|| echo "Could not install chromium (apt-get install chromium): the browser tests will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
@@ -15,11 +15,11 @@ from sqlalchemy import select
 
 from flask_async_events import migrate
 from flask_async_events.auth import create_token, revoke_token
-from flask_async_events.models import ApiToken, DeliveryAttempt, utcnow
+from flask_async_events.models import ApiToken, DeliveryAttempt
 from flask_async_events.outbox import publish_event
 from flask_async_events.queues import QUEUE_NAMES
 from flask_async_events.replay import ReplayError, count_dead, recover, replay, retry_dead
-from flask_async_events.retention import DEFAULT_BATCH, count_prunable, parse_age, prune
+from flask_async_events.retention import DEFAULT_BATCH, count_prunable, parse_age, parse_moment, prune
 from flask_async_events.search import QueryError, attempts_query
 from flask_async_events.signing import generate_secret
 from flask_async_events.state import NOTIFIER_ALIASES, get_state
@@ -237,17 +237,10 @@ def replay_command(delivery_uuid: str) -> None:
 
 
 def _moment(value: str) -> datetime:
-    """An ISO date or time (UTC unless it says otherwise), or an age such as 2h: that long ago."""
     try:
-        return utcnow() - parse_age(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        expected = "a date or time (2026-01-31T12:00) or an age (2h, 3d)"
-        raise click.BadParameter(f"{value!r} is not {expected}", param_hint="'--since'") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_moment(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--since'") from None
 
 
 def _replay_with_progress(count: int, run: Callable[[Callable[[int], None]], list[str]], as_json: bool) -> list[str]:

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_ALLOWED_NETWORKS": [],
     "ASYNC_EVENTS_URL_PREFIX": "/rest/V1",
     "ASYNC_EVENTS_METRICS_URL": "/async-events/metrics",
+    "ASYNC_EVENTS_ADMIN_URL": "/async-events/admin",
 }
 
 
@@ -75,6 +76,7 @@ class Settings:
     allowed_networks: tuple[IPNetwork, ...]
     url_prefix: str
     metrics_url: str | None
+    admin_url: str | None
 
     @property
     def send_budget(self) -> float:
@@ -181,7 +183,8 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         eventbridge_batch_size=_batch_size(config),
         allowed_networks=_networks(config),
         url_prefix=_url_prefix(config),
-        metrics_url=_metrics_url(config),
+        metrics_url=_optional_path(config, "ASYNC_EVENTS_METRICS_URL"),
+        admin_url=_optional_path(config, "ASYNC_EVENTS_ADMIN_URL"),
     )
 
 
@@ -203,14 +206,14 @@ def _url_prefix(config: Mapping[str, Any]) -> str:
     return value.rstrip("/")
 
 
-def _metrics_url(config: Mapping[str, Any]) -> str | None:
-    key = "ASYNC_EVENTS_METRICS_URL"
+def _optional_path(config: Mapping[str, Any], key: str) -> str | None:
+    """A URL path for something that can be turned off (empty or None)."""
     value = config.get(key, DEFAULTS[key])
     if value in (None, ""):
         return None
     if not isinstance(value, str) or not value.startswith("/"):
-        raise ConfigError(f"{key} must be a path starting with '/', or empty to turn metrics off, got {value!r}")
-    return value
+        raise ConfigError(f"{key} must be a path starting with '/', or empty to turn it off, got {value!r}")
+    return value.rstrip("/") or "/"
 
 
 def _batch_size(config: Mapping[str, Any]) -> int:

@@ -11,6 +11,7 @@ from flask import Flask
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 
+from flask_async_events.admin import register_admin
 from flask_async_events.api import register_api
 from flask_async_events.auth import Authorizer
 from flask_async_events.config import Settings, load_settings
@@ -113,6 +114,8 @@ class AsyncEvents:
         register_api(app, settings.url_prefix, api)
         if settings.metrics_url:
             app.add_url_rule(settings.metrics_url, "async_events_metrics", metrics_view)
+        if settings.admin_url:
+            register_admin(app, settings.admin_url)
         from flask_async_events.cli import cli
 
         app.cli.add_command(cli)

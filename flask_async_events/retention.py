@@ -13,7 +13,7 @@ import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -33,6 +33,19 @@ def parse_age(text: str) -> timedelta:
     if match is None:
         raise ValueError(f"{text!r} is not an age: use a number and a unit, as in 30d, 12h, 90m, 3600s or 2w")
     return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
+
+
+def parse_moment(text: str) -> datetime:
+    """A time (UTC unless it says otherwise), or an age such as ``2h``: that long ago."""
+    try:
+        return utcnow() - parse_age(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time (2026-01-31T12:00) or an age (2h, 3d)") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from flask.views import MethodView
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 
 from flask_async_events.api.blueprint import blp, count_rows, principal, state
 from flask_async_events.api.errors import fail
 from flask_async_events.api.schemas import AttemptList, AttemptQuery, ReplayOut, TraceOut
 from flask_async_events.auth import Principal
-from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Event, Subscription
+from flask_async_events.models import DeliveryAttempt, Event, Subscription
 from flask_async_events.replay import ReplayError, replay
 from flask_async_events.search import QueryError, attempts_query
+from flask_async_events.trace import load_trace, owned_delivery
 
 TRACE_NOT_FOUND = "This asynchronous event trace no longer exists: no delivery {uuid}"
-STATE_WORDS = {
-    DeliveryState.DELIVERED: "Delivered",
-    DeliveryState.DEAD: "Dead Lettered",
-    DeliveryState.RETRYING: "Retrying",
-    DeliveryState.PENDING: "Pending",
-    DeliveryState.DELIVERING: "Delivering",
-    DeliveryState.CANCELLED: "Cancelled",
-}
 
 
 def _attempts(caller: Principal, text: str | None = None) -> Select[DeliveryAttempt, str]:
@@ -89,36 +81,9 @@ class AttemptLog(MethodView):
         return {"items": [_attempt_dict(attempt, event_name) for attempt, event_name in rows], "total_count": total}
 
 
-def _owned_delivery(uuid: str) -> tuple[Delivery, Event, Subscription]:
-    query = (
-        select(Delivery, Event, Subscription)
-        .join(Event, Delivery.event_id == Event.id)
-        .join(Subscription, Delivery.subscription_id == Subscription.subscription_id)
-        .where(Delivery.uuid == uuid)
-    )
-    caller = principal()
-    if not caller.is_admin:
-        query = query.where(Subscription.owner == caller.owner)
-    row = state().db.session.execute(query).first()
-    if row is None:
+def _owned_delivery(uuid: str) -> None:
+    if owned_delivery(state().db.session, uuid, principal()) is None:
         fail(404, TRACE_NOT_FOUND.format(uuid=uuid))
-    delivery, event, subscription = row
-    return delivery, event, subscription
-
-
-def status_words(delivery_state: str, attempts: list[DeliveryAttempt]) -> str:
-    """The seed's trace wording: "Delivered" / "Dead Lettered", then " with N retries"."""
-    made = [attempt for attempt in attempts if attempt.error_class != "Cancelled"]
-    words = STATE_WORDS.get(delivery_state, delivery_state)
-    retries = len(made) - 1
-    if delivery_state == DeliveryState.DELIVERED:
-        first_success = next((i for i, attempt in enumerate(made) if attempt.success), len(made) - 1)
-        retries = first_success
-    if retries > 0 and delivery_state in (DeliveryState.DELIVERED, DeliveryState.DEAD):
-        return f"{words} with {retries} {'retry' if retries == 1 else 'retries'}"
-    if delivery_state == DeliveryState.RETRYING:
-        return f"{words} after {len(made)} attempt{'s' if len(made) != 1 else ''}"
-    return words
 
 
 @blp.route("/async_event_logs/<uuid>")
@@ -127,35 +92,10 @@ class Trace(MethodView):
     @blp.alt_response(404, description="No such delivery, or not the caller's")
     def get(self, uuid: str) -> dict[str, Any]:
         """Everything about one delivery: its status, every attempt, and the payload sent."""
-        delivery, event, subscription = _owned_delivery(uuid)
-        attempts = list(
-            state().db.session.scalars(
-                select(DeliveryAttempt)
-                .where(DeliveryAttempt.delivery_id == delivery.id)
-                .order_by(DeliveryAttempt.log_id)
-            )
-        )
-        body = next((attempt.serialized_data for attempt in attempts if attempt.serialized_data), None) or event.body
-        payload = None
-        if body:
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                payload = body
-        return {
-            "uuid": delivery.uuid,
-            "status": status_words(delivery.state, attempts),
-            "state": delivery.state,
-            "event_name": event.event_name,
-            "event_id": event.uuid,
-            "store_id": event.store_id,
-            "subscription": subscription,
-            "first_attempt": attempts[0].created if attempts else None,
-            "last_attempt": attempts[-1].created if attempts else None,
-            "next_attempt_at": delivery.next_attempt_at if delivery.state == DeliveryState.RETRYING else None,
-            "attempts": [_attempt_dict(attempt, event.event_name) for attempt in attempts],
-            "payload": payload,
-        }
+        trace = load_trace(state().db.session, uuid, principal())
+        if trace is None:
+            fail(404, TRACE_NOT_FOUND.format(uuid=uuid))
+        return {**trace, "attempts": [_attempt_dict(attempt, trace["event_name"]) for attempt in trace["attempts"]]}
 
 
 @blp.route("/async_event_logs/<uuid>/replay")

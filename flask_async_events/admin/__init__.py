@@ -1,0 +1,11 @@
+"""The admin pages: server-rendered, no JavaScript needed, at ``ASYNC_EVENTS_ADMIN_URL``."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from flask_async_events.admin.views import admin
+
+
+def register_admin(app: Flask, url: str) -> None:
+    app.register_blueprint(admin, url_prefix=url)

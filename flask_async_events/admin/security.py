@@ -1,0 +1,75 @@
+"""Who may use the admin pages, and CSRF protection for their forms.
+
+Either the host's ``events.authorize`` hook lets the request in as an admin, or the operator logs
+in with an admin API token: the session cookie then holds the token's id, checked on every
+request, so revoking the token logs them out. Every state-changing form is a POST carrying a
+per-session CSRF token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from flask import request, session
+from sqlalchemy import select
+
+from flask_async_events.auth import AuthError, Principal, hash_token, token_principal
+from flask_async_events.models import ApiToken
+from flask_async_events.state import AppState
+
+SESSION_TOKEN = "async_events_admin_token"
+SESSION_CSRF = "async_events_csrf"
+
+
+class NotAllowed(Exception):
+    """The request may not use the admin pages; the message says why."""
+
+
+def current_admin(state: AppState) -> Principal | None:
+    """The admin behind this request, or None if nobody has logged in (NotAllowed if not an admin)."""
+    authorizer = state.authorizer()
+    if authorizer is not None:
+        principal = authorizer(request)
+        if principal is None:
+            raise NotAllowed("The request is not authorized.")
+        if not principal.is_admin:
+            raise NotAllowed("The admin pages are for admins only.")
+        return principal
+    token_id = session.get(SESSION_TOKEN)
+    if token_id is None:
+        return None
+    token = state.db.session.get(ApiToken, token_id)
+    if token is None or token.revoked_at is not None or not token.is_admin:
+        session.pop(SESSION_TOKEN, None)
+        return None
+    return token_principal(token)
+
+
+def log_in(state: AppState, secret: str) -> None:
+    """Remember an admin token in the session; AuthError if it is not one."""
+    token = state.db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret.strip())))
+    if token is None or token.revoked_at is not None:
+        raise AuthError("That token is not valid or has been revoked.")
+    if not token.is_admin:
+        raise AuthError("That token is not an admin token (flask async-events token create NAME --admin).")
+    session.clear()
+    session[SESSION_TOKEN] = token.id
+
+
+def log_out() -> None:
+    session.pop(SESSION_TOKEN, None)
+    session.pop(SESSION_CSRF, None)
+
+
+def csrf_token() -> str:
+    token = session.get(SESSION_CSRF)
+    if token is None:
+        token = session[SESSION_CSRF] = secrets.token_urlsafe(32)
+    return str(token)
+
+
+def check_csrf() -> bool:
+    sent = request.form.get("csrf_token", "")
+    expected = session.get(SESSION_CSRF, "")
+    return bool(expected) and hmac.compare_digest(sent, expected)

@@ -1,0 +1,152 @@
+"""The admin pages in headless Chromium (Debian's, driven by Playwright): log in, search the log,
+open a trace, replay and see the new attempt, mass-disable subscriptions, bulk-retry dead letters.
+Screenshots go to ``test-output/screenshots``. Forms without a CSRF token are refused."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from flask_async_events.auth import create_token
+from flask_async_events.models import Subscription
+from tests.appfactory import db
+from tests.conftest import IN_CI, ROOT, AppEnv, Receiver, run_burst
+from tests.helpers import place_order, states, subscribe
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _browser_available() -> bool:
+    if not os.path.exists(CHROMIUM):
+        if IN_CI:
+            pytest.fail("Chromium is not installed and CI=true requires the browser tests (apt-get install chromium)")
+        return False
+    return True
+
+
+@pytest.fixture
+def served(env: AppEnv, receiver: Receiver) -> Iterator[tuple[Flask, str, str]]:
+    """The shop on a live server: two orders dead at a flaky endpoint, one delivered, two more
+    subscriptions to disable; and an admin token."""
+    if not _browser_available():
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
+    subscribe(app, receiver.respond("/ok"))
+    subscribe(app, receiver.respond("/flaky", [500, 500, 200]))
+    subscribe(app, receiver.respond("/crm"), event_name="customer.created")
+    subscribe(app, receiver.respond("/erp"), event_name="customer.created")
+    place_order(app, email="first@example.com")
+    place_order(app, email="second@example.com")
+    run_burst(app)
+    with app.app_context():
+        secret = create_token(db.session, "on-call", admin=True)
+        db.session.commit()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield app, f"http://127.0.0.1:{server.server_port}/async-events/admin", secret
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def test_an_operator_finds_replays_disables_and_retries_in_the_browser(served: tuple[Flask, str, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    app, base, secret = served
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+
+        # Log in: the log page sends a newcomer to the login form, and back after it.
+        page.goto(f"{base}/logs")
+        page.fill("#token", "not-a-token")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("alert")).to_contain_text("not valid")
+        page.fill("#token", secret)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("h1")).to_have_text("Attempt log")
+
+        # Search: one query answers "what happened to the order of first@example.com?"
+        page.fill("input[name=q]", 'data.customer_email:"first@example.com" AND status:500')
+        page.get_by_role("button", name="Search").click()
+        expect(page.locator("text=1 attempt(s)")).to_be_visible()
+        page.screenshot(path=str(SCREENSHOTS / "attempt-log.png"), full_page=True)
+        page.fill("input[name=q]", "status:[500 TO")
+        page.get_by_role("button", name="Search").click()
+        expect(page.get_by_role("alert")).to_contain_text("status takes a whole number")
+
+        # Open the trace of the dead delivery and replay it: the new attempt shows up.
+        page.fill("input[name=q]", 'data.customer_email:"first@example.com" AND status:500')
+        page.get_by_role("button", name="Search").click()
+        page.locator("table a").first.click()
+        expect(page.locator("h1#status")).to_have_text("Dead Lettered")
+        page.get_by_role("button", name="Replay").click()
+        expect(page.get_by_role("status")).to_contain_text("Sent again")
+        run_burst(app)  # the flaky endpoint is back: 200
+        page.reload()
+        expect(page.locator("#attempts tr")).to_have_count(3)  # a header and two attempts
+        expect(page.locator("h1#status")).to_have_text("Delivered with 1 retry")
+        page.screenshot(path=str(SCREENSHOTS / "trace.png"), full_page=True)
+
+        # Mass-disable the two customer subscriptions.
+        page.get_by_role("link", name="Subscriptions").click()
+        for row in page.locator("tr", has_text="customer.created").all():
+            row.locator("input[type=checkbox]").check()
+        page.get_by_role("button", name="Disable selected").click()
+        expect(page.get_by_role("status")).to_contain_text("Disabled 2 subscription(s)")
+        with app.app_context():
+            disabled = db.session.scalars(select(Subscription.event_name).where(Subscription.status.is_(False)))
+            assert sorted(disabled) == ["customer.created", "customer.created"]
+
+        # Bulk-retry the remaining dead letter.
+        page.get_by_role("link", name="Dead letters").click()
+        page.locator("input[name=uuids]").first.check()
+        page.screenshot(path=str(SCREENSHOTS / "dead-letters.png"), full_page=True)
+        page.get_by_role("button", name="Retry selected").click()
+        expect(page.get_by_role("status")).to_contain_text("Replaying 1 dead letter(s)")
+        run_burst(app)
+        assert sorted(states(app)) == ["delivered"] * 4
+        page.get_by_role("link", name="Queue health").click()
+        expect(page.locator("h1")).to_have_text("Queue health")
+        browser.close()
+
+
+def test_the_pages_need_an_admin_login_and_forms_their_csrf_token(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app()
+    subscribe(app, receiver.respond())
+    with app.app_context():
+        admin = create_token(db.session, "on-call", admin=True)
+        sales = create_token(db.session, "sales-app", resources=["sales"])
+        db.session.commit()
+    client = app.test_client()
+    prefix = "/async-events/admin"
+    response = client.get(f"{prefix}/health")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    response = client.post(f"{prefix}/login", data={"token": sales})
+    assert response.status_code == 401 and b"not an admin token" in response.data
+    assert client.post(f"{prefix}/login", data={"token": admin}).status_code == 302
+    response = client.post(f"{prefix}/subscriptions", data={"ids": ["1"], "action": "disable"})
+    assert response.status_code == 400 and b"The form expired" in response.data
+    with app.app_context():
+        assert list(db.session.scalars(select(Subscription.status))) == [True]
+    assert client.get(f"{prefix}/health").status_code == 200
