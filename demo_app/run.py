@@ -48,7 +48,8 @@ def main() -> int:
   shop (place an order):      {web}/
   receiver (what arrived):    http://127.0.0.1:{settings.RECEIVER_PORT}/
   REST API docs (Swagger UI): {web}/rest/V1/docs
-  an admin API token:         {token}
+  admin pages:                {web}/async-events/admin
+  an admin API token:         {token}   (log in to the admin pages with it)
   or, from another terminal:
     curl -X POST {web}/orders -H 'Content-Type: application/json' \\
          -d '{{"customer_email": "roni_cost@example.com", "total": "45.00"}}'

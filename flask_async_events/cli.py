@@ -14,7 +14,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from flask_async_events import migrate
-from flask_async_events.auth import create_token, revoke_token
+from flask_async_events.auth import Principal, create_token, revoke_token
 from flask_async_events.models import ApiToken, DeliveryAttempt
 from flask_async_events.outbox import publish_event
 from flask_async_events.queues import QUEUE_NAMES
@@ -25,6 +25,7 @@ from flask_async_events.signing import generate_secret
 from flask_async_events.state import NOTIFIER_ALIASES, get_state
 from flask_async_events.status import dead_letters, system_status
 from flask_async_events.subscriptions import create_subscription, disable_subscriptions, enable_subscriptions
+from flask_async_events.trace import load_trace
 from flask_async_events.worker import run_worker
 
 cli = AppGroup("async-events", help="Asynchronous events: workers, publishing, subscriptions, operations.")
@@ -223,6 +224,39 @@ def disable(subscription_ids: tuple[int, ...]) -> None:
     disable_subscriptions(session, subscription_ids, "disabled by an operator")
     session.commit()
     click.echo(f"Disabled {len(subscription_ids)} subscription(s)")
+
+
+@cli.command("trace")
+@click.argument("delivery_uuid")
+@json_option
+def trace_command(delivery_uuid: str, as_json: bool) -> None:
+    """Everything about one delivery: its status, every attempt, and the payload sent."""
+    trace = load_trace(get_state().db.session, delivery_uuid, Principal("cli", is_admin=True))
+    if trace is None:
+        raise click.ClickException(f"no delivery with uuid {delivery_uuid}")
+    subscription = trace.pop("subscription")
+    attempts = [
+        {
+            "attempt": attempt.attempt,
+            "created": attempt.created.isoformat(),
+            "success": attempt.success,
+            "status_code": attempt.status_code,
+            "duration_ms": attempt.duration_ms,
+            "error_class": attempt.error_class,
+            "response_data": attempt.response_data,
+        }
+        for attempt in trace.pop("attempts")
+    ]
+    report = {**trace, "subscription_id": subscription.subscription_id, "recipient_url": subscription.recipient_url}
+    if as_json:
+        _print_json({**report, "attempts": attempts})
+        return
+    click.echo(f"{report['status']}: {report['event_name']} to subscription {report['subscription_id']}")
+    click.echo(f"  {report['recipient_url']}")
+    for attempt in attempts:
+        result = attempt["status_code"] or attempt["error_class"] or "failed"
+        click.echo(f"  #{attempt['attempt']} {attempt['created'][:19]}  {result}  {attempt['response_data'][:80]}")
+    click.echo(json.dumps(report["payload"], indent=2, ensure_ascii=False))
 
 
 @cli.command("replay")

@@ -61,3 +61,17 @@ def test_recover_refuses_a_disabled_subscription_and_a_bad_time(dead: tuple[Flas
     code, output = cli(app, "recover", "--subscription", str(outage), "--since", "1h")
     assert code == 1 and f"subscription {outage} is disabled; enable it" in output
     assert states(app).count("dead") == 6
+
+
+def test_trace_shows_one_delivery_on_the_command_line(dead: tuple[Flask, Receiver, int, int]) -> None:
+    app, _, outage, _ = dead
+    uuid = json.loads(cli(app, "dead-letters", "--subscription", str(outage), "--json")[1])[0]["uuid"]
+    code, output = cli(app, "trace", uuid, "--json")
+    trace = json.loads(output)
+    assert code == 0 and trace["status"] == "Dead Lettered" and trace["subscription_id"] == outage
+    assert [attempt["status_code"] for attempt in trace["attempts"]] == [500]
+    assert trace["payload"]["data"]["customer_email"] == "roni_cost@example.com"
+    code, output = cli(app, "trace", uuid)
+    assert code == 0 and output.startswith(f"Dead Lettered: sales.order.created to subscription {outage}")
+    code, output = cli(app, "trace", "no-such-uuid")
+    assert code == 1 and "no delivery with uuid no-such-uuid" in output
