@@ -6,7 +6,8 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import click
 from flask import current_app
@@ -25,12 +26,15 @@ from flask_async_events.signing import generate_secret
 from flask_async_events.state import NOTIFIER_ALIASES, get_state
 from flask_async_events.status import dead_letters, system_status
 from flask_async_events.subscriptions import create_subscription, disable_subscriptions, enable_subscriptions
-from flask_async_events.trace import load_trace
+from flask_async_events.trace import attempt_dict, load_trace
 from flask_async_events.worker import run_worker
 
 cli = AppGroup("async-events", help="Asynchronous events: workers, publishing, subscriptions, operations.")
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+T = TypeVar("T")
 
 
 def _print_json(value: Any) -> None:
@@ -235,18 +239,7 @@ def trace_command(delivery_uuid: str, as_json: bool) -> None:
     if trace is None:
         raise click.ClickException(f"no delivery with uuid {delivery_uuid}")
     subscription = trace.pop("subscription")
-    attempts = [
-        {
-            "attempt": attempt.attempt,
-            "created": attempt.created.isoformat(),
-            "success": attempt.success,
-            "status_code": attempt.status_code,
-            "duration_ms": attempt.duration_ms,
-            "error_class": attempt.error_class,
-            "response_data": attempt.response_data,
-        }
-        for attempt in trace.pop("attempts")
-    ]
+    attempts = [attempt_dict(attempt, trace["event_name"]) for attempt in trace.pop("attempts")]
     report = {**trace, "subscription_id": subscription.subscription_id, "recipient_url": subscription.recipient_url}
     if as_json:
         _print_json({**report, "attempts": attempts})
@@ -255,7 +248,9 @@ def trace_command(delivery_uuid: str, as_json: bool) -> None:
     click.echo(f"  {report['recipient_url']}")
     for attempt in attempts:
         result = attempt["status_code"] or attempt["error_class"] or "failed"
-        click.echo(f"  #{attempt['attempt']} {attempt['created'][:19]}  {result}  {attempt['response_data'][:80]}")
+        click.echo(
+            f"  #{attempt['attempt']} {attempt['created']:%Y-%m-%d %H:%M:%S}  {result}  {attempt['response_data'][:80]}"
+        )
     click.echo(json.dumps(report["payload"], indent=2, ensure_ascii=False))
 
 
@@ -277,11 +272,11 @@ def _moment(value: str) -> datetime:
         raise click.BadParameter(str(exc), param_hint="'--since'") from None
 
 
-def _replay_with_progress(count: int, run: Callable[[Callable[[int], None]], list[str]], as_json: bool) -> list[str]:
-    """Run a bulk replay, with a progress bar unless the output is JSON."""
-    if as_json:
+def _with_progress(label: str, count: int, run: Callable[[Callable[[int], None]], T], quiet: bool) -> T:
+    """Run a long bulk operation that reports its steps, with a progress bar unless ``quiet``."""
+    if quiet:
         return run(lambda _: None)
-    with click.progressbar(length=count, label="Replaying", show_pos=True) as bar:
+    with click.progressbar(length=count, label=label, show_pos=True) as bar:
         return run(bar.update)
 
 
@@ -314,7 +309,8 @@ def dead_letters_command(
     count = count_dead(state, subscription_id=subscription_id, since=since_time)
     uuids: list[str] = []
     if not dry_run and count:
-        uuids = _replay_with_progress(
+        uuids = _with_progress(
+            "Replaying",
             count,
             lambda progress: retry_dead(state, subscription_id=subscription_id, since=since_time, progress=progress),
             as_json,
@@ -335,7 +331,8 @@ def recover_command(subscription_id: int, since: str, dry_run: bool, as_json: bo
     uuids: list[str] = []
     if not dry_run:
         try:
-            uuids = _replay_with_progress(
+            uuids = _with_progress(
+                "Replaying",
                 count,
                 lambda progress: recover(state, subscription_id, since_time, progress=progress),
                 as_json,
@@ -364,19 +361,7 @@ def logs_command(text: str, limit: int, as_json: bool) -> None:
     except QueryError as exc:
         raise click.BadParameter(str(exc), param_hint="'-q'") from None
     rows = state.db.session.execute(query.order_by(DeliveryAttempt.log_id.desc()).limit(limit)).all()
-    found: list[dict[str, Any]] = [
-        {
-            "uuid": attempt.uuid,
-            "event_name": event_name,
-            "subscription_id": attempt.subscription_id,
-            "attempt": attempt.attempt,
-            "success": attempt.success,
-            "status_code": attempt.status_code,
-            "created": attempt.created.isoformat(),
-            "response_data": attempt.response_data,
-        }
-        for attempt, event_name in rows
-    ]
+    found = [attempt_dict(attempt, event_name) for attempt, event_name in rows]
     if as_json:
         _print_json(found)
         return
@@ -385,7 +370,8 @@ def logs_command(text: str, limit: int, as_json: bool) -> None:
     for row in found:
         outcome = "ok " if row["success"] else "err"
         click.echo(
-            f"{row['created'][:19]}  {row['uuid']}  {row['event_name']:<28} subscription {row['subscription_id']:<5} "
+            f"{row['created']:%Y-%m-%d %H:%M:%S}  {row['uuid']}  {row['event_name']:<28} "
+            f"subscription {row['subscription_id']:<5} "
             f"#{row['attempt']} {outcome} {row['status_code'] or '-'}  {row['response_data'][:60]}"
         )
 
@@ -405,11 +391,9 @@ def prune_command(older_than: str, dry_run: bool, batch_size: int, as_json: bool
     counted = count_prunable(state, age)
     if dry_run:
         report = counted
-    elif as_json:
-        report = prune(state, age, batch_size=batch_size)
     else:
-        with click.progressbar(length=counted.total, label="Pruning", show_pos=True) as bar:
-            report = prune(state, age, batch_size=batch_size, progress=bar.update)
+        run = partial(prune, state, age, batch_size=batch_size)
+        report = _with_progress("Pruning", counted.total, lambda progress: run(progress=progress), as_json)
     summary = {"attempts": report.attempts, "deliveries": report.deliveries, "events": report.events}
     if as_json:
         _print_json({**summary, "dry_run": dry_run})

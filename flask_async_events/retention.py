@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import Select, and_, delete, exists, func, select
+from sqlalchemy import Select, and_, delete, exists, select
 
 from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
 from flask_async_events.state import AppState
+from flask_async_events.status import count_rows
 
 FINISHED = (DeliveryState.DELIVERED, DeliveryState.DEAD, DeliveryState.CANCELLED)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -91,7 +92,7 @@ def count_prunable(state: AppState, older_than: timedelta) -> PruneReport:
     }
     report = PruneReport()
     for kind, query in queries.items():
-        setattr(report, kind, session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+        setattr(report, kind, count_rows(session, query))
     session.rollback()
     return report
 

@@ -247,7 +247,7 @@ def _moment(field: str, value: str) -> tuple[datetime, datetime]:
 
 def _like(column: Column, value: str, *, contains: bool = False) -> ColumnElement[bool]:
     """Equality, or LIKE where the value has ``*`` (escaped, so ``%`` and ``_`` are literal)."""
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
+    escaped = _escape(value).replace("*", "%")
     if contains:
         return column.like(f"%{escaped}%", escape="\\")
     if "*" in value:
@@ -382,7 +382,7 @@ class Translator:
             _like(DeliveryAttempt.uuid, term.value),
             _like(Event.event_name, term.value),
             _like(DeliveryAttempt.error_class, term.value),
-            DeliveryAttempt.response_data.like(f"%{_escape(term.value).replace('*', '%')}%", escape="\\"),
+            _like(DeliveryAttempt.response_data, term.value, contains=True),
         )
 
     @staticmethod

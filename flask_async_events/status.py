@@ -11,10 +11,15 @@ from typing import Any
 
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.worker import Worker
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
-from flask_async_events.state import AppState
+from flask_async_events.state import AppState, DbSession
+
+
+def count_rows(session: DbSession, query: Select[*tuple[Any, ...]]) -> int:
+    """How many rows a query would return, before paging."""
+    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
 
 
 def system_status(state: AppState) -> dict[str, Any]:

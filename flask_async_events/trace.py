@@ -37,6 +37,23 @@ def status_words(delivery_state: str, attempts: list[DeliveryAttempt]) -> str:
     return words
 
 
+def attempt_dict(attempt: DeliveryAttempt, event_name: str) -> dict[str, Any]:
+    """One attempt as the API, the CLI and the admin pages show it."""
+    return {
+        "log_id": attempt.log_id,
+        "uuid": attempt.uuid,
+        "subscription_id": attempt.subscription_id,
+        "event_name": event_name,
+        "attempt": attempt.attempt,
+        "success": attempt.success,
+        "status_code": attempt.status_code,
+        "duration_ms": attempt.duration_ms,
+        "error_class": attempt.error_class,
+        "response_data": attempt.response_data,
+        "created": attempt.created,
+    }
+
+
 def owned_delivery(session: DbSession, uuid: str, caller: Principal) -> tuple[Delivery, Event, Subscription] | None:
     """The delivery with this uuid, its event and subscription, if the caller may see them."""
     query = (

@@ -224,6 +224,7 @@ def app(env: AppEnv) -> Flask:
 def _dispose(application: Flask) -> None:
     state = get_state(application)
     state.close()
+    state.queues.connection.connection_pool.disconnect()  # a live server's threads leave connections open
     with application.app_context():
         state.db.engine.dispose()
 

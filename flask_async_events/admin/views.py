@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from flask_async_events.admin.security import NotAllowed, check_csrf, csrf_token, current_admin, log_in, log_out
 from flask_async_events.auth import AuthError
@@ -16,7 +16,7 @@ from flask_async_events.replay import ReplayError, count_dead, recover, replay
 from flask_async_events.retention import parse_moment
 from flask_async_events.search import QueryError, attempts_query
 from flask_async_events.state import AppState, get_state
-from flask_async_events.status import dead_letters, system_status
+from flask_async_events.status import count_rows, dead_letters, system_status
 from flask_async_events.subscriptions import disable_subscriptions, enable_subscriptions
 from flask_async_events.trace import load_trace
 
@@ -125,7 +125,7 @@ def logs() -> ResponseReturnValue:
     except QueryError as exc:
         error = str(exc)
     else:
-        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        total = count_rows(session, query)
         ordered = query.order_by(DeliveryAttempt.log_id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
         rows = list(session.execute(ordered))
     pages = max(1, -(-total // PAGE_SIZE))

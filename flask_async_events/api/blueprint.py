@@ -7,7 +7,6 @@ from typing import Any
 from flask import g, request
 from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
-from sqlalchemy import Select, func, select
 from werkzeug.exceptions import HTTPException
 
 from flask_async_events.api.errors import error_response, fail, handle_http_exception
@@ -54,11 +53,6 @@ def owned_subscription(subscription_id: str) -> Subscription:
     if subscription is None:
         fail(404, NOT_FOUND.format(id=subscription_id))
     return subscription
-
-
-def count_rows(query: Select[*tuple[Any, ...]]) -> int:
-    """How many rows a list query would return, before paging."""
-    return state().db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
 
 
 def bad_request(exc: Exception) -> Any:

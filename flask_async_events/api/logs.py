@@ -8,14 +8,15 @@ from typing import Any
 from flask.views import MethodView
 from sqlalchemy import Select
 
-from flask_async_events.api.blueprint import blp, count_rows, principal, state
+from flask_async_events.api.blueprint import blp, principal, state
 from flask_async_events.api.errors import fail
 from flask_async_events.api.schemas import AttemptList, AttemptQuery, ReplayOut, TraceOut
 from flask_async_events.auth import Principal
 from flask_async_events.models import DeliveryAttempt, Event, Subscription
 from flask_async_events.replay import ReplayError, replay
 from flask_async_events.search import QueryError, attempts_query
-from flask_async_events.trace import load_trace, owned_delivery
+from flask_async_events.status import count_rows
+from flask_async_events.trace import attempt_dict, load_trace, owned_delivery
 
 TRACE_NOT_FOUND = "This asynchronous event trace no longer exists: no delivery {uuid}"
 
@@ -30,22 +31,6 @@ def _attempts(caller: Principal, text: str | None = None) -> Select[DeliveryAtte
     if not caller.is_admin:
         query = query.where(Subscription.owner == caller.owner)
     return query
-
-
-def _attempt_dict(attempt: DeliveryAttempt, event_name: str) -> dict[str, Any]:
-    return {
-        "log_id": attempt.log_id,
-        "uuid": attempt.uuid,
-        "subscription_id": attempt.subscription_id,
-        "event_name": event_name,
-        "attempt": attempt.attempt,
-        "success": attempt.success,
-        "status_code": attempt.status_code,
-        "duration_ms": attempt.duration_ms,
-        "error_class": attempt.error_class,
-        "response_data": attempt.response_data,
-        "created": attempt.created,
-    }
 
 
 def _utc(value: datetime) -> datetime:
@@ -75,10 +60,10 @@ class AttemptLog(MethodView):
             query = query.where(DeliveryAttempt.created >= _utc(filters["since"]))
         if "until" in filters:
             query = query.where(DeliveryAttempt.created <= _utc(filters["until"]))
-        total = count_rows(query)
+        total = count_rows(state().db.session, query)
         page, size = filters["page"], filters["page_size"]
         rows = session.execute(query.order_by(DeliveryAttempt.log_id.desc()).offset((page - 1) * size).limit(size))
-        return {"items": [_attempt_dict(attempt, event_name) for attempt, event_name in rows], "total_count": total}
+        return {"items": [attempt_dict(attempt, event_name) for attempt, event_name in rows], "total_count": total}
 
 
 def _owned_delivery(uuid: str) -> None:
@@ -95,7 +80,7 @@ class Trace(MethodView):
         trace = load_trace(state().db.session, uuid, principal())
         if trace is None:
             fail(404, TRACE_NOT_FOUND.format(uuid=uuid))
-        return {**trace, "attempts": [_attempt_dict(attempt, trace["event_name"]) for attempt in trace["attempts"]]}
+        return {**trace, "attempts": [attempt_dict(attempt, trace["event_name"]) for attempt in trace["attempts"]]}
 
 
 @blp.route("/async_event_logs/<uuid>/replay")

@@ -11,7 +11,7 @@ from flask import request
 from flask.views import MethodView
 
 from flask_async_events.api import search_criteria
-from flask_async_events.api.blueprint import bad_request, blp, count_rows, owned_subscription, principal, state
+from flask_async_events.api.blueprint import bad_request, blp, owned_subscription, principal, state
 from flask_async_events.api.errors import fail
 from flask_async_events.api.schemas import (
     Definition,
@@ -32,6 +32,7 @@ from flask_async_events.notifiers.base import Message, Recipient
 from flask_async_events.payloads import CONTENT_TYPES, render_body
 from flask_async_events.replay import ReplayError, recover
 from flask_async_events.signing import generate_secret
+from flask_async_events.status import count_rows
 from flask_async_events.subscriptions import (
     create_subscription,
     disable_subscriptions,
@@ -157,7 +158,7 @@ class AsyncEventList(MethodView):
             bad_request(exc)
         page_size = min(criteria.page_size or filters["page_size"], 100)
         page = criteria.current_page or filters["page"]
-        total = count_rows(query)
+        total = count_rows(state().db.session, query)
         items = session.scalars(
             query.order_by(Subscription.subscription_id).offset((page - 1) * page_size).limit(page_size)
         ).all()
