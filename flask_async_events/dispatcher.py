@@ -13,7 +13,6 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
 
 from flask import Flask
 
@@ -43,21 +42,18 @@ class Dispatcher:
         self._results: queue.SimpleQueue[Outcome | Claimed] = queue.SimpleQueue()
         self._unrecorded = 0
         self._lock = threading.Condition()
-        self._subscriptions: dict[str, set[int]] = defaultdict(set)
         self._closed = False
         self._thread = threading.Thread(target=self._record_loop, name="async-events-record", daemon=True)
         self._thread.start()
 
     def submit(self, outcomes: list[Outcome], sends: list[SendTask]) -> None:
         """Record ``outcomes`` (decided without sending) and start ``sends``."""
-        for send in sends:
-            self._subscriptions[send.endpoint].update(item.subscription_id for item in send.payload)
-        self._put([*outcomes])
+        self._put(outcomes)
         self.sender.submit(sends)
 
     def saturated_subscriptions(self) -> set[int]:
         """Subscriptions whose endpoint has a full cap and a queue: claiming more for them only waits."""
-        return {sid for endpoint in self.sender.saturated() for sid in self._subscriptions.get(endpoint, ())}
+        return {item.subscription_id for task in self.sender.saturated() for item in task.payload}
 
     def busy(self) -> bool:
         with self._lock:
@@ -72,12 +68,7 @@ class Dispatcher:
         if not self.sender.wait_idle(timeout):
             return False
         with self._lock:
-            while self._unrecorded:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._lock.wait(min(remaining, 0.1))
-        return True
+            return self._lock.wait_for(lambda: not self._unrecorded, max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout: float) -> None:
         self.drain(timeout, release_waiting=True)

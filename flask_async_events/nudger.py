@@ -13,7 +13,6 @@ import logging
 import os
 import queue
 import threading
-import time
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -22,7 +21,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger("flask_async_events")
 
 EXIT_FLUSH_SECONDS = 2.0
-Enqueue = Callable[[Sequence[int], bool], None]
+Enqueue = Callable[[Sequence[int]], None]
 
 _live: weakref.WeakSet[Nudger] = weakref.WeakSet()
 
@@ -33,13 +32,13 @@ class Nudger:
     def __init__(self, enqueue: Enqueue) -> None:
         self._enqueue = enqueue
         self._lock = threading.Condition()
-        self._items: queue.SimpleQueue[tuple[list[int], bool]] = queue.SimpleQueue()
+        self._items: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
         self._pending = 0
         self._pid = 0
         _live.add(self)
 
-    def nudge(self, event_ids: list[int], row_locks: bool) -> None:
-        """Hand over the ids of one commit's events (``row_locks``: the database has them)."""
+    def nudge(self, event_ids: list[int]) -> None:
+        """Hand over the ids of one commit's events."""
         with self._lock:
             if self._pid != os.getpid():  # first use, or a forked child: the thread is not here
                 self._items = queue.SimpleQueue()
@@ -47,18 +46,12 @@ class Nudger:
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name="async-events-nudge", daemon=True).start()
             self._pending += 1
-            self._items.put((event_ids, row_locks))
+            self._items.put(event_ids)
 
     def flush(self, timeout: float) -> bool:
         """Wait until every nudge handed over was sent (or failed); False on timeout."""
-        deadline = time.monotonic() + timeout
         with self._lock:
-            while self._pending and self._pid == os.getpid():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._lock.wait(remaining)
-        return True
+            return self._lock.wait_for(lambda: not self._pending or self._pid != os.getpid(), timeout)
 
     def _run(self) -> None:
         items = self._items
@@ -69,18 +62,17 @@ class Nudger:
                     batch.append(items.get_nowait())
                 except queue.Empty:
                     break
-            for row_locks in {row_locks for _, row_locks in batch}:
-                event_ids = [event_id for ids, locks in batch if locks == row_locks for event_id in ids]
-                try:
-                    self._enqueue(event_ids, row_locks)
-                except RedisError as exc:
-                    log.warning(
-                        "Could not enqueue %d event(s) (%s); they stay in the outbox and will be relayed",
-                        len(event_ids),
-                        exc,
-                    )
-                except Exception:  # never let the thread die: the outbox relays what it missed
-                    log.exception("Could not enqueue %d event(s); they will be relayed", len(event_ids))
+            event_ids = [event_id for ids in batch for event_id in ids]
+            try:
+                self._enqueue(event_ids)
+            except RedisError as exc:
+                log.warning(
+                    "Could not enqueue %d event(s) (%s); they stay in the outbox and will be relayed",
+                    len(event_ids),
+                    exc,
+                )
+            except Exception:  # never let the thread die: the outbox relays what it missed
+                log.exception("Could not enqueue %d event(s); they will be relayed", len(event_ids))
             with self._lock:
                 self._pending -= len(batch)
                 self._lock.notify_all()

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 from flask_async_events import signals
 from flask_async_events.definitions import check_store_id
-from flask_async_events.dialects import has_row_locks
 from flask_async_events.models import Event, utcnow
 from flask_async_events.state import EXTENSION_KEY, AppState
 
@@ -83,7 +82,7 @@ def _enqueue_after_commit(session: Session) -> None:
     state: AppState | None = current_app.extensions.get(EXTENSION_KEY)
     if state is None:
         return
-    state.nudger().nudge(ids, has_row_locks(session))
+    state.nudger().nudge(ids)
 
 
 def _forget_on_rollback(session: Session, previous_transaction: SessionTransaction) -> None:

@@ -81,46 +81,45 @@ class Sender(Generic[T, P]):
         """How many more tasks could start at once: free threads, less what already waits for them
         at endpoints below their cap."""
         with self._lock:
-            ready = sum(
-                min(len(queue), max(0, self.per_endpoint - self._active.get(endpoint, 0)))
-                for endpoint, queue in self._waiting.items()
-            )
-            return self.threads - self._in_flight - ready
+            return self._startable()
 
-    def saturated(self) -> set[str]:
-        """Endpoints with a full cap and tasks still waiting: claiming more for them only waits."""
+    def saturated(self) -> list[Task[T, P]]:
+        """The tasks waiting at endpoints whose cap is full: claiming more for those only waits."""
         with self._lock:
-            return {
-                endpoint
+            return [
+                task
                 for endpoint, queue in self._waiting.items()
-                if queue and self._active.get(endpoint, 0) >= self.per_endpoint
-            }
+                if self._active.get(endpoint, 0) >= self.per_endpoint
+                for task in queue
+            ]
 
     def idle(self) -> bool:
         with self._lock:
-            return not (self._in_flight or self._waiting)
+            return self._idle()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing runs or waits; False if ``timeout`` passed first."""
-        deadline = time.monotonic() + timeout
         with self._lock:
-            while self._in_flight or self._waiting:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(min(remaining, 0.1))
-        return True
+            return self._changed.wait_for(self._idle, timeout)
 
     def wait_for_room(self, timeout: float) -> None:
         """Block until a thread is free for new work, or ``timeout`` passed."""
-        deadline = time.monotonic() + timeout
-        while self.startable() <= 0 and time.monotonic() < deadline:
-            with self._lock:
-                self._changed.wait(0.05)
+        with self._lock:
+            self._changed.wait_for(lambda: self._startable() > 0, timeout)
 
     def shutdown(self) -> None:
         self.sweep(everything=True)
         self._pool.shutdown(wait=True)
+
+    def _idle(self) -> bool:
+        return not (self._in_flight or self._waiting)
+
+    def _startable(self) -> int:
+        ready = sum(
+            min(len(queue), max(0, self.per_endpoint - self._active.get(endpoint, 0)))
+            for endpoint, queue in self._waiting.items()
+        )
+        return self.threads - self._in_flight - ready
 
     def _start_ready(self) -> list[Task[T, P]]:
         """Under the lock: start what may start; return the tasks found past their deadline."""

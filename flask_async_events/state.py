@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, current_app
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, scoped_session
 from flask_async_events.config import Settings
 from flask_async_events.crypto import SecretBox
 from flask_async_events.definitions import EventRegistry
+from flask_async_events.dialects import has_row_locks
 from flask_async_events.notifiers.base import Notifier
 from flask_async_events.nudger import Nudger
 from flask_async_events.queues import Queues
@@ -51,7 +53,7 @@ class AppState:
     def nudger(self) -> Nudger:
         """The thread that enqueues trigger jobs after commits, made on first publish."""
         if self._nudger is None:
-            self._nudger = Nudger(self.queues.announce)
+            self._nudger = Nudger(partial(self.queues.announce, row_locks=has_row_locks(self.db.session)))
         return self._nudger
 
     def flush_nudges(self, timeout: float = 5.0) -> bool:

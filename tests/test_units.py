@@ -349,7 +349,7 @@ def test_a_full_endpoint_is_saturated_and_its_waiting_tasks_leave_room_for_other
     sender: Sender[object, int] = Sender(4, 2, collected.finish, collected.expire)
     deadline = time.monotonic() + 10
     sender.submit(Task("hung", release.wait, deadline, index) for index in range(5))
-    assert sender.saturated() == {"hung"}
+    assert {task.endpoint for task in sender.saturated()} == {"hung"}
     assert sender.startable() == 2  # two threads busy with the hung endpoint, its queue waits
     sender.sweep(everything=True)  # a worker asked to stop hands back what has not started
     assert sorted(collected.expired) == [2, 3, 4]
@@ -363,20 +363,33 @@ def test_a_full_endpoint_is_saturated_and_its_waiting_tasks_leave_room_for_other
 
 
 def test_the_nudger_enqueues_in_the_background_and_survives_a_redis_failure() -> None:
-    sent: list[tuple[list[int], bool]] = []
+    sent: list[int] = []
     failing = threading.Event()
     failing.set()
 
-    def enqueue(event_ids: Sequence[int], row_locks: bool) -> None:
+    def enqueue(event_ids: Sequence[int]) -> None:
         if failing.is_set():
             failing.clear()
             raise RedisConnectionError("Redis is down")
-        sent.append((list(event_ids), row_locks))
+        sent.extend(event_ids)
 
     nudger = Nudger(enqueue)
-    nudger.nudge([1, 2], True)  # lost: the outbox relays these events later
+    nudger.nudge([1, 2])  # lost: the outbox relays these events later
     assert nudger.flush(5)
-    nudger.nudge([3], True)
-    nudger.nudge([4], False)
+    nudger.nudge([3])
+    nudger.nudge([4])
     assert nudger.flush(5)
-    assert sorted(sent) == [([3], True), ([4], False)]
+    assert sorted(sent) == [3, 4]
+
+
+def test_a_task_that_raises_is_handed_back_not_lost() -> None:
+    collected = Collected()
+    sender: Sender[object, int] = Sender(2, 1, collected.finish, collected.expire)
+
+    def broken() -> object:
+        raise RuntimeError("a notifier bug")
+
+    sender.submit([Task("e", broken, time.monotonic() + 10, 1), Task("e", lambda: "ok", time.monotonic() + 10, 2)])
+    assert sender.wait_idle(5)
+    sender.shutdown()
+    assert collected.expired == [1] and collected.finished == {2: "ok"}
