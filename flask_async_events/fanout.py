@@ -100,8 +100,8 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     session.execute(_MARK_TRIGGERED, marks)
     triggered_ids = [event.id for event in events]
     insert_ignoring_duplicates(session, Delivery.__table__, rows)  # type: ignore[arg-type]
-    session.commit()
-    if rows:
+    delivery_ids: list[int] = []
+    if rows:  # read in the same transaction: no second commit
         delivery_ids = list(
             session.scalars(
                 select(Delivery.id)
@@ -109,7 +109,8 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
                 .order_by(Delivery.id)
             )
         )
-        session.commit()
+    session.commit()
+    if delivery_ids:
         # The first batch goes straight to this worker's senders (no second job, no queue hop);
         # the rest are deliver jobs, for any worker.
         first = delivery_ids[: state.settings.batch_size]

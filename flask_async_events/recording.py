@@ -24,11 +24,12 @@ from flask_async_events.notifiers.base import NotifyResult
 from flask_async_events.notifiers.http import RESPONSE_EXCERPT
 from flask_async_events.retry import next_delay
 from flask_async_events.state import AppState
-from flask_async_events.subscriptions import cancel_open_deliveries, disable_subscriptions
+from flask_async_events.subscriptions import disable_subscriptions
 
 log = logging.getLogger("flask_async_events")
 
 GONE_REASON = "The recipient answered 410 Gone"
+Notice = tuple[Any, dict[str, Any]]  # a signal and what to send it with, after the commit
 
 
 @dataclass
@@ -109,7 +110,7 @@ def record(state: AppState, outcomes: list[Outcome], released: list[Claimed]) ->
     succeeded: set[int] = set()
     failures: dict[int, int] = defaultdict(int)
     gone: set[int] = set()
-    notices: list[tuple[Any, dict[str, Any]]] = []
+    notices: list[Notice] = []
 
     for outcome in outcomes:
         item, result = outcome.item, outcome.result
@@ -187,29 +188,33 @@ def record(state: AppState, outcomes: list[Outcome], released: list[Claimed]) ->
     if updates:
         session.execute(_UPDATE_DELIVERY, updates)
     stale = _record_health(state, now, succeeded, failures)
-    batch_ids = [outcome.item.id for outcome in outcomes]
-    if stale:
-        stale_reason = _stale_reason(state.settings.disable_after)
-        disable_subscriptions(session, stale, stale_reason, now=now)
-        log.warning("Disabled subscription(s) %s: %s", ", ".join(map(str, sorted(stale))), stale_reason)
-        notices.extend(
-            (signals.subscription_disabled, {"subscription_id": subscription_id, "reason": stale_reason})
-            for subscription_id in stale
-        )
-    if gone:
-        disable_subscriptions(session, gone, GONE_REASON, now=now)
-        cancel_open_deliveries(session, gone, GONE_REASON, now=now, exclude=batch_ids)
+    reasons = {subscription_id: _stale_reason(settings.disable_after) for subscription_id in stale - gone}
+    reasons.update(dict.fromkeys(gone, GONE_REASON))
+    _disable(state, reasons, now, notices)
     session.commit()
 
     _after_commit(state, now, retries, dead, [item.id for item in released])
-    notices.extend(
-        (signals.subscription_disabled, {"subscription_id": subscription_id, "reason": GONE_REASON})
-        for subscription_id in gone
-    )
     _send_signals(notices)
 
 
-def _send_signals(notices: list[tuple[Any, dict[str, Any]]]) -> None:
+def _disable(
+    state: AppState, reasons: dict[int, str], now: datetime, notices: list[tuple[Any, dict[str, Any]]]
+) -> None:
+    """Disable subscriptions (their open deliveries are cancelled), a log line per reason and a
+    ``subscription_disabled`` signal each, sent after the commit."""
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for subscription_id, reason in reasons.items():
+        by_reason[reason].append(subscription_id)
+    for reason, subscription_ids in by_reason.items():
+        disable_subscriptions(state.db.session, subscription_ids, reason, now=now)
+        log.warning("Disabled subscription(s) %s: %s", ", ".join(map(str, sorted(subscription_ids))), reason)
+    notices.extend(
+        (signals.subscription_disabled, {"subscription_id": subscription_id, "reason": reason})
+        for subscription_id, reason in reasons.items()
+    )
+
+
+def _send_signals(notices: list[Notice]) -> None:
     """Signal what was recorded. A receiver that fails is logged: it must not undo the record."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for signal, payload in notices:

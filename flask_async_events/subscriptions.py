@@ -5,7 +5,7 @@ These functions write into the session and leave the commit to the caller.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -93,7 +93,6 @@ def cancel_open_deliveries(
     reason: str,
     *,
     now: datetime | None = None,
-    exclude: Iterable[int] = (),
 ) -> int:
     """Cancel the subscriptions' pending and retrying deliveries, with a log row each."""
     now = now or utcnow()
@@ -101,7 +100,6 @@ def cancel_open_deliveries(
         select(Delivery.id, Delivery.uuid, Delivery.subscription_id, Delivery.attempt_count).where(
             Delivery.subscription_id.in_(subscription_ids),
             Delivery.state.in_(DeliveryState.CLAIMABLE),
-            Delivery.id.not_in(list(exclude)),
         )
     ).all()
     if not rows:

@@ -150,3 +150,32 @@ def test_the_pages_need_an_admin_login_and_forms_their_csrf_token(env: AppEnv, r
     with app.app_context():
         assert list(db.session.scalars(select(Subscription.status))) == [True]
     assert client.get(f"{prefix}/health").status_code == 200
+
+
+def test_admin_forms_explain_bad_input_and_login_stays_on_this_site(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app()
+    subscription_id = subscribe(app, receiver.respond())
+    with app.app_context():
+        admin = create_token(db.session, "on-call", admin=True)
+        db.session.commit()
+    client = app.test_client()
+    prefix = "/async-events/admin"
+    response = client.post(f"{prefix}/login?next=//elsewhere.example/", data={"token": admin})
+    assert response.headers["Location"] == f"{prefix}/"  # never off to another site
+    client.get(f"{prefix}/dead-letters")
+    with client.session_transaction() as session:
+        csrf = session["async_events_csrf"]
+    response = client.post(
+        f"{prefix}/dead-letters/recover",
+        data={"csrf_token": csrf, "subscription_id": str(subscription_id), "since": "last week"},
+        follow_redirects=True,
+    )
+    assert b"&#39;last week&#39; is not a time (2026-01-31T12:00) or an age (2h, 3d)" in response.data
+    response = client.post(
+        f"{prefix}/dead-letters/recover",
+        data={"csrf_token": csrf, "subscription_id": "seven", "since": "1h"},
+        follow_redirects=True,
+    )
+    assert b"subscription: &#39;seven&#39; is not a subscription id" in response.data
+    response = client.post(f"{prefix}/subscriptions", data={"csrf_token": csrf}, follow_redirects=True)
+    assert b"Select at least one subscription." in response.data

@@ -5,6 +5,11 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy.exc import OperationalError
 
 from flask_async_events.models import DeliveryState
 from flask_async_events.state import get_state
@@ -124,3 +129,26 @@ def test_an_idle_worker_stops_on_sigterm_and_is_not_restarted(
     wait_for(lambda: states(app) == [DeliveryState.DELIVERED], 30)
     worker.process.send_signal(signal.SIGTERM)  # idle now: RQ raises StopRequested without marking a stop
     assert worker.process.wait(15) == 0
+
+
+def test_results_are_recorded_once_the_database_answers_again(
+    app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flask_async_events import dispatcher
+
+    calls: list[int] = []
+
+    def record_after_an_outage(*args: Any) -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise OperationalError("INSERT", {}, Exception("the database went away"))
+        dispatcher_record(*args)
+
+    dispatcher_record = dispatcher.record
+    monkeypatch.setattr(dispatcher, "record", record_after_an_outage)
+    subscribe(app, receiver.respond())
+    place_order(app)
+    run_burst(app)
+    assert states(app) == [DeliveryState.DELIVERED] and len(attempts(app)) == 1
+    assert len(receiver.requests) == 1 and len(calls) == 2  # recorded on the second try, not sent again
+    assert "Could not record 1 delivery result(s); retrying in 0.2s" in caplog.text
