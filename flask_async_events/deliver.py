@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, or_, select, update
 
 from flask_async_events.dispatcher import SendTask
+from flask_async_events.journal import AttemptJournal
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
 from flask_async_events.notifiers.base import BatchNotifier, Message, Notifier, NotifyResult, Recipient
 from flask_async_events.payloads import CONTENT_TYPES, describe_error, resolve_body
@@ -35,6 +36,12 @@ from flask_async_events.state import AppState
 log = logging.getLogger("flask_async_events")
 
 CANCELLED_REASON = "Cancelled: the subscription is disabled"
+INTERRUPTED = NotifyResult(
+    False,
+    retryable=True,
+    response_data="The worker was lost during this attempt; whether the recipient got it is unknown",
+    error_class="Interrupted",
+)
 CLOCK_SLACK = timedelta(seconds=1)
 
 
@@ -44,12 +51,30 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
     dispatcher = state.dispatcher()
     dispatcher.sender.wait_for_room(state.settings.send_budget)
     token = uuid_module.uuid4().hex
-    items = _claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
-    if not items:
+    claimed = _claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
+    if not claimed:
         return 0
+    recovered, items = _recover(dispatcher.journal, claimed)
     outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
-    dispatcher.submit(outcomes, sends)
-    return len(items)
+    dispatcher.submit(recovered + outcomes, sends)
+    return len(claimed)
+
+
+def _recover(journal: AttemptJournal, claimed: list[Claimed]) -> tuple[list[Outcome], list[Claimed]]:
+    """Split off the deliveries a lost worker already attempted: the outcome it journaled is
+    recorded instead of sending again; an attempt it never finished is logged as interrupted."""
+    staged = journal.recall([item.attempt_key for item in claimed])
+    recovered: list[Outcome] = []
+    to_send: list[Claimed] = []
+    for item in claimed:
+        entry = staged.get(item.attempt_key)
+        if entry is None:
+            to_send.append(item)
+        elif entry.result is None:
+            recovered.append(Outcome(item, INTERRUPTED, interrupted=True))
+        else:
+            recovered.append(Outcome(item, entry.result, entry.duration_ms))
+    return recovered, to_send
 
 
 def _claim(state: AppState, delivery_ids: list[int], token: str, *, skip: set[int]) -> list[Claimed]:

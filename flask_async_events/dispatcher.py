@@ -13,9 +13,13 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 
 from flask import Flask
 
+from flask_async_events.journal import AttemptJournal
 from flask_async_events.notifiers.base import NotifyResult
 from flask_async_events.recording import Claimed, Outcome, record
 from flask_async_events.sender import Sender, Task
@@ -39,6 +43,7 @@ class Dispatcher:
         self.sender: Sender[SendResult, list[Claimed]] = Sender(
             settings.delivery_threads, settings.endpoint_concurrency, self._finished, self._expired
         )
+        self.journal = AttemptJournal(state.queues.connection)
         self._results: queue.SimpleQueue[Outcome | Claimed] = queue.SimpleQueue()
         self._unrecorded = 0
         self._lock = threading.Condition()
@@ -47,9 +52,9 @@ class Dispatcher:
         self._thread.start()
 
     def submit(self, outcomes: list[Outcome], sends: list[SendTask]) -> None:
-        """Record ``outcomes`` (decided without sending) and start ``sends``."""
+        """Record ``outcomes`` (decided without sending) and start ``sends``, each journaled."""
         self._put(outcomes)
-        self.sender.submit(sends)
+        self.sender.submit(replace(task, run=partial(self._journaled, task.run, task.payload)) for task in sends)
 
     def saturated_subscriptions(self) -> set[int]:
         """Subscriptions whose endpoint has a full cap and a queue: claiming more for them only waits."""
@@ -75,6 +80,19 @@ class Dispatcher:
         self._closed = True
         self.sender.shutdown()
         self._thread.join(timeout=1)
+        self.journal.close()
+
+    def _journaled(self, run: Callable[[], SendResult], items: list[Claimed]) -> SendResult:
+        """On a sending thread: note the attempt's start, make it, note its outcome."""
+        attempts = [item.attempt_key for item in items]
+        self.journal.started(attempts)
+        try:
+            results = run()
+        except BaseException:  # not sent after all: the task is handed back
+            self.journal.forget(attempts)
+            raise
+        self.journal.finished(attempts, results)
+        return results
 
     def _finished(self, task: SendTask, results: SendResult) -> None:
         self._put([Outcome(item, result, ms) for item, (result, ms) in zip(task.payload, results, strict=True)])
@@ -119,10 +137,12 @@ class Dispatcher:
             with self._app.app_context():
                 try:
                     record(self._state, outcomes, released)
-                    return
                 except Exception:  # the database is down, or a signal receiver failed
                     log.exception("Could not record %d delivery result(s); retrying in %.1fs", len(batch), pause)
                     self._state.db.session.rollback()
+                else:
+                    self.journal.forget([outcome.item.attempt_key for outcome in outcomes if not outcome.cancelled])
+                    return
             if time.monotonic() + pause > give_up:
                 log.error("Gave up recording %d delivery result(s); they will be sent again", len(batch))
                 return

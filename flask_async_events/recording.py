@@ -54,15 +54,22 @@ class Claimed:
     store_id: int
     enabled: bool
 
+    @property
+    def attempt_key(self) -> tuple[int, int]:
+        """This claim's attempt: the delivery and the attempt's number (its journal key)."""
+        return self.id, self.attempt_count + 1
+
 
 @dataclass
 class Outcome:
-    """How one attempt ended (or that the delivery was cancelled without one)."""
+    """How one attempt ended (or that the delivery was cancelled without one). An ``interrupted``
+    attempt was cut short by a lost worker: it counts as an attempt, not against the endpoint."""
 
     item: Claimed
     result: NotifyResult
     duration_ms: int | None = None
     cancelled: bool = False
+    interrupted: bool = False
 
 
 def _due_at(now: datetime, delay: float) -> datetime:
@@ -141,7 +148,8 @@ def record(state: AppState, outcomes: list[Outcome], released: list[Claimed]) ->
             updates.append({**update_row, "b_state": DeliveryState.DELIVERED})
             notices.append((signals.delivery_succeeded, {**event_info, "status_code": result.status_code}))
             continue
-        failures[item.subscription_id] += 1
+        if not outcome.interrupted:
+            failures[item.subscription_id] += 1
         if result.gone:
             gone.add(item.subscription_id)
         delay = None

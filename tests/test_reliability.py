@@ -5,13 +5,16 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from flask_async_events.models import DeliveryState
+from flask_async_events.maintenance import SweepReport
+from flask_async_events.models import Delivery, DeliveryState, utcnow
 from flask_async_events.state import get_state
 from tests.conftest import AppEnv, Receiver, WorkerProcess, drain, run_burst, wait_for
 from tests.helpers import attempts, deliveries, place_order, states, subscribe
@@ -64,7 +67,61 @@ def test_a_worker_killed_mid_delivery_is_finished_by_another(
     requests = receiver.at("/slow")
     assert len(requests) == 2
     assert requests[0].headers["Webhook-Id"] == requests[1].headers["Webhook-Id"]  # the receiver can dedupe
-    assert [a.success for a in attempts(app)] == [True]
+    lost, retried = attempts(app)  # the journal told the second worker an attempt was under way
+    assert (lost.success, lost.error_class, lost.attempt) == (False, "Interrupted", 1)
+    assert (retried.success, retried.attempt) == (True, 2)
+    with app.app_context():
+        assert get_state().queues.connection.keys("async_events:attempt:*") == []  # nothing left behind
+
+
+def test_an_answer_the_lost_worker_journaled_is_recorded_not_sent_again(
+    app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_async_events.dispatcher import Dispatcher
+    from flask_async_events.maintenance import run_maintenance
+    from tests.appfactory import db
+
+    subscribe(app, receiver.respond("/hook", [200]))
+    place_order(app)
+    with monkeypatch.context() as lost_worker:
+        lost_worker.setattr(Dispatcher, "_finished", lambda *args: None)  # answered, then the worker died
+        run_burst(app)
+    assert len(receiver.requests) == 1 and states(app) == [DeliveryState.DELIVERING]
+    with app.app_context():
+        db.session.execute(update(Delivery).values(lease_until=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+        assert run_maintenance(get_state(), "test", force=True) == SweepReport(0, 1)
+    run_burst(app)
+    assert states(app) == [DeliveryState.DELIVERED]
+    assert len(receiver.requests) == 1  # not sent again
+    [attempt] = attempts(app)
+    assert (attempt.success, attempt.status_code, attempt.attempt) == (True, 200, 1)
+    assert attempt.duration_ms is not None
+
+
+def test_the_journal_notes_attempts_and_never_fails_a_send(env: AppEnv, caplog: pytest.LogCaptureFixture) -> None:
+    from flask_async_events.journal import AttemptJournal, Staged
+    from flask_async_events.notifiers.base import NotifyResult
+
+    journal = AttemptJournal(env.redis.client())
+    answered = NotifyResult(True, status_code=200, response_data="ok")
+    journal.started([(1, 1), (2, 1)])
+    journal.finished([(2, 1)], [(answered, 12)])
+    assert journal.flush(5)
+    assert journal.recall([(1, 1), (2, 1), (3, 1)]) == {(1, 1): Staged(None), (2, 1): Staged(answered, 12)}
+    journal.forget([(1, 1), (2, 1)])
+    assert journal.flush(5)
+    assert journal.recall([(1, 1), (2, 1)]) == {}
+    env.redis.stop()
+    try:
+        journal.started([(4, 1)])
+        journal.finished([(4, 1)], [(answered, 3)])
+        assert journal.flush(5)  # written off, not stuck
+        assert journal.recall([(4, 1)]) == {}
+    finally:
+        env.redis.start()
+    assert caplog.text.count("Could not write the attempt journal") == 1  # once a minute, not per note
+    journal.close()
 
 
 def test_a_worker_survives_redis_going_away_in_the_middle_of_a_job(
