@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid as uuid_module
 from collections import defaultdict
 from datetime import timedelta
 from functools import partial
@@ -50,7 +49,7 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
     sending them; return how many were claimed."""
     dispatcher = state.dispatcher()
     dispatcher.sender.wait_for_room(state.settings.send_budget)
-    token = uuid_module.uuid4().hex
+    token = dispatcher.journal.claim_token()
     claimed = _claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
     if not claimed:
         return 0

@@ -10,6 +10,10 @@ is recorded instead of sent again; an attempt that started but never ended is lo
 interrupted (its outcome is unknown) and retried on the schedule, so the attempts a receiver may
 have seen have log rows.
 
+The journal's thread also keeps a liveness key for its process. Claim tokens name the process
+that holds them, so maintenance takes over a lost worker's claims within seconds of its key
+expiring (while its journal is fresh), instead of waiting for their lease to end.
+
 The database stays the source of truth. The journal can only save a resend: if Redis is down or
 lost its data, or the worker died within the millisecond before its note was written, the
 delivery is sent again, as it would be without a journal (at least once). An entry lives from the
@@ -21,9 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from redis import ConnectionPool, Redis
@@ -35,7 +40,11 @@ from flask_async_events.notifiers.http import RESPONSE_EXCERPT
 log = logging.getLogger("flask_async_events")
 
 KEY = "async_events:attempt:{}:{}"
+ALIVE_KEY = "async_events:alive:{}"
 STARTED = "started"
+HEARTBEAT = 1.5
+ALIVE_TTL = 6  # four missed heartbeats: the process is gone
+OWNER_MARK = "."  # claim tokens are "<owner>.<claim>"; older plain tokens wait for their lease
 TIMEOUT = 1.0  # a Redis that hangs delays a send by at most this
 TTL = 24 * 3600  # only a lost worker's entries outlive their record, until another worker reads them
 WARN_EVERY = 60.0
@@ -68,8 +77,14 @@ class AttemptJournal:
         self._written = threading.Condition()
         self._pending = 0
         self._warned = 0.0
+        self.owner = secrets.token_hex(7)
+        self._write([], beat=True)  # alive before the first claim
         self._thread = threading.Thread(target=self._write_loop, name="async-events-journal", daemon=True)
         self._thread.start()
+
+    def claim_token(self) -> str:
+        """A new claim token that names this process (32 characters at most)."""
+        return f"{self.owner}{OWNER_MARK}{secrets.token_hex(8)}"
 
     def started(self, attempts: Sequence[AttemptKey]) -> None:
         self._note(attempts, [STARTED] * len(attempts))
@@ -102,9 +117,14 @@ class AttemptJournal:
             return self._written.wait_for(lambda: not self._pending, timeout)
 
     def close(self, timeout: float = 2.0) -> None:
+        """Write what is noted, and say this process is gone (its claims are recorded or handed back)."""
         self.flush(timeout)
         self._notes.put(None)
         self._thread.join(timeout)
+        try:
+            self._redis.delete(ALIVE_KEY.format(self.owner))
+        except RedisError as exc:
+            self._warn(exc)
         self._redis.close()
 
     def _note(self, attempts: Sequence[AttemptKey], values: Sequence[str | None]) -> None:
@@ -115,9 +135,16 @@ class AttemptJournal:
         self._notes.put(list(zip(attempts, values, strict=True)))
 
     def _write_loop(self) -> None:
-        while (first := self._notes.get()) is not None:
-            notes = [first]
-            while len(notes) < WRITE_BATCH:
+        beat_at = time.monotonic() + HEARTBEAT
+        while True:
+            try:
+                first = self._notes.get(timeout=max(0.0, beat_at - time.monotonic()))
+            except queue.Empty:
+                first = []
+            if first is None:
+                return
+            notes = [first] if first else []
+            while notes and len(notes) < WRITE_BATCH:
                 try:
                     note = self._notes.get_nowait()
                 except queue.Empty:
@@ -126,13 +153,18 @@ class AttemptJournal:
                     self._notes.put(None)
                     break
                 notes.append(note)
-            self._write(notes)
+            beat = time.monotonic() >= beat_at
+            if beat:
+                beat_at = time.monotonic() + HEARTBEAT
+            self._write(notes, beat=beat)
             with self._written:
                 self._pending -= len(notes)
                 self._written.notify_all()
 
-    def _write(self, notes: list[Note]) -> None:
+    def _write(self, notes: list[Note], *, beat: bool) -> None:
         pipeline = self._redis.pipeline(transaction=False)
+        if beat:
+            pipeline.set(ALIVE_KEY.format(self.owner), 1, ex=ALIVE_TTL)
         for note in notes:
             for attempt, value in note:
                 key = KEY.format(*attempt)
@@ -157,3 +189,18 @@ def _staged(value: bytes | str) -> Staged:
         return Staged(None)
     entry = json.loads(value)
     return Staged(NotifyResult(**entry["result"]), entry["duration_ms"])
+
+
+def claim_owner(token: str) -> str | None:
+    """The process a claim token names, if it names one."""
+    owner, mark, _ = token.partition(OWNER_MARK)
+    return owner if mark else None
+
+
+def lost_owners(connection: Redis, owners: Iterable[str]) -> set[str]:
+    """The processes among ``owners`` whose liveness key has expired."""
+    candidates = sorted(owners)
+    if not candidates:
+        return set()
+    alive = connection.mget([ALIVE_KEY.format(owner) for owner in candidates])
+    return {owner for owner, value in zip(candidates, alive, strict=True) if value is None}

@@ -2,7 +2,8 @@
 whatever the database says is due but Redis no longer knows about.
 
 - events committed but never triggered (Redis was down at commit, or lost its data);
-- deliveries whose claim expired (a worker died mid-batch);
+- deliveries claimed by a worker that is gone (its liveness key expired), or whose claim's lease
+  expired;
 - deliveries overdue while their queues are empty (their job vanished).
 
 A marker key tells when Redis itself lost its data (restarted empty, flushed, failed over to an
@@ -16,10 +17,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, or_, select
+from redis import Redis
+from sqlalchemy import CursorResult, Select, and_, or_, select, update
 
+from flask_async_events.journal import ALIVE_TTL, OWNER_MARK, claim_owner, lost_owners
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.outbox import relay_untriggered
 from flask_async_events.retention import prune
@@ -45,7 +48,8 @@ def run_maintenance(state: AppState, owner: str, *, force: bool = False) -> Swee
     if not force and not state.queues.connection.set(LOCK_KEY, owner, nx=True, ex=interval):
         return None
     try:
-        if state.queues.connection.set(EPOCH_KEY, owner, nx=True):
+        connection = state.queues.connection
+        if connection.set(EPOCH_KEY, _redis_seconds(connection), nx=True):
             relayed, requeued = rebuild(state)
         else:
             relayed = relay_untriggered(state) if state.queues.trigger.count == 0 else 0
@@ -91,6 +95,49 @@ def rebuild(state: AppState) -> tuple[int, int]:
     return relayed, len(due) + scheduled
 
 
+def _expire_lost_claims(state: AppState, now: datetime) -> None:
+    """End the lease of claims whose worker process is gone, so they are taken over now, while the
+    lost worker's attempt journal is fresh. Skipped while Redis is younger than a liveness key's
+    lifetime: after a restart, live workers have not written theirs yet."""
+    connection = state.queues.connection
+    epoch = connection.get(EPOCH_KEY)
+    if epoch is None or _redis_seconds(connection) - _number(epoch) < ALIVE_TTL:
+        return
+    session = state.db.session
+    claimed_long_enough = and_(
+        Delivery.state == DeliveryState.DELIVERING,
+        Delivery.lease_until >= now,
+        Delivery.lease_until <= now + timedelta(seconds=state.settings.claim_lease - ALIVE_TTL),
+    )
+    tokens = session.scalars(select(Delivery.claim_token).where(claimed_long_enough).distinct()).all()
+    lost = lost_owners(connection, {owner for token in tokens if token and (owner := claim_owner(token))})
+    if not lost:
+        session.rollback()
+        return
+    result = session.execute(
+        update(Delivery)
+        .where(claimed_long_enough, or_(*[Delivery.claim_token.startswith(owner + OWNER_MARK) for owner in lost]))
+        .values(lease_until=now - timedelta(seconds=1))
+        .execution_options(synchronize_session=False)
+    )
+    taken = cast("CursorResult[Any]", result).rowcount
+    session.commit()
+    log.warning("Worker(s) %s are gone: their %d claimed delivery(ies) are taken over", ", ".join(sorted(lost)), taken)
+
+
+def _redis_seconds(connection: Redis) -> int:
+    """Redis's own clock, the same for every worker whatever their hosts' clocks say."""
+    return int(connection.time()[0])
+
+
+def _number(value: bytes | str) -> float:
+    """An epoch marker's time; a marker from before it held one counts as old."""
+    try:
+        return float(value)
+    except ValueError:
+        return 0.0
+
+
 def _id_chunks(session: Any, query: Select[int, datetime]) -> Iterator[list[tuple[int, datetime]]]:
     """The ``(id, time)`` rows of ``query``, ``SWEEP_LIMIT`` at a time, in id order."""
     id_column = query.selected_columns[0]
@@ -107,6 +154,7 @@ def _id_chunks(session: Any, query: Select[int, datetime]) -> Iterator[list[tupl
 def requeue_stalled(state: AppState) -> int:
     """Re-enqueue deliveries with an expired claim, and overdue ones when their queues are idle."""
     now = utcnow()
+    _expire_lost_claims(state, now)
     stalled = and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now)
     condition = stalled
     queues_idle = state.queues.delivery.count == 0 and state.queues.retry.count == 0

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, insert, null, select
 
 from flask_async_events import signals
 from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Subscription, UTCDateTime, utcnow
@@ -95,12 +95,19 @@ _UPDATE_DELIVERY = (
     )
 )
 _SUBSCRIBER = cast(Table, Subscription.__table__)
-_HEALTH_FAILURE = (
+# One row per endpoint, in id order: recording threads of several workers lock the same rows in
+# the same order, so they never deadlock.
+_NOW = bindparam("b_now", type_=UTCDateTime())
+_SUCCEEDED = bindparam("b_ok", type_=Boolean())
+_HEALTH = (
     _SUBSCRIBER.update()
     .where(_SUBSCRIBER.c.subscription_id == bindparam("b_sid"))
     .values(
-        consecutive_failures=_SUBSCRIBER.c.consecutive_failures + bindparam("b_n"),
-        failing_since=func.coalesce(_SUBSCRIBER.c.failing_since, bindparam("b_now", type_=UTCDateTime())),
+        consecutive_failures=case(
+            (_SUCCEEDED, 0), else_=_SUBSCRIBER.c.consecutive_failures + bindparam("b_n", type_=Integer())
+        ),
+        failing_since=case((_SUCCEEDED, null()), else_=func.coalesce(_SUBSCRIBER.c.failing_since, _NOW)),
+        last_success_at=case((_SUCCEEDED, _NOW), else_=_SUBSCRIBER.c.last_success_at),
     )
 )
 
@@ -239,28 +246,23 @@ def _record_health(state: AppState, now: datetime, succeeded: set[int], failures
     Return the enabled subscriptions that have now failed, without a success, for longer than
     ``ASYNC_EVENTS_DISABLE_AFTER`` (0: never)."""
     session = state.db.session
-    if succeeded:
-        session.execute(
-            update(Subscription)
-            .where(Subscription.subscription_id.in_(succeeded))
-            .values(last_success_at=now, failing_since=None, consecutive_failures=0)
-            .execution_options(synchronize_session=False)
-        )
-    failing = [
-        {"b_sid": subscription_id, "b_n": count, "b_now": now}
-        for subscription_id, count in failures.items()
-        if subscription_id not in succeeded
-    ]
+    touched = sorted({*succeeded, *failures})
+    if not touched:
+        return set()
+    session.execute(
+        _HEALTH,
+        [{"b_sid": sid, "b_ok": sid in succeeded, "b_n": failures.get(sid, 0), "b_now": now} for sid in touched],
+    )
+    failing = [sid for sid in touched if sid not in succeeded]
     if not failing:
         return set()
-    session.execute(_HEALTH_FAILURE, failing)
     window = state.settings.disable_after
     if not window:
         return set()
     return set(
         session.scalars(
             select(Subscription.subscription_id).where(
-                Subscription.subscription_id.in_([row["b_sid"] for row in failing]),
+                Subscription.subscription_id.in_(failing),
                 Subscription.status.is_(True),
                 Subscription.failing_since <= now - timedelta(seconds=window),
             )

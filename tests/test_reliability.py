@@ -60,6 +60,7 @@ def test_a_worker_killed_mid_delivery_is_finished_by_another(
     place_order(app)
     wait_for(lambda: len(receiver.at("/slow")) == 1, timeout=20)
     first.kill()  # SIGKILL while the request is in flight
+    killed_at = utcnow()
     assert states(app) == [DeliveryState.DELIVERING]
 
     worker_process()
@@ -70,6 +71,8 @@ def test_a_worker_killed_mid_delivery_is_finished_by_another(
     lost, retried = attempts(app)  # the journal told the second worker an attempt was under way
     assert (lost.success, lost.error_class, lost.attempt) == (False, "Interrupted", 1)
     assert (retried.success, retried.attempt) == (True, 2)
+    # Taken over once the lost worker's liveness key expired, well before the claim's lease ended.
+    assert lost.created < killed_at + timedelta(seconds=settings.claim_lease - 5)
     with app.app_context():
         assert get_state().queues.connection.keys("async_events:attempt:*") == []  # nothing left behind
 
@@ -209,3 +212,39 @@ def test_results_are_recorded_once_the_database_answers_again(
     assert states(app) == [DeliveryState.DELIVERED] and len(attempts(app)) == 1
     assert len(receiver.requests) == 1 and len(calls) == 2  # recorded on the second try, not sent again
     assert "Could not record 1 delivery result(s); retrying in 0.2s" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("token", "alive", "redis_age", "taken_over"),
+    [
+        ("0123456789abcd.00000000000000aa", False, 100, True),  # its process is gone
+        ("0123456789abcd.00000000000000aa", True, 100, False),  # its process still beats
+        ("0123456789abcd.00000000000000aa", False, 2, False),  # Redis just restarted: no one has beaten yet
+        ("00000000000000000000000000000aa", False, 100, False),  # a token naming no process: its lease decides
+    ],
+)
+def test_a_lost_workers_claims_are_taken_over_before_their_lease_ends(
+    app: Flask, receiver: Receiver, token: str, alive: bool, redis_age: int, taken_over: bool
+) -> None:
+    from flask_async_events.journal import ALIVE_KEY
+    from flask_async_events.maintenance import EPOCH_KEY, requeue_stalled
+    from tests.appfactory import db
+
+    subscribe(app, receiver.respond())
+    place_order(app)
+    run_burst(app)
+    with app.app_context():
+        state = get_state()
+        lease = timedelta(seconds=state.settings.claim_lease - 10)  # claimed 10 s ago
+        db.session.execute(
+            update(Delivery).values(state=DeliveryState.DELIVERING, claim_token=token, lease_until=utcnow() + lease)
+        )
+        db.session.commit()
+        redis = state.queues.connection
+        redis.set(EPOCH_KEY, int(redis.time()[0]) - redis_age)
+        if alive:
+            redis.set(ALIVE_KEY.format(token.split(".")[0]), 1, ex=60)
+        requeued = requeue_stalled(state)
+        [delivery] = deliveries(app)
+        assert (delivery.lease_until < utcnow()) is taken_over
+        assert requeued == (1 if taken_over else 0)

@@ -14,6 +14,7 @@ import json
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -96,6 +97,11 @@ class ChaosServer(ThreadingHTTPServer):
     def __init__(self, port: int, plan: Plan) -> None:
         super().__init__(("127.0.0.1", port), ChaosHandler)
         self.plan = plan
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A sender that gave up (timed out, or was killed) closes its connection: not news here."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def main() -> None:
