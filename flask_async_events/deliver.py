@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import defaultdict
 from datetime import timedelta
 from functools import partial
@@ -24,11 +25,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, or_, select, update
 
 from flask_async_events.dispatcher import SendTask
-from flask_async_events.journal import AttemptJournal
+from flask_async_events.journal import AttemptKey, Staged, forget, recall
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
 from flask_async_events.notifiers.base import BatchNotifier, Message, Notifier, NotifyResult, Recipient
 from flask_async_events.payloads import CONTENT_TYPES, describe_error, resolve_body
-from flask_async_events.recording import Claimed, Outcome
+from flask_async_events.recording import Claimed, Outcome, record
 from flask_async_events.sender import Task
 from flask_async_events.state import AppState
 
@@ -53,16 +54,32 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
     claimed = _claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
     if not claimed:
         return 0
-    recovered, items = _recover(dispatcher.journal, claimed)
+    recovered, items = _recover(dispatcher.journal.recall([item.attempt_key for item in claimed]), claimed)
     outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
     dispatcher.submit(recovered + outcomes, sends)
     return len(claimed)
 
 
-def _recover(journal: AttemptJournal, claimed: list[Claimed]) -> tuple[list[Outcome], list[Claimed]]:
-    """Split off the deliveries a lost worker already attempted: the outcome it journaled is
-    recorded instead of sending again; an attempt it never finished is logged as interrupted."""
-    staged = journal.recall([item.attempt_key for item in claimed])
+def take_over(state: AppState, delivery_ids: list[int]) -> int:
+    """Settle the claims of a worker that is gone, at once, while its attempt journal is fresh:
+    record what the journal says its attempts did, and hand back the rest, due now. Return how
+    many were settled."""
+    settled = 0
+    for start in range(0, len(delivery_ids), state.settings.batch_size):
+        chunk = delivery_ids[start : start + state.settings.batch_size]
+        claimed = _claim(state, chunk, uuid.uuid4().hex, skip=set(), fill=False)
+        attempts = [item.attempt_key for item in claimed]
+        recovered, unstarted = _recover(recall(state.queues.connection, attempts), claimed)
+        record(state, recovered, unstarted)
+        forget(state.queues.connection, [outcome.item.attempt_key for outcome in recovered])
+        settled += len(claimed)
+    return settled
+
+
+def _recover(staged: dict[AttemptKey, Staged], claimed: list[Claimed]) -> tuple[list[Outcome], list[Claimed]]:
+    """Split off the deliveries a lost worker already attempted: the outcome it journaled
+    (``staged``) is recorded instead of sending again; an attempt it never finished is logged as
+    interrupted."""
     recovered: list[Outcome] = []
     to_send: list[Claimed] = []
     for item in claimed:
@@ -76,15 +93,15 @@ def _recover(journal: AttemptJournal, claimed: list[Claimed]) -> tuple[list[Outc
     return recovered, to_send
 
 
-def _claim(state: AppState, delivery_ids: list[int], token: str, *, skip: set[int]) -> list[Claimed]:
-    """Claim the job's deliveries that are due, and, up to a full batch, other due ones, except
-    for the subscriptions in ``skip``."""
+def _claim(state: AppState, delivery_ids: list[int], token: str, *, skip: set[int], fill: bool = True) -> list[Claimed]:
+    """Claim the job's deliveries that are due, and, if ``fill``, other due ones up to a full
+    batch, except for the subscriptions in ``skip``."""
     session = state.db.session
     now = utcnow()
     due = and_(Delivery.state.in_(DeliveryState.CLAIMABLE), Delivery.next_attempt_at <= now + CLOCK_SLACK)
     expired = and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now)
     room = state.settings.batch_size - len(delivery_ids)
-    if room > 0:
+    if fill and room > 0:
         others = session.scalars(
             select(Delivery.id)
             .where(due, Delivery.id.not_in(delivery_ids), Delivery.subscription_id.not_in(skip))

@@ -42,8 +42,8 @@ log = logging.getLogger("flask_async_events")
 KEY = "async_events:attempt:{}:{}"
 ALIVE_KEY = "async_events:alive:{}"
 STARTED = "started"
-HEARTBEAT = 1.5
-ALIVE_TTL = 6  # four missed heartbeats: the process is gone
+HEARTBEAT = 1.0
+ALIVE_TTL = 4  # four missed heartbeats: the process is gone
 OWNER_MARK = "."  # claim tokens are "<owner>.<claim>"; older plain tokens wait for their lease
 TIMEOUT = 1.0  # a Redis that hangs delays a send by at most this
 TTL = 24 * 3600  # only a lost worker's entries outlive their record, until another worker reads them
@@ -101,15 +101,12 @@ class AttemptJournal:
         self._note(attempts, [None] * len(attempts))
 
     def recall(self, attempts: Sequence[AttemptKey]) -> dict[AttemptKey, Staged]:
-        """The journal's entries for ``attempts`` (those it has)."""
-        if not attempts:
-            return {}
+        """The journal's entries for ``attempts`` (those it has; none if Redis is away)."""
         try:
-            values = self._redis.mget([KEY.format(*attempt) for attempt in attempts])
+            return recall(self._redis, attempts)
         except RedisError as exc:
             self._warn(exc)
             return {}
-        return {attempt: _staged(value) for attempt, value in zip(attempts, values, strict=True) if value is not None}
 
     def flush(self, timeout: float) -> bool:
         """Wait until every note so far is written (or failed); False on timeout."""
@@ -189,6 +186,20 @@ def _staged(value: bytes | str) -> Staged:
         return Staged(None)
     entry = json.loads(value)
     return Staged(NotifyResult(**entry["result"]), entry["duration_ms"])
+
+
+def recall(connection: Redis, attempts: Sequence[AttemptKey]) -> dict[AttemptKey, Staged]:
+    """The journal's entries for ``attempts``, those it has."""
+    if not attempts:
+        return {}
+    values = connection.mget([KEY.format(*attempt) for attempt in attempts])
+    return {attempt: _staged(value) for attempt, value in zip(attempts, values, strict=True) if value is not None}
+
+
+def forget(connection: Redis, attempts: Sequence[AttemptKey]) -> None:
+    """Drop entries now (their results are in the database); those left expire by themselves."""
+    if attempts:
+        connection.delete(*[KEY.format(*attempt) for attempt in attempts])
 
 
 def claim_owner(token: str) -> str | None:

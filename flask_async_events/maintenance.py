@@ -17,11 +17,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from redis import Redis
-from sqlalchemy import CursorResult, Select, and_, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 
+from flask_async_events.deliver import take_over
 from flask_async_events.journal import ALIVE_TTL, OWNER_MARK, claim_owner, lost_owners
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.outbox import relay_untriggered
@@ -95,10 +96,10 @@ def rebuild(state: AppState) -> tuple[int, int]:
     return relayed, len(due) + scheduled
 
 
-def _expire_lost_claims(state: AppState, now: datetime) -> None:
-    """End the lease of claims whose worker process is gone, so they are taken over now, while the
-    lost worker's attempt journal is fresh. Skipped while Redis is younger than a liveness key's
-    lifetime: after a restart, live workers have not written theirs yet."""
+def _take_over_lost_claims(state: AppState, now: datetime) -> None:
+    """Settle the claims of worker processes that are gone (their liveness key expired) now,
+    while their attempt journal is fresh, instead of when their lease ends. Skipped while Redis is
+    younger than a liveness key's lifetime: after a restart, live workers have not written theirs."""
     connection = state.queues.connection
     epoch = connection.get(EPOCH_KEY)
     if epoch is None or _redis_seconds(connection) - _number(epoch) < ALIVE_TTL:
@@ -114,15 +115,17 @@ def _expire_lost_claims(state: AppState, now: datetime) -> None:
     if not lost:
         session.rollback()
         return
-    result = session.execute(
+    theirs = and_(claimed_long_enough, or_(*[Delivery.claim_token.startswith(owner + OWNER_MARK) for owner in lost]))
+    ids = list(session.scalars(select(Delivery.id).where(theirs).order_by(Delivery.id).limit(SWEEP_LIMIT)))
+    session.execute(
         update(Delivery)
-        .where(claimed_long_enough, or_(*[Delivery.claim_token.startswith(owner + OWNER_MARK) for owner in lost]))
+        .where(Delivery.id.in_(ids), theirs)
         .values(lease_until=now - timedelta(seconds=1))
         .execution_options(synchronize_session=False)
     )
-    taken = cast("CursorResult[Any]", result).rowcount
     session.commit()
-    log.warning("Worker(s) %s are gone: their %d claimed delivery(ies) are taken over", ", ".join(sorted(lost)), taken)
+    settled = take_over(state, ids)
+    log.warning("Worker(s) %s are gone: settled %d of their claimed delivery(ies)", ", ".join(sorted(lost)), settled)
 
 
 def _redis_seconds(connection: Redis) -> int:
@@ -154,7 +157,7 @@ def _id_chunks(session: Any, query: Select[int, datetime]) -> Iterator[list[tupl
 def requeue_stalled(state: AppState) -> int:
     """Re-enqueue deliveries with an expired claim, and overdue ones when their queues are idle."""
     now = utcnow()
-    _expire_lost_claims(state, now)
+    _take_over_lost_claims(state, now)
     stalled = and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now)
     condition = stalled
     queues_idle = state.queues.delivery.count == 0 and state.queues.retry.count == 0

@@ -214,6 +214,26 @@ def test_results_are_recorded_once_the_database_answers_again(
     assert "Could not record 1 delivery result(s); retrying in 0.2s" in caplog.text
 
 
+def _claimed_by(app: Flask, token: str, *, alive: bool, redis_age: int) -> None:
+    """Make the one delivery look claimed 10 s ago with ``token``, by a process ``alive`` or not,
+    on a Redis that started ``redis_age`` seconds ago."""
+    from flask_async_events.journal import ALIVE_KEY
+    from flask_async_events.maintenance import EPOCH_KEY
+    from tests.appfactory import db
+
+    with app.app_context():
+        state = get_state()
+        lease = timedelta(seconds=state.settings.claim_lease - 10)
+        db.session.execute(
+            update(Delivery).values(state=DeliveryState.DELIVERING, claim_token=token, lease_until=utcnow() + lease)
+        )
+        db.session.commit()
+        redis = state.queues.connection
+        redis.set(EPOCH_KEY, int(redis.time()[0]) - redis_age)
+        if alive:
+            redis.set(ALIVE_KEY.format(token.split(".")[0]), 1, ex=60)
+
+
 @pytest.mark.parametrize(
     ("token", "alive", "redis_age", "taken_over"),
     [
@@ -226,25 +246,41 @@ def test_results_are_recorded_once_the_database_answers_again(
 def test_a_lost_workers_claims_are_taken_over_before_their_lease_ends(
     app: Flask, receiver: Receiver, token: str, alive: bool, redis_age: int, taken_over: bool
 ) -> None:
-    from flask_async_events.journal import ALIVE_KEY
-    from flask_async_events.maintenance import EPOCH_KEY, requeue_stalled
-    from tests.appfactory import db
+    from flask_async_events.maintenance import requeue_stalled
+
+    subscribe(app, receiver.respond("/hook", [200, 200]))
+    place_order(app)
+    run_burst(app)
+    _claimed_by(app, token, alive=alive, redis_age=redis_age)
+    with app.app_context():
+        requeue_stalled(get_state())
+    [delivery] = deliveries(app)
+    # Nothing in the journal: handed back, due now (it had been delivered once, so a retry).
+    assert delivery.state == (DeliveryState.RETRYING if taken_over else DeliveryState.DELIVERING)
+    if taken_over:
+        run_burst(app)
+        assert len(receiver.requests) == 2 and states(app) == [DeliveryState.DELIVERED]
+
+
+def test_a_lost_workers_journaled_answer_is_recorded_when_its_claims_are_taken_over(
+    app: Flask, receiver: Receiver
+) -> None:
+    from flask_async_events.journal import AttemptJournal
+    from flask_async_events.maintenance import requeue_stalled
+    from flask_async_events.notifiers.base import NotifyResult
 
     subscribe(app, receiver.respond())
     place_order(app)
     run_burst(app)
+    [delivery] = deliveries(app)
+    _claimed_by(app, "0123456789abcd.00000000000000aa", alive=False, redis_age=100)  # its second attempt
     with app.app_context():
-        state = get_state()
-        lease = timedelta(seconds=state.settings.claim_lease - 10)  # claimed 10 s ago
-        db.session.execute(
-            update(Delivery).values(state=DeliveryState.DELIVERING, claim_token=token, lease_until=utcnow() + lease)
-        )
-        db.session.commit()
-        redis = state.queues.connection
-        redis.set(EPOCH_KEY, int(redis.time()[0]) - redis_age)
-        if alive:
-            redis.set(ALIVE_KEY.format(token.split(".")[0]), 1, ex=60)
-        requeued = requeue_stalled(state)
-        [delivery] = deliveries(app)
-        assert (delivery.lease_until < utcnow()) is taken_over
-        assert requeued == (1 if taken_over else 0)
+        journal = AttemptJournal(get_state().queues.connection)
+        journal.finished([(delivery.id, 2)], [(NotifyResult(True, status_code=202, response_data="ok"), 7)])
+        assert journal.flush(5)
+        journal.close()
+        requeue_stalled(get_state())
+    assert states(app) == [DeliveryState.DELIVERED] and len(receiver.requests) == 1  # not sent again
+    assert [(a.success, a.status_code, a.duration_ms, a.attempt) for a in attempts(app)][1] == (True, 202, 7, 2)
+    with app.app_context():
+        assert get_state().queues.connection.keys("async_events:attempt:*") == []
