@@ -2,9 +2,10 @@
 sends run on the :class:`~flask_async_events.sender.Sender`'s threads while the worker goes on to
 its next job; a recording thread writes results as they arrive, a batch at a time.
 
-So one job never waits for its slowest send, RQ's per-job cost is paid per batch, not per
-delivery, and a worker killed mid-send loses only what finished in the last few milliseconds
-(those deliveries are sent again when their lease runs out: at least once, never lost).
+So one job never waits for its slowest send, and RQ's per-job cost is paid per batch, not per
+delivery. Each send is noted in the attempt journal (:mod:`flask_async_events.journal`) as it
+starts and ends, so a worker killed mid-send loses no answer it had: whoever takes over its
+claims records them instead of sending again.
 """
 
 from __future__ import annotations

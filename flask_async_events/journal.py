@@ -1,11 +1,11 @@
 """The attempt journal: each send's start and outcome, noted in Redis as they happen.
 
 A worker killed after a receiver answered, but before the answer reached the database, would
-otherwise send that delivery again once its claim's lease runs out: a duplicate. Results reach the
+otherwise have that delivery sent again when its claim is taken over: a duplicate. Results reach the
 database in batches, tens to hundreds of milliseconds late under load; a journal note reaches
 Redis within a millisecond or so, written by a thread of its own a pipeline at a time.
 
-The worker that takes over a lost worker's claim reads the journal first. An outcome found there
+Whoever takes over a lost worker's claim reads the journal first. An outcome found there
 is recorded instead of sent again; an attempt that started but never ended is logged as
 interrupted (its outcome is unknown) and retried on the schedule, so the attempts a receiver may
 have seen have log rows.
