@@ -49,6 +49,7 @@ TIMEOUT = 1.0  # a Redis that hangs holds the journal's thread (and its heartbea
 TTL = 24 * 3600  # only a lost worker's entries outlive their record, until another worker reads them
 WARN_EVERY = 60.0
 WRITE_BATCH = 500
+MAX_PENDING = 100_000  # notes waiting for Redis; more are dropped (the journal only saves resends)
 
 AttemptKey = tuple[int, int]  # (delivery id, attempt number)
 Note = list[tuple[AttemptKey, str | None]]  # None: forget
@@ -128,6 +129,8 @@ class AttemptJournal:
         if not attempts:
             return
         with self._written:
+            if self._pending >= MAX_PENDING:  # Redis hangs: a note is worth less than the memory
+                return
             self._pending += 1
         self._notes.put(list(zip(attempts, values, strict=True)))
 

@@ -284,3 +284,31 @@ def test_a_lost_workers_journaled_answer_is_recorded_when_its_claims_are_taken_o
     assert [(a.success, a.status_code, a.duration_ms, a.attempt) for a in attempts(app)][1] == (True, 202, 7, 2)
     with app.app_context():
         assert get_state().queues.connection.keys("async_events:attempt:*") == []
+
+
+def test_the_journal_drops_notes_rather_than_memory_while_redis_hangs(
+    env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from flask_async_events import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "MAX_PENDING", 2)
+    journal = journal_module.AttemptJournal(env.redis.client())
+    writing, hung = threading.Event(), threading.Event()
+    write = journal._write
+
+    def hanging_write(*args: Any, **kwargs: Any) -> None:
+        writing.set()
+        hung.wait(10)  # Redis does not answer
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(journal, "_write", hanging_write)
+    journal.started([(1, 1)])
+    assert writing.wait(5)  # the writer holds the first note
+    journal.started([(2, 1)])
+    journal.started([(3, 1)])  # one note too many: dropped
+    hung.set()
+    assert journal.flush(5)
+    assert set(journal.recall([(1, 1), (2, 1), (3, 1)])) == {(1, 1), (2, 1)}
+    journal.close()
