@@ -9,6 +9,9 @@
 3. Hand over: the :class:`~flask_async_events.dispatcher.Dispatcher` sends them on its threads and
    records each result as it arrives (:mod:`flask_async_events.recording`). The job returns as
    soon as the sends are handed over; it waits first only while every sending thread is busy.
+
+A claim whose lease ended (its worker is gone) is not taken by a deliver job: maintenance settles
+it with :func:`take_over`, from what the lost worker wrote in its attempt journal.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 
 from flask_async_events.dispatcher import SendTask
 from flask_async_events.journal import AttemptKey, Staged, forget, recall
@@ -51,23 +54,21 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
     dispatcher = state.dispatcher()
     dispatcher.sender.wait_for_room(state.settings.send_budget)
     token = dispatcher.journal.claim_token()
-    claimed = _claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
-    if not claimed:
+    items = _claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
+    if not items:
         return 0
-    recovered, items = _recover(dispatcher.journal.recall([item.attempt_key for item in claimed]), claimed)
     outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
-    dispatcher.submit(recovered + outcomes, sends)
-    return len(claimed)
+    dispatcher.submit(outcomes, sends)
+    return len(items)
 
 
 def take_over(state: AppState, delivery_ids: list[int]) -> int:
-    """Settle the claims of a worker that is gone, at once, while its attempt journal is fresh:
-    record what the journal says its attempts did, and hand back the rest, due now. Return how
-    many were settled."""
+    """Settle claims whose lease has ended (their worker is gone): record what the attempt journal
+    says their attempts did, and hand back the rest, due now. Return how many were settled."""
     settled = 0
     for start in range(0, len(delivery_ids), state.settings.batch_size):
         chunk = delivery_ids[start : start + state.settings.batch_size]
-        claimed = _claim(state, chunk, uuid.uuid4().hex, skip=set(), fill=False)
+        claimed = _claim(state, chunk, uuid.uuid4().hex, skip=set(), expired=True)
         attempts = [item.attempt_key for item in claimed]
         recovered, unstarted = _recover(recall(state.queues.connection, attempts), claimed)
         record(state, recovered, unstarted)
@@ -93,15 +94,17 @@ def _recover(staged: dict[AttemptKey, Staged], claimed: list[Claimed]) -> tuple[
     return recovered, to_send
 
 
-def _claim(state: AppState, delivery_ids: list[int], token: str, *, skip: set[int], fill: bool = True) -> list[Claimed]:
-    """Claim the job's deliveries that are due, and, if ``fill``, other due ones up to a full
-    batch, except for the subscriptions in ``skip``."""
+def _claim(
+    state: AppState, delivery_ids: list[int], token: str, *, skip: set[int], expired: bool = False
+) -> list[Claimed]:
+    """Claim the job's deliveries that are due, and other due ones up to a full batch, except for
+    the subscriptions in ``skip``; or, if ``expired``, those whose claim's lease has ended."""
     session = state.db.session
     now = utcnow()
     due = and_(Delivery.state.in_(DeliveryState.CLAIMABLE), Delivery.next_attempt_at <= now + CLOCK_SLACK)
-    expired = and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now)
+    lease_ended = and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now)
     room = state.settings.batch_size - len(delivery_ids)
-    if fill and room > 0:
+    if not expired and room > 0:
         others = session.scalars(
             select(Delivery.id)
             .where(due, Delivery.id.not_in(delivery_ids), Delivery.subscription_id.not_in(skip))
@@ -111,7 +114,7 @@ def _claim(state: AppState, delivery_ids: list[int], token: str, *, skip: set[in
         delivery_ids = [*delivery_ids, *others]
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(delivery_ids), or_(due, expired))
+        .where(Delivery.id.in_(delivery_ids), lease_ended if expired else due)
         .values(
             state=DeliveryState.DELIVERING,
             claim_token=token,

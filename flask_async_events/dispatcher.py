@@ -4,8 +4,8 @@ its next job; a recording thread writes results as they arrive, a batch at a tim
 
 So one job never waits for its slowest send, and RQ's per-job cost is paid per batch, not per
 delivery. Each send is noted in the attempt journal (:mod:`flask_async_events.journal`) as it
-starts and ends, so a worker killed mid-send loses no answer it had: whoever takes over its
-claims records them instead of sending again.
+starts and ends, so a worker killed mid-send loses no answer it had: maintenance, settling its
+claims, records them instead of sending again.
 """
 
 from __future__ import annotations

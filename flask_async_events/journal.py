@@ -5,14 +5,14 @@ otherwise have that delivery sent again when its claim is taken over: a duplicat
 database in batches, tens to hundreds of milliseconds late under load; a journal note reaches
 Redis within a millisecond or so, written by a thread of its own a pipeline at a time.
 
-Whoever takes over a lost worker's claim reads the journal first. An outcome found there
+Maintenance, settling a lost worker's claims, reads the journal first. An outcome found there
 is recorded instead of sent again; an attempt that started but never ended is logged as
 interrupted (its outcome is unknown) and retried on the schedule, so the attempts a receiver may
 have seen have log rows.
 
 The journal's thread also keeps a liveness key for its process. Claim tokens name the process
-that holds them, so maintenance takes over a lost worker's claims within seconds of its key
-expiring (while its journal is fresh), instead of waiting for their lease to end.
+that holds them, so maintenance settles a lost worker's claims within seconds of its key expiring
+(while its journal is fresh), instead of waiting for their lease to end.
 
 The database stays the source of truth. The journal can only save a resend: if Redis is down or
 lost its data, or the worker died within the millisecond before its note was written, the
@@ -100,14 +100,6 @@ class AttemptJournal:
     def forget(self, attempts: Sequence[AttemptKey]) -> None:
         """Drop the entries of attempts whose result is now in the database (after their notes)."""
         self._note(attempts, [None] * len(attempts))
-
-    def recall(self, attempts: Sequence[AttemptKey]) -> dict[AttemptKey, Staged]:
-        """The journal's entries for ``attempts`` (those it has; none if Redis is away)."""
-        try:
-            return recall(self._redis, attempts)
-        except RedisError as exc:
-            self._warn(exc)
-            return {}
 
     def flush(self, timeout: float) -> bool:
         """Wait until every note so far is written (or failed); False on timeout."""

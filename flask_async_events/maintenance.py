@@ -2,8 +2,8 @@
 whatever the database says is due but Redis no longer knows about.
 
 - events committed but never triggered (Redis was down at commit, or lost its data);
-- deliveries claimed by a worker that is gone (its liveness key expired), or whose claim's lease
-  expired;
+- deliveries claimed by a worker that is gone (its liveness key expired, or its claim's lease
+  ended): settled from its attempt journal;
 - deliveries overdue while their queues are empty (their job vanished).
 
 A marker key tells when Redis itself lost its data (restarted empty, flushed, failed over to an
@@ -96,10 +96,10 @@ def rebuild(state: AppState) -> tuple[int, int]:
     return relayed, len(due) + scheduled
 
 
-def _take_over_lost_claims(state: AppState, now: datetime) -> None:
-    """Settle the claims of worker processes that are gone (their liveness key expired) now,
-    while their attempt journal is fresh, instead of when their lease ends. Skipped while Redis is
-    younger than a liveness key's lifetime: after a restart, live workers have not written theirs."""
+def _end_lost_leases(state: AppState, now: datetime) -> None:
+    """End the lease of claims whose worker process is gone (its liveness key expired), so they are
+    settled now, while its attempt journal is fresh. Skipped while Redis is younger than a
+    liveness key's lifetime: after a restart, live workers have not written theirs yet."""
     connection = state.queues.connection
     epoch = connection.get(EPOCH_KEY)
     if epoch is None or _redis_seconds(connection) - _number(epoch) < ALIVE_TTL:
@@ -124,8 +124,7 @@ def _take_over_lost_claims(state: AppState, now: datetime) -> None:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    settled = take_over(state, ids)
-    log.warning("Worker(s) %s are gone: settled %d of their claimed delivery(ies)", ", ".join(sorted(lost)), settled)
+    log.warning("Worker(s) %s are gone: taking over %d claimed delivery(ies)", ", ".join(sorted(lost)), len(ids))
 
 
 def _redis_seconds(connection: Redis) -> int:
@@ -155,16 +154,18 @@ def _id_chunks(session: Any, query: Select[int, datetime]) -> Iterator[list[tupl
 
 
 def requeue_stalled(state: AppState) -> int:
-    """Re-enqueue deliveries with an expired claim, and overdue ones when their queues are idle."""
+    """Settle deliveries whose claim's lease ended or whose worker is gone (from the attempt
+    journal), and re-enqueue overdue ones when their queues are idle; return how many."""
     now = utcnow()
-    _take_over_lost_claims(state, now)
-    stalled = and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now)
-    condition = stalled
-    queues_idle = state.queues.delivery.count == 0 and state.queues.retry.count == 0
-    if queues_idle:
-        overdue = now - timedelta(seconds=state.settings.relay_after)
-        condition = or_(stalled, and_(Delivery.state.in_(DeliveryState.CLAIMABLE), Delivery.next_attempt_at <= overdue))
-    ids = list(state.db.session.scalars(select(Delivery.id).where(condition).order_by(Delivery.id).limit(SWEEP_LIMIT)))
-    state.db.session.rollback()
-    state.queues.enqueue_deliveries(ids, retry_queue=True)
-    return len(ids)
+    _end_lost_leases(state, now)
+    session = state.db.session
+    lease_ended = and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now)
+    stalled = list(session.scalars(select(Delivery.id).where(lease_ended).order_by(Delivery.id).limit(SWEEP_LIMIT)))
+    overdue: list[int] = []
+    if state.queues.delivery.count == 0 and state.queues.retry.count == 0:
+        late = now - timedelta(seconds=state.settings.relay_after)
+        waiting = and_(Delivery.state.in_(DeliveryState.CLAIMABLE), Delivery.next_attempt_at <= late)
+        overdue = list(session.scalars(select(Delivery.id).where(waiting).order_by(Delivery.id).limit(SWEEP_LIMIT)))
+    session.rollback()
+    state.queues.enqueue_deliveries(overdue, retry_queue=True)
+    return take_over(state, stalled) + len(overdue)
