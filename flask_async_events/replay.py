@@ -56,9 +56,9 @@ def recover(
     return retry_dead(state, subscription_id=subscription_id, since=since, progress=progress)
 
 
-def _dead(subscription_id: int | None, since: datetime | None) -> list[ColumnElement[bool]]:
-    """Dead deliveries of enabled subscriptions (one, or all), created since ``since``."""
-    conditions = [Delivery.state == DeliveryState.DEAD, Subscription.status.is_(True)]
+def dead_filter(subscription_id: int | None, since: datetime | None) -> list[ColumnElement[bool]]:
+    """Dead deliveries (of one subscription, or all), created since ``since``."""
+    conditions = [Delivery.state == DeliveryState.DEAD]
     if subscription_id is not None:
         conditions.append(Delivery.subscription_id == subscription_id)
     if since is not None:
@@ -66,9 +66,14 @@ def _dead(subscription_id: int | None, since: datetime | None) -> list[ColumnEle
     return conditions
 
 
+def _replayable(subscription_id: int | None, since: datetime | None) -> list[ColumnElement[bool]]:
+    """Dead deliveries of enabled subscriptions: those a replay may send."""
+    return [*dead_filter(subscription_id, since), Subscription.status.is_(True)]
+
+
 def count_dead(state: AppState, *, subscription_id: int | None = None, since: datetime | None = None) -> int:
     """How many dead deliveries :func:`retry_dead` would replay now."""
-    query = select(func.count()).select_from(Delivery).join(Subscription).where(*_dead(subscription_id, since))
+    query = select(func.count()).select_from(Delivery).join(Subscription).where(*_replayable(subscription_id, since))
     count = state.db.session.scalar(query) or 0
     state.db.session.rollback()
     return count
@@ -91,7 +96,7 @@ def retry_dead(
         rows = session.execute(
             select(Delivery.id, Delivery.uuid)
             .join(Subscription)
-            .where(*_dead(subscription_id, since), Delivery.id > after)
+            .where(*_replayable(subscription_id, since), Delivery.id > after)
             .order_by(Delivery.id)
             .limit(batch_size)
         ).all()

@@ -14,6 +14,7 @@ from rq.worker import Worker
 from sqlalchemy import Select, func, select
 
 from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
+from flask_async_events.replay import dead_filter
 from flask_async_events.state import AppState, DbSession
 
 
@@ -64,11 +65,6 @@ def dead_letters(
 ) -> list[dict[str, Any]]:
     """Dead deliveries (of one subscription, created since a time), newest first, each with its
     last logged response."""
-    conditions = [Delivery.state == DeliveryState.DEAD]
-    if subscription_id is not None:
-        conditions.append(Delivery.subscription_id == subscription_id)
-    if since is not None:
-        conditions.append(Delivery.created_at >= since)
     session = state.db.session
     rows = session.execute(
         select(
@@ -80,7 +76,7 @@ def dead_letters(
             Event.event_name,
         )
         .join(Event, Delivery.event_id == Event.id)
-        .where(*conditions)
+        .where(*dead_filter(subscription_id, since))
         .order_by(Delivery.updated_at.desc(), Delivery.id.desc())
         .limit(limit)
     ).all()
