@@ -52,6 +52,8 @@ def recover(
     subscription = state.db.session.get(Subscription, subscription_id)
     if subscription is None or not subscription.status:
         state.db.session.rollback()
+        if subscription is None:
+            raise ReplayError(f"no subscription {subscription_id} (flask async-events subscriptions lists them)")
         raise ReplayError(f"subscription {subscription_id} is disabled; enable it before recovering its deliveries")
     return retry_dead(state, subscription_id=subscription_id, since=since, progress=progress)
 

@@ -63,6 +63,13 @@ def test_recover_refuses_a_disabled_subscription_and_a_bad_time(dead: tuple[Flas
     assert states(app).count("dead") == 6
 
 
+def test_recover_names_a_subscription_that_does_not_exist(dead: tuple[Flask, Receiver, int, int]) -> None:
+    app, *_ = dead
+    code, output = cli(app, "recover", "--subscription", "999", "--since", "1h")
+    assert code == 1 and "no subscription 999 (flask async-events subscriptions lists them)" in output
+    assert states(app).count("dead") == 6
+
+
 def test_trace_shows_one_delivery_on_the_command_line(dead: tuple[Flask, Receiver, int, int]) -> None:
     app, _, outage, _ = dead
     uuid = json.loads(cli(app, "dead-letters", "--subscription", str(outage), "--json")[1])[0]["uuid"]
