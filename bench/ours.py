@@ -29,8 +29,8 @@ def bench_app(env: dict[str, str]) -> Flask:
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     from bench.app import create_app, db
-    from flask_async_events.maintenance import run_maintenance
     from flask_async_events.state import get_state
+    from flask_async_events.worker.maintenance import run_maintenance
 
     app = create_app()
     with app.app_context():

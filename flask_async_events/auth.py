@@ -17,11 +17,11 @@ from flask import Request
 from sqlalchemy import Select, select
 
 from flask_async_events.definitions import EventRegistry, pattern_matches
-from flask_async_events.models import ApiToken, Subscription, utcnow
-from flask_async_events.state import DbSession
+from flask_async_events.errors import AuthError
+from flask_async_events.models import ApiToken, DbSession, Subscription, utcnow
+from flask_async_events.owners import TOKEN_OWNER
 
 TOKEN_PREFIX = "fae_"
-TOKEN_OWNER = "token:"
 UNAUTHORIZED_RESOURCES = "The consumer isn't authorized to access {resources}."
 
 
@@ -39,10 +39,6 @@ class Principal:
 
 
 Authorizer = Callable[[Request], "Principal | None"]
-
-
-class AuthError(Exception):
-    """The request has no valid credentials (401)."""
 
 
 def hash_token(token: str) -> str:
@@ -108,15 +104,3 @@ def visible_subscriptions(principal: Principal) -> Select[Subscription]:
     if not principal.is_admin:
         query = query.where(Subscription.owner == principal.owner)
     return query
-
-
-def owner_resources(session: DbSession, owners: Iterable[str]) -> dict[str, frozenset[str] | None]:
-    """For token owners: their resources, or None for an admin token (everything)."""
-    ids = [int(owner[len(TOKEN_OWNER) :]) for owner in owners if owner.startswith(TOKEN_OWNER)]
-    if not ids:
-        return {}
-    tokens = session.scalars(select(ApiToken).where(ApiToken.id.in_(ids))).all()
-    return {
-        f"{TOKEN_OWNER}{token.id}": None if token.is_admin else frozenset(json.loads(token.resources))
-        for token in tokens
-    }

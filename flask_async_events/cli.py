@@ -16,20 +16,23 @@ from sqlalchemy import select
 
 from flask_async_events import migrate
 from flask_async_events.auth import Principal, create_token, revoke_token
+from flask_async_events.delivery.outbox import publish_event
+from flask_async_events.delivery.queues import QUEUE_NAMES
+from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.models import ApiToken, DeliveryAttempt
-from flask_async_events.outbox import publish_event
-from flask_async_events.queues import QUEUE_NAMES
-from flask_async_events.replay import ReplayError, count_dead, recover, replay, retry_dead
-from flask_async_events.retention import DEFAULT_BATCH, count_prunable, parse_age, parse_moment, prune
-from flask_async_events.search import QueryError, attempts_query
+from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay, retry_dead
+from flask_async_events.operations.retention import DEFAULT_BATCH, count_prunable, parse_age, parse_moment, prune
+from flask_async_events.operations.search import QueryError, attempts_query
+from flask_async_events.operations.status import dead_letters, system_status
+from flask_async_events.operations.subscriptions import create_subscription
+from flask_async_events.operations.trace import attempt_dict, load_trace
 from flask_async_events.signing import generate_secret
 from flask_async_events.state import NOTIFIER_ALIASES, get_state
-from flask_async_events.status import dead_letters, system_status
-from flask_async_events.subscriptions import create_subscription, disable_subscriptions, enable_subscriptions
-from flask_async_events.trace import attempt_dict, load_trace
-from flask_async_events.worker import run_worker
+from flask_async_events.worker.rq_worker import run_worker
 
 cli = AppGroup("async-events", help="Asynchronous events: workers, publishing, subscriptions, operations.")
+
+NUDGE_WAIT = 5.0  # seconds a command waits for its trigger jobs to reach Redis
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -117,7 +120,7 @@ def publish(event_name: str, store_id: int, args: tuple[str, ...], json_args: st
         raise click.ClickException(str(exc)) from None
     state = get_state()
     state.db.session.commit()
-    if not state.flush_nudges():
+    if not state.nudger.flush(NUDGE_WAIT):
         click.echo("Redis did not answer in time; a worker will relay the event from the database", err=True)
     click.echo(event_id)
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flask_async_events.errors import ConfigError
 from flask_async_events.ssrf import IPNetwork, parse_networks
 
 PAYLOAD_FORMATS = ("data", "cloudevents")
@@ -42,10 +43,6 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_METRICS_URL": "/async-events/metrics",
     "ASYNC_EVENTS_ADMIN_URL": "/async-events/admin",
 }
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message names the key."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, TypeVar
 
 from flask import Flask
@@ -22,19 +23,22 @@ from flask_async_events.definitions import (
     load_definitions_file,
     normalise_event_name,
 )
+from flask_async_events.delivery.dialects import has_row_locks
+from flask_async_events.delivery.nudger import Nudger
+from flask_async_events.delivery.outbox import install_session_hooks, publish_event
+from flask_async_events.delivery.queues import Queues, connect_redis
+from flask_async_events.errors import NotSetUp
 from flask_async_events.metrics import metrics_view
 from flask_async_events.models import Delivery, Subscription
 from flask_async_events.notifiers.base import Notifier
 from flask_async_events.notifiers.eventbridge import EventBridgeNotifier
 from flask_async_events.notifiers.http import HttpNotifier
 from flask_async_events.notifiers.plugins import load_entry_point_notifiers
-from flask_async_events.outbox import install_session_hooks, publish_event
-from flask_async_events.queues import Queues, connect_redis
-from flask_async_events.replay import replay
+from flask_async_events.operations.replay import replay
+from flask_async_events.operations.subscriptions import create_subscription, has_subscribers
 from flask_async_events.signing import generate_secret
 from flask_async_events.ssrf import AddressPolicy
 from flask_async_events.state import EXTENSION_KEY, AppState, get_state
-from flask_async_events.subscriptions import create_subscription, has_subscribers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,7 +75,7 @@ class AsyncEvents:
     def register_notifier(self, name: str, notifier: Notifier) -> None:
         """Make ``notifier`` handle subscriptions whose ``metadata`` is ``name``."""
         if not callable(getattr(notifier, "notify", None)):
-            raise TypeError(f"notifier {name!r} must have a notify(subscription, message) method")
+            raise TypeError(f"notifier {name!r} must have a notify(recipient, message) method")
         self._notifiers[name.strip().lower()] = notifier
 
     def authorize(self, func: Authorizer) -> Authorizer:
@@ -90,22 +94,26 @@ class AsyncEvents:
         package makes its own, whose JSON error handlers apply to the REST API only.
         """
         if EXTENSION_KEY in app.extensions:
-            raise RuntimeError("flask-async-events is already set up on this app")
+            raise NotSetUp("flask-async-events is already set up on this app; call init_app once per app")
         settings = load_settings(app.config)
         database = _setup_database(app, db or self._db)
         definitions = self._definitions.copy()
         if settings.definitions_file:
             load_definitions_file(os.path.join(app.root_path, settings.definitions_file), definitions)
+        queues = Queues(
+            connect_redis(settings.redis_url, app.instance_path),
+            job_timeout=settings.job_timeout,
+            batch_size=settings.batch_size,
+        )
+        with app.app_context():
+            row_locks = has_row_locks(database.session)
         app.extensions[EXTENSION_KEY] = AppState(
             settings=settings,
             db=database,
             definitions=definitions,
-            queues=Queues(
-                connect_redis(settings.redis_url, app.instance_path),
-                job_timeout=settings.job_timeout,
-                batch_size=settings.batch_size,
-            ),
+            queues=queues,
             box=SecretBox(settings.encryption_keys),
+            nudger=Nudger(partial(queues.announce, row_locks=row_locks)),
             app_notifiers={**_builtin_notifiers(app, settings), **load_entry_point_notifiers(app)},
             registered_notifiers=self._notifiers,
             authorizer=lambda: self._authorizer,

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from flask_async_events import deliver as delivery
-from flask_async_events import fanout
-from flask_async_events import replay as replays
+from flask_async_events.delivery import deliver as delivery
+from flask_async_events.delivery import fanout
+from flask_async_events.operations import replay as replays
 from flask_async_events.state import get_state
 
 

@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from flask import Response, request
 from sqlalchemy import case, func, select
 
-from flask_async_events.auth import AuthError, authenticate
+from flask_async_events.auth import authenticate
+from flask_async_events.errors import AuthError
 from flask_async_events.models import DeliveryAttempt, Subscription
+from flask_async_events.operations.status import system_status
 from flask_async_events.state import AppState, get_state
-from flask_async_events.status import system_status
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -25,9 +25,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session
 
 TABLE_PREFIX = "async_event"
+# How much of a response body an attempt keeps in the log (and in the attempt journal).
+RESPONSE_EXCERPT = 8192
+
+# The host's ``db.session`` (a scoped session) or a plain session.
+DbSession = Session | scoped_session[Any]
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")

@@ -15,12 +15,10 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
+from flask_async_events.errors import InvalidSignature
+
 SECRET_PREFIX = "whsec_"
 DEFAULT_TOLERANCE = 300
-
-
-class InvalidSignature(ValueError):
-    """A webhook's signature, timestamp or headers do not check out."""
 
 
 def generate_secret() -> str:

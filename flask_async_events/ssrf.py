@@ -20,6 +20,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util import connection
 
+from flask_async_events.errors import ForbiddenAddress
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -28,10 +30,6 @@ METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(address)
     for address in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
 )
-
-
-class ForbiddenAddress(ValueError):
-    """A recipient resolves to an address the policy does not allow."""
 
 
 def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:

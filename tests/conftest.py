@@ -25,9 +25,10 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from flask_async_events import migrate
+from flask_async_events.delivery.dispatcher import shut_down
 from flask_async_events.models import Base
 from flask_async_events.state import get_state
-from flask_async_events.worker import AsyncEventsWorker
+from flask_async_events.worker.rq_worker import AsyncEventsWorker
 from tests import appfactory
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -223,7 +224,7 @@ def app(env: AppEnv) -> Flask:
 
 def _dispose(application: Flask) -> None:
     state = get_state(application)
-    state.close()
+    shut_down(application)
     state.queues.connection.connection_pool.disconnect()  # a live server's threads leave connections open
     with application.app_context():
         state.db.engine.dispose()
@@ -235,7 +236,7 @@ def _dispose(application: Flask) -> None:
 def run_burst(app: Flask) -> None:
     """Run an in-process worker until the queues are empty (due scheduled jobs included)."""
     state = get_state(app)
-    state.flush_nudges()  # this process's commits: their trigger jobs are enqueued by a thread
+    state.nudger.flush(5)  # this process's commits: their trigger jobs are enqueued by a thread
     AsyncEventsWorker(state.queues.all(), app=app).work(burst=True, with_scheduler=True, logging_level="WARNING")
 
 

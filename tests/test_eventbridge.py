@@ -272,8 +272,8 @@ PLUGIN = textwrap.dedent(
             if not recipient.startswith("bin:"):
                 raise ValueError("recipient_url must start with bin:")
 
-        def notify(self, subscription, message):
-            SENT.append((self.prefix + subscription.recipient_url, message.body))
+        def notify(self, recipient, message):
+            SENT.append((self.prefix + recipient.recipient_url, message.body))
             return NotifyResult(True, response_data="recorded")
     """
 )

@@ -107,7 +107,7 @@ def test_embedded_defaults_run_without_redis_or_a_database(tmp_path: Path, caplo
         migrations.upgrade(state.db.engine)
         assert embedded.publish("ping.sent")
         state.db.session.commit()
-        assert state.flush_nudges()
+        assert state.nudger.flush(5)
         assert state.queues.trigger.count == 1
         state.db.session.remove()
         state.db.engine.dispose()

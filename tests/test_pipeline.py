@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
 from flask_async_events import NotifyResult, signals
-from flask_async_events.dialects import has_row_locks
-from flask_async_events.fanout import trigger
+from flask_async_events.delivery.dialects import has_row_locks
+from flask_async_events.delivery.fanout import trigger
 from flask_async_events.models import Delivery, DeliveryState, Event
 from flask_async_events.signing import legacy_signature, signing_key
 from flask_async_events.state import get_state
@@ -116,9 +116,9 @@ def test_released_savepoint_waits_for_the_outer_commit(app: Flask, receiver: Rec
         with db.session.begin_nested():
             events.publish("customer.created", id=7)
         # The savepoint is released, but the outer transaction has not committed: nothing queued.
-        assert get_state().flush_nudges() and get_state().queues.trigger.count == 0
+        assert get_state().nudger.flush(5) and get_state().queues.trigger.count == 0
         db.session.commit()
-        assert get_state().flush_nudges() and get_state().queues.trigger.count == 1
+        assert get_state().nudger.flush(5) and get_state().queues.trigger.count == 1
     run_burst(app)
     assert len(receiver.requests) == 1
 
@@ -129,7 +129,7 @@ def test_one_trigger_job_per_transaction(app: Flask, receiver: Receiver) -> None
         for customer in range(5):
             events.publish("customer.created", id=customer)
         db.session.commit()
-        assert get_state().flush_nudges() and get_state().queues.trigger.count == 1
+        assert get_state().nudger.flush(5) and get_state().queues.trigger.count == 1
     run_burst(app)
     assert sorted(body_json(r.body)["data"]["id"] for r in receiver.requests) == [0, 1, 2, 3, 4]
 
@@ -190,7 +190,7 @@ def test_disabled_subscriptions_receive_nothing(app: Flask, receiver: Receiver) 
     url = receiver.respond()
     subscription_id = subscribe(app, url)
     with app.app_context():
-        from flask_async_events.subscriptions import disable_subscriptions
+        from flask_async_events.delivery.subscription_status import disable_subscriptions
 
         disable_subscriptions(db.session, [subscription_id], "test")
         db.session.commit()
@@ -211,7 +211,7 @@ def test_has_subscribers_is_wildcard_and_store_aware(app: Flask, receiver: Recei
 
 
 class ExplodingNotifier:
-    def notify(self, subscription: object, message: object) -> NotifyResult:
+    def notify(self, recipient: object, message: object) -> NotifyResult:
         raise ConnectionResetError("the plug-in fell over")
 
 
@@ -326,7 +326,7 @@ def test_commits_under_load_share_one_trigger_job_where_the_database_has_row_loc
         for customer in range(3):  # three commits while no worker runs
             events.publish("customer.created", id=customer)
             db.session.commit()
-        assert state.flush_nudges()
+        assert state.nudger.flush(5)
         # PostgreSQL and MySQL: the waiting job takes every untriggered event (SKIP LOCKED);
         # SQLite locks the whole database, so there each commit gets its own job.
         assert state.queues.trigger.count == (1 if has_row_locks(db.session) else 3)

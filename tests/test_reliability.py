@@ -13,9 +13,9 @@ from flask import Flask
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from flask_async_events.maintenance import SweepReport
 from flask_async_events.models import Delivery, DeliveryState, utcnow
 from flask_async_events.state import get_state
+from flask_async_events.worker.maintenance import SweepReport
 from tests.conftest import AppEnv, Receiver, WorkerProcess, drain, run_burst, wait_for
 from tests.helpers import attempts, deliveries, place_order, states, subscribe
 
@@ -26,7 +26,7 @@ def test_an_event_published_while_redis_is_down_is_delivered_when_it_is_back(env
     env.redis.stop()
     try:
         event_id = place_order(app)  # commits; the enqueue fails quietly
-        assert get_state(app).flush_nudges()
+        assert get_state(app).nudger.flush(5)
     finally:
         env.redis.start()  # back, and empty
     with app.app_context():
@@ -80,8 +80,8 @@ def test_a_worker_killed_mid_delivery_is_finished_by_another(
 def test_an_answer_the_lost_worker_journaled_is_recorded_not_sent_again(
     app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flask_async_events.dispatcher import Dispatcher
-    from flask_async_events.maintenance import run_maintenance
+    from flask_async_events.delivery.dispatcher import Dispatcher
+    from flask_async_events.worker.maintenance import run_maintenance
     from tests.appfactory import db
 
     subscribe(app, receiver.respond("/hook", [200]))
@@ -103,7 +103,7 @@ def test_an_answer_the_lost_worker_journaled_is_recorded_not_sent_again(
 
 
 def test_the_journal_notes_attempts_and_never_fails_a_send(env: AppEnv, caplog: pytest.LogCaptureFixture) -> None:
-    from flask_async_events.journal import AttemptJournal, Staged, recall
+    from flask_async_events.delivery.journal import AttemptJournal, Staged, recall
     from flask_async_events.notifiers.base import NotifyResult
 
     redis = env.redis.client()
@@ -149,7 +149,7 @@ def test_a_redis_that_lost_its_data_is_rebuilt_even_while_queues_are_busy(env: A
     subscribe(app, receiver.respond(), event_name="customer.created")
     with app.app_context():
         from flask_async_events.jobs import trigger
-        from flask_async_events.maintenance import run_maintenance
+        from flask_async_events.worker.maintenance import run_maintenance
         from tests.appfactory import db, events
 
         for customer in range(3):
@@ -194,7 +194,7 @@ def test_an_idle_worker_stops_on_sigterm_and_is_not_restarted(
 def test_results_are_recorded_once_the_database_answers_again(
     app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from flask_async_events import dispatcher
+    from flask_async_events.delivery import dispatcher
 
     calls: list[int] = []
 
@@ -217,8 +217,8 @@ def test_results_are_recorded_once_the_database_answers_again(
 def _claimed_by(app: Flask, token: str, *, alive: bool, redis_age: int) -> None:
     """Make the one delivery look claimed 10 s ago with ``token``, by a process ``alive`` or not,
     on a Redis that started ``redis_age`` seconds ago."""
-    from flask_async_events.journal import ALIVE_KEY
-    from flask_async_events.maintenance import EPOCH_KEY
+    from flask_async_events.delivery.journal import ALIVE_KEY
+    from flask_async_events.worker.epoch import EPOCH_KEY
     from tests.appfactory import db
 
     with app.app_context():
@@ -246,7 +246,7 @@ def _claimed_by(app: Flask, token: str, *, alive: bool, redis_age: int) -> None:
 def test_a_lost_workers_claims_are_taken_over_before_their_lease_ends(
     app: Flask, receiver: Receiver, token: str, alive: bool, redis_age: int, taken_over: bool
 ) -> None:
-    from flask_async_events.maintenance import requeue_stalled
+    from flask_async_events.worker.maintenance import requeue_stalled
 
     subscribe(app, receiver.respond("/hook", [200, 200]))
     place_order(app)
@@ -265,9 +265,9 @@ def test_a_lost_workers_claims_are_taken_over_before_their_lease_ends(
 def test_a_lost_workers_journaled_answer_is_recorded_when_its_claims_are_taken_over(
     app: Flask, receiver: Receiver
 ) -> None:
-    from flask_async_events.journal import AttemptJournal
-    from flask_async_events.maintenance import requeue_stalled
+    from flask_async_events.delivery.journal import AttemptJournal
     from flask_async_events.notifiers.base import NotifyResult
+    from flask_async_events.worker.maintenance import requeue_stalled
 
     subscribe(app, receiver.respond())
     place_order(app)
@@ -291,7 +291,7 @@ def test_the_journal_drops_notes_rather_than_memory_while_redis_hangs(
 ) -> None:
     import threading
 
-    from flask_async_events import journal as journal_module
+    from flask_async_events.delivery import journal as journal_module
 
     monkeypatch.setattr(journal_module, "MAX_PENDING", 2)
     journal = journal_module.AttemptJournal(env.redis.client())

@@ -9,10 +9,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from flask_async_events.maintenance import run_maintenance
 from flask_async_events.models import Delivery, DeliveryAttempt, Event, utcnow
-from flask_async_events.retention import parse_age
+from flask_async_events.operations.retention import parse_age
 from flask_async_events.state import get_state
+from flask_async_events.worker.maintenance import run_maintenance
 from tests.appfactory import db
 from tests.conftest import AppEnv, Receiver, run_burst
 from tests.helpers import place_order, subscribe

@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 
 from flask_async_events import signals
 from flask_async_events.models import Subscription
+from flask_async_events.operations.status import dead_letters
 from flask_async_events.state import get_state
-from flask_async_events.status import dead_letters
 from tests.appfactory import db, events
 from tests.conftest import AppEnv, Receiver, WorkerProcess, drain, run_burst, wait_for
 from tests.helpers import attempts, deliveries, place_order, publish, states, subscribe

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from flask_async_events.search import QueryError, attempts_query
+from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.state import get_state
 from tests.conftest import AppEnv, Receiver, run_burst
 from tests.helpers import attempts, place_order, publish, subscribe

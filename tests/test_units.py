@@ -24,10 +24,10 @@ from flask_async_events.definitions import (
     pattern_matches,
     receives,
 )
-from flask_async_events.notifiers.http import classify
-from flask_async_events.nudger import Nudger
-from flask_async_events.retry import next_delay, parse_retry_after
-from flask_async_events.sender import Sender, Task
+from flask_async_events.delivery.nudger import Nudger
+from flask_async_events.delivery.retry import next_delay
+from flask_async_events.delivery.sender import Sender, Task
+from flask_async_events.notifiers.http import classify, parse_retry_after
 from flask_async_events.signing import (
     InvalidSignature,
     generate_secret,

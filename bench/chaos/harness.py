@@ -217,7 +217,7 @@ class Services:
 
 def _subscribe(services: Services) -> None:
     from bench.chaos.app import create_app, db, events
-    from flask_async_events.subscriptions import disable_subscriptions
+    from flask_async_events.delivery.subscription_status import disable_subscriptions
 
     app = create_app()
     with app.app_context():

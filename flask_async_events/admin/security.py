@@ -14,16 +14,13 @@ import secrets
 from flask import request, session
 from sqlalchemy import select
 
-from flask_async_events.auth import AuthError, Principal, hash_token, token_principal
+from flask_async_events.auth import Principal, hash_token, token_principal
+from flask_async_events.errors import AuthError, NotAllowed
 from flask_async_events.models import ApiToken
 from flask_async_events.state import AppState
 
 SESSION_TOKEN = "async_events_admin_token"
 SESSION_CSRF = "async_events_csrf"
-
-
-class NotAllowed(Exception):
-    """The request may not use the admin pages; the message says why."""
 
 
 def current_admin(state: AppState) -> Principal | None:

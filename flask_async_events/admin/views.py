@@ -10,15 +10,15 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import or_, select
 
 from flask_async_events.admin.security import NotAllowed, check_csrf, csrf_token, current_admin, log_in, log_out
-from flask_async_events.auth import AuthError
+from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
+from flask_async_events.errors import AuthError
 from flask_async_events.models import DeliveryAttempt, Subscription
-from flask_async_events.replay import ReplayError, count_dead, recover, replay
-from flask_async_events.retention import parse_moment
-from flask_async_events.search import QueryError, attempts_query
+from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay
+from flask_async_events.operations.retention import parse_moment
+from flask_async_events.operations.search import QueryError, attempts_query
+from flask_async_events.operations.status import count_rows, dead_letters, system_status
+from flask_async_events.operations.trace import load_trace
 from flask_async_events.state import AppState, get_state
-from flask_async_events.status import count_rows, dead_letters, system_status
-from flask_async_events.subscriptions import disable_subscriptions, enable_subscriptions
-from flask_async_events.trace import load_trace
 
 PAGE_SIZE = 50
 DISABLED_HERE = "Disabled from the admin pages"

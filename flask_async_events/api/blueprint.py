@@ -10,7 +10,8 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
 from flask_async_events.api.errors import error_response, fail, handle_http_exception
-from flask_async_events.auth import AuthError, Principal, authenticate, visible_subscriptions
+from flask_async_events.auth import Principal, authenticate, visible_subscriptions
+from flask_async_events.errors import AuthError
 from flask_async_events.models import Subscription
 from flask_async_events.state import AppState, get_state
 

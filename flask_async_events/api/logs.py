@@ -13,10 +13,10 @@ from flask_async_events.api.errors import fail
 from flask_async_events.api.schemas import AttemptList, AttemptQuery, ReplayOut, TraceOut
 from flask_async_events.auth import Principal
 from flask_async_events.models import DeliveryAttempt, Event, Subscription
-from flask_async_events.replay import ReplayError, replay
-from flask_async_events.search import QueryError, attempts_query
-from flask_async_events.status import count_rows
-from flask_async_events.trace import attempt_dict, load_trace, owned_delivery
+from flask_async_events.operations.replay import ReplayError, replay
+from flask_async_events.operations.search import QueryError, attempts_query
+from flask_async_events.operations.status import count_rows
+from flask_async_events.operations.trace import attempt_dict, load_trace, owned_delivery
 
 TRACE_NOT_FOUND = "This asynchronous event trace no longer exists: no delivery {uuid}"
 

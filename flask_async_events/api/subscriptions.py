@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,20 +25,14 @@ from flask_async_events.api.schemas import (
 )
 from flask_async_events.auth import UNAUTHORIZED_RESOURCES, required_resources, visible_subscriptions
 from flask_async_events.definitions import normalise_pattern
-from flask_async_events.models import Event, Subscription, utcnow
-from flask_async_events.notifiers.base import Message, Recipient
-from flask_async_events.payloads import CONTENT_TYPES, render_body
-from flask_async_events.replay import ReplayError, recover
+from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
+from flask_async_events.models import Subscription, utcnow
+from flask_async_events.operations.ping import ping
+from flask_async_events.operations.replay import ReplayError, recover
+from flask_async_events.operations.status import count_rows
+from flask_async_events.operations.subscriptions import create_subscription, validate_target
 from flask_async_events.signing import generate_secret
-from flask_async_events.status import count_rows
-from flask_async_events.subscriptions import (
-    create_subscription,
-    disable_subscriptions,
-    enable_subscriptions,
-    validate_target,
-)
 
-PING_EVENT = "async_events.ping"
 SUBSCRIPTION_ATTRIBUTES = (
     "subscription_id",
     "event_name",
@@ -197,39 +189,19 @@ class Recover(MethodView):
 @blp.route("/async_event/<subscription_id>/ping")
 class Ping(MethodView):
     @blp.response(200, PingOut)
+    @blp.alt_response(
+        409, description="The server cannot send to it: no such notifier here, or a secret it cannot decrypt"
+    )
     def post(self, subscription_id: str) -> dict[str, Any]:
         """Send a test event to the endpoint now, signed as usual, and return what it answered."""
-        app_state = state()
-        subscription = owned_subscription(subscription_id)
-        notifier = app_state.notifier(subscription.notifier)
-        if notifier is None:
-            fail(
-                409,
-                f"metadata {subscription.notifier!r} is not a registered notifier on this server: "
-                "install its plug-in or change the subscription's metadata",
-            )
-        now = utcnow()
-        event = Event(uuid=str(uuid.uuid4()), event_name=PING_EVENT, store_id=subscription.store_id, created_at=now)
-        payload = {"ping": True, "subscription_id": subscription.subscription_id}
-        fmt = app_state.settings.payload_format
-        message = Message(
-            str(uuid.uuid4()), event.uuid, PING_EVENT, render_body(payload, event, fmt), CONTENT_TYPES[fmt], now, 1
-        )
-        recipient = Recipient(
-            subscription.subscription_id,
-            subscription.event_name,
-            subscription.recipient_url,
-            app_state.box.decrypt(subscription.verification_token),
-            subscription.notifier,
-            subscription.store_id,
-        )
-        app_state.db.session.rollback()  # nothing to write; do not hold a transaction while sending
-        started = time.perf_counter()
-        result = notifier.notify(recipient, message)
+        answer = ping(state(), owned_subscription(subscription_id))
+        if not answer.sent:
+            fail(409, answer.result.response_data)
+        result = answer.result
         return {
             "success": result.success,
             "status_code": result.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000),
+            "duration_ms": answer.duration_ms,
             "error_class": result.error_class,
             "response_data": result.response_data,
         }

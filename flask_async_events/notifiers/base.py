@@ -1,4 +1,4 @@
-"""What a notifier is: an object that sends one message to one subscription and says how it went.
+"""What a notifier is: an object that sends one message to one recipient and says how it went.
 
 Notifiers know nothing of Flask or the database; the pipeline hands them plain values.
 """
@@ -13,13 +13,14 @@ from typing import Protocol, runtime_checkable
 
 @dataclass(frozen=True)
 class Recipient:
-    """The subscription a message goes to, with its decrypted verification token."""
+    """The subscription a message goes to, with its decrypted verification token. ``event_name`` is
+    what it subscribed to (a wildcard, perhaps); ``notifier`` its ``metadata``."""
 
     subscription_id: int
     event_name: str
     recipient_url: str
     verification_token: str
-    metadata: str
+    notifier: str
     store_id: int
 
 
@@ -27,7 +28,7 @@ class Recipient:
 class Message:
     """One attempt to deliver one event. ``body`` is sent byte for byte on every attempt."""
 
-    delivery_id: str  # the uuid: webhook-id, the same on every retry and replay
+    delivery_uuid: str  # webhook-id: the same on every retry and replay
     event_id: str
     event_name: str
     body: str
@@ -61,7 +62,7 @@ class Notifier(Protocol):
       deliveries due together are handed over up to ``max_batch`` at a time.
     """
 
-    def notify(self, subscription: Recipient, message: Message) -> NotifyResult: ...
+    def notify(self, recipient: Recipient, message: Message) -> NotifyResult: ...
 
 
 @runtime_checkable

@@ -86,16 +86,16 @@ class EventBridgeNotifier:
                 )
             return self._clients[region]
 
-    def notify(self, subscription: Recipient, message: Message) -> NotifyResult:
-        return self.notify_batch([(subscription, message)])[0]
+    def notify(self, recipient: Recipient, message: Message) -> NotifyResult:
+        return self.notify_batch([(recipient, message)])[0]
 
     def notify_batch(self, batch: Sequence[tuple[Recipient, Message]]) -> list[NotifyResult]:
         """Send a batch; one result per entry, in order. Oversized entries are refused, not sent."""
         results: list[NotifyResult | None] = [None] * len(batch)
         by_region: dict[str | None, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        for index, (subscription, message) in enumerate(batch):
+        for index, (recipient, message) in enumerate(batch):
             try:
-                region, bus = event_bus(subscription.recipient_url)
+                region, bus = event_bus(recipient.recipient_url)
             except ValueError as exc:
                 results[index] = NotifyResult(False, response_data=str(exc), error_class="InvalidRecipient")
                 continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import time
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import certifi
@@ -18,12 +19,11 @@ import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, TimeoutError
 
 from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
-from flask_async_events.retry import parse_retry_after
 from flask_async_events.signing import legacy_signature, signing_key, standard_signature
 from flask_async_events.ssrf import AddressPolicy, ForbiddenAddress, guarded_pool_manager
 from flask_async_events.version import __version__
 
-RESPONSE_EXCERPT = 8192
+BODY_EXCERPT = 8192  # bytes of a response body read; the rest is never read
 RETRYABLE_STATUS = frozenset({408, 429})
 USER_AGENT = f"flask-async-events/{__version__}"
 # Connections kept per host: enough for every sending thread; more are opened and closed as needed.
@@ -67,27 +67,27 @@ class HttpNotifier:
         except ForbiddenAddress as exc:
             raise ValueError(f"recipient_url: {exc}") from None
 
-    def headers(self, subscription: Recipient, message: Message, timestamp: int) -> dict[str, str]:
+    def headers(self, recipient: Recipient, message: Message, timestamp: int) -> dict[str, str]:
         """Every header of one attempt, signatures included."""
-        key = signing_key(subscription.verification_token)
+        key = signing_key(recipient.verification_token)
         body = message.body.encode("utf-8")
         return {
             "Content-Type": message.content_type,
             "User-Agent": USER_AGENT,
-            "webhook-id": message.delivery_id,
+            "webhook-id": message.delivery_uuid,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": standard_signature([key], message.delivery_id, timestamp, body),
+            "webhook-signature": standard_signature([key], message.delivery_uuid, timestamp, body),
             self.signature_header: legacy_signature(key, body),
             "x-async-events-event": message.event_name,
         }
 
-    def notify(self, subscription: Recipient, message: Message) -> NotifyResult:
+    def notify(self, recipient: Recipient, message: Message) -> NotifyResult:
         deadline = time.monotonic() + self.timeout
-        headers = self.headers(subscription, message, int(time.time()))
+        headers = self.headers(recipient, message, int(time.time()))
         try:
             response = self._http.request(
                 "POST",
-                subscription.recipient_url,
+                recipient.recipient_url,
                 body=message.body.encode("utf-8"),
                 headers=headers,
                 timeout=urllib3.Timeout(connect=self.connect_timeout, read=self.timeout),
@@ -127,8 +127,24 @@ def classify(status: int, response_data: str, retry_after_header: str | None) ->
     )
 
 
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdecimal():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
 def _read_excerpt(response: urllib3.BaseHTTPResponse, deadline: float) -> str:
-    """Read up to :data:`RESPONSE_EXCERPT` bytes of the body, giving up at the deadline. A
+    """Read up to :data:`BODY_EXCERPT` bytes of the body, giving up at the deadline. A
     connection whose body was not read to the end is closed rather than reused."""
     if 300 <= response.status < 400:
         response.close()
@@ -141,7 +157,7 @@ def _read_excerpt(response: urllib3.BaseHTTPResponse, deadline: float) -> str:
         for chunk in response.stream(4096):
             chunks.append(chunk)
             size += len(chunk)
-            if size >= RESPONSE_EXCERPT or time.monotonic() > deadline:
+            if size >= BODY_EXCERPT or time.monotonic() > deadline:
                 finished = False
                 break
     finally:
@@ -149,7 +165,7 @@ def _read_excerpt(response: urllib3.BaseHTTPResponse, deadline: float) -> str:
             response.close()
         response.release_conn()
     charset = _charset(response.headers.get("Content-Type", ""))
-    return b"".join(chunks)[:RESPONSE_EXCERPT].decode(charset, errors="replace")
+    return b"".join(chunks)[:BODY_EXCERPT].decode(charset, errors="replace")
 
 
 def _charset(content_type: str) -> str:

@@ -31,6 +31,6 @@ def load_entry_point_notifiers(app: Flask) -> dict[str, Notifier]:
         except Exception as exc:
             raise RuntimeError(f"{where} failed to load: {type(exc).__name__}: {exc}") from exc
         if not callable(getattr(notifier, "notify", None)):
-            raise RuntimeError(f"{where} gave {notifier!r}, which has no notify(subscription, message) method")
+            raise RuntimeError(f"{where} gave {notifier!r}, which has no notify(recipient, message) method")
         notifiers[entry_point.name.lower()] = notifier
     return notifiers

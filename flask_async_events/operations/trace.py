@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from flask_async_events.auth import Principal
-from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Event, Subscription
-from flask_async_events.state import DbSession
+from flask_async_events.models import DbSession, Delivery, DeliveryAttempt, DeliveryState, Event, Subscription
 
 STATE_WORDS = {
     DeliveryState.DELIVERED: "Delivered",

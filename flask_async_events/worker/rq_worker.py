@@ -17,9 +17,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
-from flask_async_events.maintenance import run_maintenance
-from flask_async_events.scheduler import PreciseScheduler
+from flask_async_events.delivery.dispatcher import drain, running_dispatcher
 from flask_async_events.state import AppState, get_state
+from flask_async_events.worker.maintenance import run_maintenance
+from flask_async_events.worker.scheduler import PreciseScheduler
 
 log = logging.getLogger("flask_async_events")
 
@@ -116,9 +117,10 @@ class AsyncEventsWorker(SimpleWorker):
         """RQ's dequeue; a burst worker (``timeout`` None) that finds its queues empty first lets
         its sends end, since recording them can enqueue more (a retry due at once)."""
         result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-        while result is None and timeout is None and self.events_state.deliveries_busy():
+        dispatcher = running_dispatcher(self.flask_app)
+        while result is None and timeout is None and dispatcher is not None and dispatcher.busy():
             settings = self.events_state.settings
-            self.events_state.drain_deliveries(settings.send_budget + settings.connect_timeout + settings.timeout)
+            drain(self.flask_app, settings.send_budget + settings.connect_timeout + settings.timeout)
             result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         return result
 
@@ -128,7 +130,7 @@ class AsyncEventsWorker(SimpleWorker):
         settings = self.events_state.settings
         stopping = bool(self._stop_requested)
         wait = settings.connect_timeout + settings.timeout + (0 if stopping else settings.send_budget)
-        self.events_state.drain_deliveries(wait, release_waiting=stopping)
+        drain(self.flask_app, wait, release_waiting=stopping)
         super().teardown()
 
     def execute_job(self, job: Job, queue: Queue) -> None:

@@ -7,12 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select, update
 
+from flask_async_events.errors import ReplayError
 from flask_async_events.models import Delivery, DeliveryState, Subscription, utcnow
 from flask_async_events.state import AppState
-
-
-class ReplayError(ValueError):
-    """The delivery cannot be replayed now; the message says why and what to do."""
 
 
 def reset_for_replay(state: AppState, delivery: Delivery) -> None:

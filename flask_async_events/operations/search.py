@@ -24,16 +24,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from flask_async_events.errors import QueryError
 from flask_async_events.models import Delivery, DeliveryAttempt, Event, Subscription
 
 MAX_QUERY = 1000
 MAX_DEPTH = 20
 MAX_TERMS = 50
 OPEN = "*"
-
-
-class QueryError(ValueError):
-    """A query that cannot be run, with the reason."""
 
 
 @dataclass(frozen=True)

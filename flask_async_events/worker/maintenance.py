@@ -3,7 +3,7 @@ whatever the database says is due but Redis no longer knows about.
 
 - events committed but never triggered (Redis was down at commit, or lost its data);
 - deliveries claimed by a worker that is gone (its liveness key expired, or its claim's lease
-  ended): settled from its attempt journal;
+  ended): settled from its attempt journal (:mod:`flask_async_events.worker.recovery`);
 - deliveries overdue while their queues are empty (their job vanished).
 
 A marker key tells when Redis itself lost its data (restarted empty, flushed, failed over to an
@@ -19,20 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis import Redis
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, and_, select
 
-from flask_async_events.deliver import take_over
-from flask_async_events.journal import ALIVE_TTL, OWNER_MARK, claim_owner, lost_owners
+from flask_async_events.delivery.outbox import relay_untriggered
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
-from flask_async_events.outbox import relay_untriggered
-from flask_async_events.retention import prune
+from flask_async_events.operations.retention import prune
 from flask_async_events.state import AppState
+from flask_async_events.worker.epoch import mark_epoch
+from flask_async_events.worker.recovery import SWEEP_LIMIT, end_lost_leases, take_over
 
 LOCK_KEY = "async_events:maintenance-lock"
-EPOCH_KEY = "async_events:epoch"  # present while Redis keeps what this package put in it
 PRUNE_BATCHES_PER_SWEEP = 10  # ASYNC_EVENTS_PRUNE_AFTER: a little each sweep, never a long stall
-SWEEP_LIMIT = 5000
 
 log = logging.getLogger("flask_async_events")
 
@@ -49,8 +46,7 @@ def run_maintenance(state: AppState, owner: str, *, force: bool = False) -> Swee
     if not force and not state.queues.connection.set(LOCK_KEY, owner, nx=True, ex=interval):
         return None
     try:
-        connection = state.queues.connection
-        if connection.set(EPOCH_KEY, _redis_seconds(connection), nx=True):
+        if mark_epoch(state.queues.connection):
             relayed, requeued = rebuild(state)
         else:
             relayed = relay_untriggered(state) if state.queues.trigger.count == 0 else 0
@@ -96,50 +92,6 @@ def rebuild(state: AppState) -> tuple[int, int]:
     return relayed, len(due) + scheduled
 
 
-def _end_lost_leases(state: AppState, now: datetime) -> None:
-    """End the lease of claims whose worker process is gone (its liveness key expired), so they are
-    settled now, while its attempt journal is fresh. Skipped while Redis is younger than a
-    liveness key's lifetime: after a restart, live workers have not written theirs yet."""
-    connection = state.queues.connection
-    epoch = connection.get(EPOCH_KEY)
-    if epoch is None or _redis_seconds(connection) - _number(epoch) < ALIVE_TTL:
-        return
-    session = state.db.session
-    claimed_long_enough = and_(
-        Delivery.state == DeliveryState.DELIVERING,
-        Delivery.lease_until >= now,
-        Delivery.lease_until <= now + timedelta(seconds=state.settings.claim_lease - ALIVE_TTL),
-    )
-    tokens = session.scalars(select(Delivery.claim_token).where(claimed_long_enough).distinct()).all()
-    lost = lost_owners(connection, {owner for token in tokens if token and (owner := claim_owner(token))})
-    if not lost:
-        session.rollback()
-        return
-    theirs = and_(claimed_long_enough, or_(*[Delivery.claim_token.startswith(owner + OWNER_MARK) for owner in lost]))
-    ids = list(session.scalars(select(Delivery.id).where(theirs).order_by(Delivery.id).limit(SWEEP_LIMIT)))
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids), theirs)
-        .values(lease_until=now - timedelta(seconds=1))
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    log.warning("Worker(s) %s are gone: taking over %d claimed delivery(ies)", ", ".join(sorted(lost)), len(ids))
-
-
-def _redis_seconds(connection: Redis) -> int:
-    """Redis's own clock, the same for every worker whatever their hosts' clocks say."""
-    return int(connection.time()[0])
-
-
-def _number(value: bytes | str) -> float:
-    """An epoch marker's time; a marker from before it held one counts as old."""
-    try:
-        return float(value)
-    except ValueError:
-        return 0.0
-
-
 def _id_chunks(session: Any, query: Select[int, datetime]) -> Iterator[list[tuple[int, datetime]]]:
     """The ``(id, time)`` rows of ``query``, ``SWEEP_LIMIT`` at a time, in id order."""
     id_column = query.selected_columns[0]
@@ -157,7 +109,7 @@ def requeue_stalled(state: AppState) -> int:
     """Settle deliveries whose claim's lease ended or whose worker is gone (from the attempt
     journal), and re-enqueue overdue ones when their queues are idle; return how many."""
     now = utcnow()
-    _end_lost_leases(state, now)
+    end_lost_leases(state, now)
     session = state.db.session
     lease_ended = and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now)
     stalled = list(session.scalars(select(Delivery.id).where(lease_ended).order_by(Delivery.id).limit(SWEEP_LIMIT)))

@@ -13,9 +13,9 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from rq.worker import Worker
 from sqlalchemy import Select, func, select
 
-from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
-from flask_async_events.replay import dead_filter
-from flask_async_events.state import AppState, DbSession
+from flask_async_events.models import DbSession, Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
+from flask_async_events.operations.replay import dead_filter
+from flask_async_events.state import AppState
 
 
 def count_rows(session: DbSession, query: Select[*tuple[Any, ...]]) -> int:

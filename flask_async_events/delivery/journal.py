@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
+from flask_async_events.models import RESPONSE_EXCERPT
 from flask_async_events.notifiers.base import NotifyResult
-from flask_async_events.notifiers.http import RESPONSE_EXCERPT
 
 log = logging.getLogger("flask_async_events")
 

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdecimal():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+from datetime import datetime, timedelta
 
 
 def next_delay(
@@ -46,3 +30,11 @@ def next_delay(
     if retry_after is not None:
         delay = max(delay, min(retry_after, retry_after_max))
     return max(0.0, delay)
+
+
+def due_at(now: datetime, delay: float) -> datetime:
+    """Whole seconds, rounded up: RQ's scheduler keeps whole seconds, and must never run early."""
+    if delay <= 0:
+        return now
+    due = now + timedelta(seconds=delay)
+    return datetime.fromtimestamp(math.ceil(due.timestamp()), tz=due.tzinfo)

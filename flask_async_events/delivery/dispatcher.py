@@ -1,10 +1,10 @@
 """A worker process's delivery engine: deliver jobs hand their sends over and return at once; the
-sends run on the :class:`~flask_async_events.sender.Sender`'s threads while the worker goes on to
+sends run on the :class:`~flask_async_events.delivery.sender.Sender`'s threads while the worker goes on to
 its next job; a recording thread writes results as they arrive, a batch at a time.
 
 So one job never waits for its slowest send, and RQ's per-job cost is paid per batch, not per
-delivery. Each send is noted in the attempt journal (:mod:`flask_async_events.journal`) as it
-starts and ends, so a worker killed mid-send loses no answer it had: maintenance, settling its
+delivery. Each send is noted in the attempt journal (:mod:`flask_async_events.delivery.journal`) as
+it starts and ends, so a worker killed mid-send loses no answer it had: maintenance, settling its
 claims, records them instead of sending again.
 """
 
@@ -18,20 +18,49 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
-from flask import Flask
+from flask import Flask, current_app
 
-from flask_async_events.journal import AttemptJournal
-from flask_async_events.notifiers.base import NotifyResult
-from flask_async_events.recording import Claimed, Outcome, record
-from flask_async_events.sender import Sender, Task
+from flask_async_events.delivery.journal import AttemptJournal
+from flask_async_events.delivery.recording import record
+from flask_async_events.delivery.sender import Sender
+from flask_async_events.delivery.types import Claimed, Outcome, SendResult, SendTask
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")
 
-SendResult = list[tuple[NotifyResult, int]]
-SendTask = Task[SendResult, list[Claimed]]
+EXTENSION_KEY = "async_events.dispatcher"
 RECORD_BATCH = 500
 SWEEP_INTERVAL = 0.1
+
+
+def dispatcher_of(state: AppState) -> Dispatcher:
+    """The current app's dispatcher in this process, made by its first deliver job (only workers
+    need one). It is kept beside the app's state, in ``app.extensions``."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    dispatcher: Dispatcher | None = app.extensions.get(EXTENSION_KEY)
+    if dispatcher is None:
+        dispatcher = app.extensions[EXTENSION_KEY] = Dispatcher(app, state)
+    return dispatcher
+
+
+def running_dispatcher(app: Flask) -> Dispatcher | None:
+    """The app's dispatcher, if this process has made one."""
+    return app.extensions.get(EXTENSION_KEY)
+
+
+def drain(app: Flask, timeout: float, *, release_waiting: bool = False) -> None:
+    """Let the sends in flight end and their results be recorded (a worker that stops)."""
+    dispatcher = running_dispatcher(app)
+    if dispatcher is not None and not dispatcher.drain(timeout, release_waiting=release_waiting):
+        log.warning("Deliveries still in flight after %.0fs; their leases will hand them to another worker", timeout)
+
+
+def shut_down(app: Flask) -> None:
+    """Stop the app's delivery threads (tests, and apps that make many app objects)."""
+    dispatcher = app.extensions.pop(EXTENSION_KEY, None)
+    if dispatcher is not None:
+        settings = dispatcher.settings
+        dispatcher.close(settings.connect_timeout + settings.timeout)
 
 
 class Dispatcher:
@@ -40,7 +69,7 @@ class Dispatcher:
     def __init__(self, app: Flask, state: AppState) -> None:
         self._app = app
         self._state = state
-        settings = state.settings
+        self.settings = settings = state.settings
         self.sender: Sender[SendResult, list[Claimed]] = Sender(
             settings.delivery_threads, settings.endpoint_concurrency, self._finished, self._expired
         )

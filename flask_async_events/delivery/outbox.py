@@ -1,7 +1,7 @@
 """The transactional outbox: a published event is a row in the publisher's own transaction, and
 it is handed to the workers only after the outermost commit.
 
-A commit hands its events' ids to the process's nudger thread (:mod:`flask_async_events.nudger`),
+A commit hands its events' ids to the process's nudger thread (:mod:`flask_async_events.delivery.nudger`),
 which enqueues a trigger job for them (or, where the database has row locks, only if no trigger
 job is waiting: that one takes them too); the publisher never waits for Redis. If Redis is down,
 or the process dies first, the rows stay untriggered and the workers' maintenance relays them
@@ -82,7 +82,7 @@ def _enqueue_after_commit(session: Session) -> None:
     state: AppState | None = current_app.extensions.get(EXTENSION_KEY)
     if state is None:
         return
-    state.nudger().nudge(ids)
+    state.nudger.nudge(ids)
 
 
 def _forget_on_rollback(session: Session, previous_transaction: SessionTransaction) -> None:

@@ -20,8 +20,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import Select, and_, delete, exists, select
 
 from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
+from flask_async_events.operations.status import count_rows
 from flask_async_events.state import AppState
-from flask_async_events.status import count_rows
 
 FINISHED = (DeliveryState.DELIVERED, DeliveryState.DEAD, DeliveryState.CANCELLED)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

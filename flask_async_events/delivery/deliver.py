@@ -6,19 +6,20 @@
 2. Prepare: what cannot be sent (a disabled subscription, a payload that does not resolve, a
    missing notifier, a secret that does not decrypt) gets its outcome at once; the rest become
    sends, one per delivery or one per batch for a notifier that takes batches.
-3. Hand over: the :class:`~flask_async_events.dispatcher.Dispatcher` sends them on its threads and
-   records each result as it arrives (:mod:`flask_async_events.recording`). The job returns as
-   soon as the sends are handed over; it waits first only while every sending thread is busy.
+3. Hand over: the :class:`~flask_async_events.delivery.dispatcher.Dispatcher` sends them on its
+   threads and records each result as it arrives (:mod:`flask_async_events.delivery.recording`). The
+   job returns as soon as the sends are handed over; it waits first only while every sending thread
+   is busy.
 
 A claim whose lease ended (its worker is gone) is not taken by a deliver job: maintenance settles
-it with :func:`take_over`, from what the lost worker wrote in its attempt journal.
+it (:mod:`flask_async_events.worker.recovery`), from what the lost worker wrote in its attempt
+journal.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import defaultdict
 from datetime import timedelta
 from functools import partial
@@ -27,34 +28,28 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import and_, select, update
 
-from flask_async_events.dispatcher import SendTask
-from flask_async_events.journal import AttemptKey, Staged, forget, recall
+from flask_async_events.delivery.attempt import attempt, attempt_batch, decrypt_secret, find_notifier, unsendable
+from flask_async_events.delivery.dispatcher import dispatcher_of
+from flask_async_events.delivery.payloads import CONTENT_TYPES, describe_error, resolve_body
+from flask_async_events.delivery.sender import Task
+from flask_async_events.delivery.types import Claimed, Outcome, SendTask
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
-from flask_async_events.notifiers.base import BatchNotifier, Message, Notifier, NotifyResult, Recipient
-from flask_async_events.payloads import CONTENT_TYPES, describe_error, resolve_body
-from flask_async_events.recording import Claimed, Outcome, record
-from flask_async_events.sender import Task
+from flask_async_events.notifiers.base import BatchNotifier, Message, NotifyResult, Recipient
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")
 
 CANCELLED_REASON = "Cancelled: the subscription is disabled"
-INTERRUPTED = NotifyResult(
-    False,
-    retryable=True,
-    response_data="The worker was lost during this attempt; whether the recipient got it is unknown",
-    error_class="Interrupted",
-)
 CLOCK_SLACK = timedelta(seconds=1)
 
 
 def deliver(state: AppState, delivery_ids: list[int]) -> int:
     """Claim the due deliveries among ``delivery_ids`` (and others, up to a batch) and start
     sending them; return how many were claimed."""
-    dispatcher = state.dispatcher()
+    dispatcher = dispatcher_of(state)
     dispatcher.sender.wait_for_room(state.settings.send_budget)
     token = dispatcher.journal.claim_token()
-    items = _claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
+    items = claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
     if not items:
         return 0
     outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
@@ -62,39 +57,7 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
     return len(items)
 
 
-def take_over(state: AppState, delivery_ids: list[int]) -> int:
-    """Settle claims whose lease has ended (their worker is gone): record what the attempt journal
-    says their attempts did, and hand back the rest, due now. Return how many were settled."""
-    settled = 0
-    for start in range(0, len(delivery_ids), state.settings.batch_size):
-        chunk = delivery_ids[start : start + state.settings.batch_size]
-        claimed = _claim(state, chunk, uuid.uuid4().hex, skip=set(), expired=True)
-        attempts = [item.attempt_key for item in claimed]
-        recovered, unstarted = _recover(recall(state.queues.connection, attempts), claimed)
-        record(state, recovered, unstarted)
-        forget(state.queues.connection, [outcome.item.attempt_key for outcome in recovered])
-        settled += len(claimed)
-    return settled
-
-
-def _recover(staged: dict[AttemptKey, Staged], claimed: list[Claimed]) -> tuple[list[Outcome], list[Claimed]]:
-    """Split off the deliveries a lost worker already attempted: the outcome it journaled
-    (``staged``) is recorded instead of sending again; an attempt it never finished is logged as
-    interrupted."""
-    recovered: list[Outcome] = []
-    to_send: list[Claimed] = []
-    for item in claimed:
-        entry = staged.get(item.attempt_key)
-        if entry is None:
-            to_send.append(item)
-        elif entry.result is None:
-            recovered.append(Outcome(item, INTERRUPTED, interrupted=True))
-        else:
-            recovered.append(Outcome(item, entry.result, entry.duration_ms))
-    return recovered, to_send
-
-
-def _claim(
+def claim(
     state: AppState, delivery_ids: list[int], token: str, *, skip: set[int], expired: bool = False
 ) -> list[Claimed]:
     """Claim the job's deliveries that are due, and other due ones up to a full batch, except for
@@ -179,7 +142,7 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
     sends: list[SendTask] = []
     batches: dict[str, list[tuple[Claimed, Recipient, Message]]] = defaultdict(list)
     resolved: dict[int, str | Exception] = {}
-    secrets: dict[int, str | Exception] = {}
+    secrets: dict[int, str | NotifyResult] = {}
     content_type = CONTENT_TYPES[state.settings.payload_format]
     for item in items:
         if not item.enabled:
@@ -187,19 +150,18 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
             continue
         body = item.body if item.body is not None else _resolve_once(state, item, resolved)
         if isinstance(body, Exception):
-            outcomes.append(_unsendable(item, describe_error(body), "ResolveError"))
+            outcomes.append(Outcome(item, unsendable(describe_error(body), "ResolveError")))
             continue
         item.body = body
-        notifier = state.notifier(item.notifier)
-        if notifier is None:
-            reason = f"No notifier named {item.notifier!r} is registered on this worker"
-            outcomes.append(_unsendable(item, reason, "UnknownNotifier"))
+        notifier = find_notifier(state, item.notifier)
+        if isinstance(notifier, NotifyResult):
+            outcomes.append(Outcome(item, notifier))
             continue
         secret = secrets.get(item.subscription_id)
         if secret is None:
-            secret = secrets[item.subscription_id] = _decrypt(state, item.verification_token)
-        if isinstance(secret, Exception):
-            outcomes.append(_unsendable(item, str(secret), "SecretError"))
+            secret = secrets[item.subscription_id] = decrypt_secret(state, item.verification_token)
+        if isinstance(secret, NotifyResult):
+            outcomes.append(Outcome(item, secret))
             continue
         recipient = Recipient(
             item.subscription_id, item.pattern, item.recipient_url, secret, item.notifier, item.store_id
@@ -211,14 +173,14 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
             batches[item.notifier.lower()].append((item, recipient, message))
             continue
         endpoint = urlsplit(item.recipient_url).netloc or item.recipient_url
-        sends.append(Task(endpoint, partial(_attempt, notifier, recipient, message), deadline, [item]))
+        sends.append(Task(endpoint, partial(attempt, notifier, recipient, message), deadline, [item]))
     for name, entries in batches.items():
         batch_notifier = state.notifier(name)
         assert isinstance(batch_notifier, BatchNotifier)
         size = max(1, batch_notifier.max_batch)
         for start in range(0, len(entries), size):
             chunk = entries[start : start + size]
-            run = partial(_attempt_batch, batch_notifier, [(r, m) for _, r, m in chunk])
+            run = partial(attempt_batch, batch_notifier, [(r, m) for _, r, m in chunk])
             sends.append(Task(name, run, deadline, [item for item, _, _ in chunk]))
     _store_bodies(state, {event_id: body for event_id, body in resolved.items() if isinstance(body, str)})
     return outcomes, sends
@@ -245,45 +207,3 @@ def _resolve_once(state: AppState, item: Claimed, resolved: dict[int, str | Exce
             resolved[item.event_id] = exc
         state.db.session.rollback()
     return resolved[item.event_id]
-
-
-def _decrypt(state: AppState, token: str) -> str | Exception:
-    try:
-        return state.box.decrypt(token)
-    except ValueError as exc:
-        return exc
-
-
-def _unsendable(item: Claimed, reason: str, error_class: str) -> Outcome:
-    """An attempt that failed before anything was sent; retried, since an operator can fix it."""
-    return Outcome(item, NotifyResult(False, retryable=True, response_data=reason, error_class=error_class))
-
-
-def _attempt(notifier: Notifier, recipient: Recipient, message: Message) -> list[tuple[NotifyResult, int]]:
-    """One notifier call, timed; an exception becomes a retryable failure, never a lost batch."""
-    started = time.perf_counter()
-    try:
-        result = notifier.notify(recipient, message)
-    except Exception as exc:  # a notifier is pluggable code
-        result = _crashed(exc)
-    return [(result, round((time.perf_counter() - started) * 1000))]
-
-
-def _attempt_batch(notifier: BatchNotifier, batch: list[tuple[Recipient, Message]]) -> list[tuple[NotifyResult, int]]:
-    """One batch call, timed; each message gets a result even if the notifier misbehaves."""
-    started = time.perf_counter()
-    try:
-        results = list(notifier.notify_batch(batch))
-    except Exception as exc:  # a notifier is pluggable code
-        results = [_crashed(exc)] * len(batch)
-    if len(results) != len(batch):
-        missing = NotifyResult(False, retryable=True, response_data="The notifier returned no result for this message")
-        results = (results + [missing] * len(batch))[: len(batch)]
-    duration_ms = round((time.perf_counter() - started) * 1000)
-    return [(result, duration_ms) for result in results]
-
-
-def _crashed(exc: Exception) -> NotifyResult:
-    return NotifyResult(
-        False, retryable=True, response_data=f"{type(exc).__name__}: {exc}", error_class=type(exc).__name__
-    )

@@ -5,7 +5,7 @@ per (event, subscription), so running it twice creates nothing twice.
 
 Where the database has row locks, a trigger job takes up to a batch of all untriggered events, not
 only its own, and a commit enqueues a job only if none is waiting (see
-:meth:`~flask_async_events.queues.Queues.request_trigger`): under load, events coalesce into
+:meth:`~flask_async_events.delivery.queues.Queues.request_trigger`): under load, events coalesce into
 batches and RQ's per-job cost is paid per batch; when idle, each event still gets a job at once.
 """
 
@@ -19,12 +19,12 @@ from typing import Any, cast
 from redis.exceptions import RedisError
 from sqlalchemy import Table, and_, bindparam, or_, select
 
-from flask_async_events.auth import owner_resources
 from flask_async_events.definitions import receives
-from flask_async_events.deliver import deliver
-from flask_async_events.dialects import has_row_locks, insert_ignoring_duplicates
+from flask_async_events.delivery.deliver import deliver
+from flask_async_events.delivery.dialects import has_row_locks, insert_ignoring_duplicates
+from flask_async_events.delivery.payloads import describe_error, resolve_body
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
-from flask_async_events.payloads import describe_error, resolve_body
+from flask_async_events.owners import owner_resources
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")

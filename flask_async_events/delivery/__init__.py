@@ -1,0 +1,28 @@
+"""One event's path, from ``publish()`` to the log row of each attempt. Read it in this order:
+
+::
+
+    host request ── publish() ──► outbox.py      an async_event row in the host's own transaction
+                                     │ after the outermost commit
+                                     ▼
+                                  nudger.py      a thread enqueues a trigger job (queues.py)
+                                     ▼
+    RQ event.trigger ──────────► fanout.py       resolve each payload once (payloads.py), match
+                                     │           subscriptions, insert one delivery row each
+                                     ▼
+    RQ event.delivery ─────────► deliver.py      claim due rows (a lease), check what can be sent
+                                     │           (attempt.py), hand the sends over
+                                     ▼
+                                  dispatcher.py  a worker's threads: sender.py sends (per-endpoint
+                                     │           cap), journal.py notes each attempt in Redis
+                                     ▼
+                                  recording.py   a batch of results per transaction: a log row per
+                                     │           attempt, the state verdicts.py decides (delivered,
+                                     │           retrying at a time from retry.py, dead, cancelled)
+                                     ▼ retrying: RQ's scheduler starts the deliver job when due
+
+``types.py`` holds the values that pass between these stages; ``subscription_status.py`` the
+enabling and disabling that delivery does itself (a 410, an endpoint failing too long);
+``dialects.py`` the few statements that differ between databases. Modules here import nothing
+from a later stage, nor from the operator tools, the web surfaces or one particular notifier.
+"""

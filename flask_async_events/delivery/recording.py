@@ -1,0 +1,181 @@
+"""Recording what happened to claimed deliveries, in one transaction per batch of results: a log row
+per attempt, and per delivery the state its verdict (:mod:`~flask_async_events.delivery.verdicts`)
+names, or handed back untouched if it was never started. Only the holder of a claim's token may
+write its outcome (a fence against a second worker after a lease ran out). Endpoint health is
+updated here too, and a subscription whose endpoint is gone or stale is disabled in the same
+transaction. Retries are scheduled in RQ only after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from flask import current_app
+from redis.exceptions import RedisError
+from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, insert, null, select
+
+from flask_async_events import signals
+from flask_async_events.delivery.subscription_status import disable_subscriptions
+from flask_async_events.delivery.types import Claimed, Outcome
+from flask_async_events.delivery.verdicts import Health, Notice, Verdict, hand_back, judge, log_row
+from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Subscription, UTCDateTime, utcnow
+from flask_async_events.state import AppState
+
+log = logging.getLogger("flask_async_events")
+
+GONE_REASON = "The recipient answered 410 Gone"
+
+
+_DELIVERY = cast(Table, Delivery.__table__)
+_UPDATE_DELIVERY = (
+    _DELIVERY.update()
+    .where(_DELIVERY.c.id == bindparam("b_id"), _DELIVERY.c.claim_token == bindparam("b_token"))
+    .values(
+        state=bindparam("b_state"),
+        next_attempt_at=bindparam("b_next"),
+        attempt_count=_DELIVERY.c.attempt_count + bindparam("b_inc"),
+        round_attempts=bindparam("b_round"),
+        claim_token=None,
+        lease_until=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+_SUBSCRIBER = cast(Table, Subscription.__table__)
+# One row per endpoint, in id order: recording threads of several workers lock the same rows in
+# the same order, so they never deadlock.
+_NOW = bindparam("b_now", type_=UTCDateTime())
+_SUCCEEDED = bindparam("b_ok", type_=Boolean())
+_HEALTH = (
+    _SUBSCRIBER.update()
+    .where(_SUBSCRIBER.c.subscription_id == bindparam("b_sid"))
+    .values(
+        consecutive_failures=case(
+            (_SUCCEEDED, 0), else_=_SUBSCRIBER.c.consecutive_failures + bindparam("b_n", type_=Integer())
+        ),
+        failing_since=case((_SUCCEEDED, null()), else_=func.coalesce(_SUBSCRIBER.c.failing_since, _NOW)),
+        last_success_at=case((_SUCCEEDED, _NOW), else_=_SUBSCRIBER.c.last_success_at),
+    )
+)
+
+
+def record(state: AppState, outcomes: list[Outcome], released: list[Claimed]) -> None:
+    """Write ``outcomes`` and hand back ``released`` (never started), then tell RQ and signal."""
+    session = state.db.session
+    now = utcnow()
+    judged = [(outcome.item, judge(outcome, now, state.settings)) for outcome in outcomes]
+    judged += [(item, hand_back(item, now)) for item in released]
+    if outcomes:
+        session.execute(insert(DeliveryAttempt), [log_row(outcome, now) for outcome in outcomes])
+    if judged:
+        session.execute(_UPDATE_DELIVERY, [_delivery_row(item, verdict, now) for item, verdict in judged])
+    succeeded = {item.subscription_id for item, verdict in judged if verdict.health is Health.SUCCEEDED}
+    failures = Counter(item.subscription_id for item, verdict in judged if verdict.health is Health.FAILED)
+    gone = {item.subscription_id for item, verdict in judged if verdict.gone}
+    stale = _record_health(state, now, succeeded, failures)
+    reasons = {subscription_id: _stale_reason(state.settings.disable_after) for subscription_id in stale - gone}
+    reasons.update(dict.fromkeys(gone, GONE_REASON))
+    notices = [notice for _, verdict in judged for notice in verdict.notices]
+    _disable(state, reasons, now, notices)
+    session.commit()
+
+    retries: dict[datetime, list[int]] = defaultdict(list)
+    for item, verdict in judged:
+        if verdict.state == DeliveryState.RETRYING and verdict.attempted:
+            retries[verdict.next_attempt_at].append(item.id)
+    dead = [(item.id, item.uuid, verdict.dead_reason) for item, verdict in judged if verdict.dead_reason is not None]
+    _after_commit(state, now, retries, dead, [item.id for item in released])
+    _send_signals(notices)
+
+
+def _delivery_row(item: Claimed, verdict: Verdict, now: datetime) -> dict[str, Any]:
+    """The parameters of :data:`_UPDATE_DELIVERY` for one verdict (fenced by the claim's token)."""
+    return {
+        "b_id": item.id,
+        "b_token": item.claim_token,
+        "b_now": now,
+        "b_state": verdict.state,
+        "b_next": verdict.next_attempt_at,
+        "b_inc": 1 if verdict.attempted else 0,
+        "b_round": verdict.round_attempts,
+    }
+
+
+def _disable(state: AppState, reasons: dict[int, str], now: datetime, notices: list[Notice]) -> None:
+    """Disable subscriptions (their open deliveries are cancelled), a log line per reason and a
+    ``subscription_disabled`` signal each, sent after the commit."""
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for subscription_id, reason in reasons.items():
+        by_reason[reason].append(subscription_id)
+    for reason, subscription_ids in by_reason.items():
+        disable_subscriptions(state.db.session, subscription_ids, reason, now=now)
+        log.warning("Disabled subscription(s) %s: %s", ", ".join(map(str, sorted(subscription_ids))), reason)
+    notices.extend(
+        (signals.subscription_disabled, {"subscription_id": subscription_id, "reason": reason})
+        for subscription_id, reason in reasons.items()
+    )
+
+
+def _send_signals(notices: list[Notice]) -> None:
+    """Signal what was recorded. A receiver that fails is logged: it must not undo the record."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    for signal, payload in notices:
+        if not signal.receivers:
+            continue
+        try:
+            signal.send(app, **payload)
+        except Exception:  # a receiver is the host's code
+            log.exception("A receiver of %s failed", signal.name)
+
+
+def _record_health(state: AppState, now: datetime, succeeded: set[int], failures: Counter[int]) -> set[int]:
+    """Track each endpoint's health: a success resets it, failures count up from the first.
+    Return the enabled subscriptions that have now failed, without a success, for longer than
+    ``ASYNC_EVENTS_DISABLE_AFTER`` (0: never)."""
+    session = state.db.session
+    touched = sorted({*succeeded, *failures})
+    if not touched:
+        return set()
+    session.execute(
+        _HEALTH,
+        [{"b_sid": sid, "b_ok": sid in succeeded, "b_n": failures.get(sid, 0), "b_now": now} for sid in touched],
+    )
+    failing = [sid for sid in touched if sid not in succeeded]
+    if not failing:
+        return set()
+    window = state.settings.disable_after
+    if not window:
+        return set()
+    return set(
+        session.scalars(
+            select(Subscription.subscription_id).where(
+                Subscription.subscription_id.in_(failing),
+                Subscription.status.is_(True),
+                Subscription.failing_since <= now - timedelta(seconds=window),
+            )
+        )
+    )
+
+
+def _stale_reason(window: float) -> str:
+    days, hours = window / 86400, window / 3600
+    span = f"{days:g} days" if days >= 1 else f"{hours:g} hours" if hours >= 1 else f"{window:g} seconds"
+    return f"No successful delivery for {span}"
+
+
+def _after_commit(
+    state: AppState,
+    now: datetime,
+    retries: dict[datetime, list[int]],
+    dead: list[tuple[int, str, str]],
+    released: list[int],
+) -> None:
+    """Tell RQ what the database now says. If Redis fails here, maintenance catches up from the rows."""
+    try:
+        state.queues.schedule_deliveries(retries, now)
+        state.queues.record_dead_letters(dead)
+        state.queues.enqueue_deliveries(released)
+    except RedisError as exc:
+        log.warning("Could not schedule follow-up jobs (%s); maintenance will re-enqueue them", exc)

@@ -1,0 +1,62 @@
+"""The values that pass between the stages of a delivery, defined before any stage that uses them.
+
+A deliver job *claims* rows (:class:`Claimed`) and hands them to the senders as :data:`SendTask`;
+each send ends in an :class:`Outcome` per delivery, which recording writes. :data:`AttemptKey`
+names one attempt in the attempt journal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask_async_events.delivery.sender import Task
+from flask_async_events.notifiers.base import NotifyResult
+
+AttemptKey = tuple[int, int]  # (delivery id, attempt number)
+SendResult = list[tuple[NotifyResult, int]]  # per message of one send: its result and duration in ms
+
+
+@dataclass
+class Claimed:
+    """A claimed delivery with what sending it needs, read before the claim's commit. ``id`` is the
+    delivery's row id, ``uuid`` its ``webhook-id``."""
+
+    id: int
+    uuid: str
+    claim_token: str
+    attempt_count: int
+    round_attempts: int
+    event_id: int
+    event_uuid: str
+    event_name: str
+    body: str | None
+    created_at: datetime
+    subscription_id: int
+    pattern: str
+    recipient_url: str
+    verification_token: str  # encrypted, as stored
+    notifier: str
+    store_id: int
+    enabled: bool
+
+    @property
+    def attempt_key(self) -> AttemptKey:
+        """This claim's attempt: the delivery and the attempt's number (its journal key)."""
+        return self.id, self.attempt_count + 1
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended (or that the delivery was cancelled without one). An ``interrupted``
+    attempt was cut short by a lost worker: it counts as an attempt, not against the endpoint."""
+
+    item: Claimed
+    result: NotifyResult
+    duration_ms: int | None = None
+    cancelled: bool = False
+    interrupted: bool = False
+
+
+# One send on a sending thread: one delivery, or a batch for a notifier that takes batches.
+SendTask = Task[SendResult, list[Claimed]]

@@ -1,0 +1,104 @@
+"""What an attempt's outcome means for its delivery: a pure decision, no I/O.
+
+:func:`judge` turns one :class:`~flask_async_events.delivery.types.Outcome` into a
+:class:`Verdict`: the delivery's next state (delivered, retrying at a time, dead, cancelled), what
+the attempt does to its endpoint's health, and the signals to send once it is recorded.
+:func:`hand_back` is the verdict for a claim that was never started. Recording writes verdicts;
+it decides nothing itself.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from flask_async_events import signals
+from flask_async_events.config import Settings
+from flask_async_events.delivery.retry import due_at, next_delay
+from flask_async_events.delivery.types import Claimed, Outcome
+from flask_async_events.models import RESPONSE_EXCERPT, DeliveryState
+
+Notice = tuple[Any, dict[str, Any]]  # a signal and what to send it with, after the commit
+DEAD_REASON_LENGTH = 500
+
+
+class Health(Enum):
+    """What an attempt says about its endpoint."""
+
+    SUCCEEDED = "succeeded"  # resets its failure count
+    FAILED = "failed"  # counts toward auto-disable
+    UNCHANGED = "unchanged"  # cancelled, never started, or cut short by a lost worker
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A delivery's next state after one outcome. ``attempted``: the attempt counts in
+    ``attempt_count``; ``dead_reason`` is set for a dead delivery; ``gone``: the recipient asked to
+    be unsubscribed (410)."""
+
+    state: str
+    next_attempt_at: datetime
+    attempted: bool
+    round_attempts: int
+    health: Health = Health.UNCHANGED
+    dead_reason: str | None = None
+    gone: bool = False
+    notices: tuple[Notice, ...] = ()
+
+
+def judge(outcome: Outcome, now: datetime, settings: Settings, rng: random.Random | None = None) -> Verdict:
+    """The verdict on one outcome, under the retry schedule of ``settings``."""
+    item, result = outcome.item, outcome.result
+    if outcome.cancelled:
+        return Verdict(DeliveryState.CANCELLED, now, attempted=False, round_attempts=item.round_attempts)
+    attempts_this_round = item.round_attempts + 1
+    about = {"delivery_uuid": item.uuid, "event_name": item.event_name, "subscription_id": item.subscription_id}
+    if result.success:
+        succeeded = (signals.delivery_succeeded, {**about, "status_code": result.status_code})
+        return Verdict(DeliveryState.DELIVERED, now, True, attempts_this_round, Health.SUCCEEDED, notices=(succeeded,))
+    health = Health.UNCHANGED if outcome.interrupted else Health.FAILED
+    delay = None
+    if result.retryable and not result.gone:
+        delay = next_delay(
+            settings.retry_schedule,
+            attempts_this_round,
+            jitter=settings.retry_jitter,
+            retry_after=result.retry_after,
+            retry_after_max=settings.retry_after_max,
+            rng=rng,
+        )
+    failed = (signals.delivery_failed, {**about, "status_code": result.status_code, "will_retry": delay is not None})
+    if delay is not None:
+        return Verdict(DeliveryState.RETRYING, due_at(now, delay), True, attempts_this_round, health, notices=(failed,))
+    reason = result.response_data[:DEAD_REASON_LENGTH] or (result.error_class or "failed")
+    dead = (signals.delivery_dead_lettered, {**about, "reason": reason})
+    return Verdict(
+        DeliveryState.DEAD, now, True, attempts_this_round, health, reason, result.gone, notices=(failed, dead)
+    )
+
+
+def hand_back(item: Claimed, now: datetime) -> Verdict:
+    """A claim never started: back to where it was, due now, nothing counted."""
+    state = DeliveryState.RETRYING if item.round_attempts else DeliveryState.PENDING
+    return Verdict(state, now, attempted=False, round_attempts=item.round_attempts)
+
+
+def log_row(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """The attempt log row of one outcome (a cancellation is logged too, as ``Cancelled``)."""
+    item, result = outcome.item, outcome.result
+    return {
+        "uuid": item.uuid,
+        "subscription_id": item.subscription_id,
+        "delivery_id": item.id,
+        "attempt": item.attempt_count + (0 if outcome.cancelled else 1),
+        "success": result.success,
+        "status_code": result.status_code,
+        "duration_ms": outcome.duration_ms,
+        "error_class": "Cancelled" if outcome.cancelled else result.error_class,
+        "response_data": result.response_data[:RESPONSE_EXCERPT],
+        "created": now,
+        "serialized_data": None if outcome.cancelled else item.body,
+    }

@@ -1,0 +1,49 @@
+"""A test event sent to a subscription's endpoint now, through the same checks and the same guarded
+notifier call as every delivery attempt (:mod:`flask_async_events.delivery.attempt`). Nothing is
+written: a ping is not a delivery and leaves no log row."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from flask_async_events.delivery.attempt import attempt, sendable
+from flask_async_events.delivery.payloads import CONTENT_TYPES, render_body
+from flask_async_events.models import Event, Subscription, utcnow
+from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
+from flask_async_events.state import AppState
+
+PING_EVENT = "async_events.ping"
+
+
+@dataclass(frozen=True)
+class PingAnswer:
+    """What the endpoint answered; ``sent`` is False when the checks refused to send at all (the
+    result then says why: no such notifier here, a secret that does not decrypt)."""
+
+    result: NotifyResult
+    duration_ms: int
+    sent: bool
+
+
+def ping(state: AppState, subscription: Subscription) -> PingAnswer:
+    """Send a signed ``async_events.ping`` event to ``subscription`` and wait for the answer."""
+    checked = sendable(state, subscription.notifier, subscription.verification_token)
+    if isinstance(checked, NotifyResult):
+        return PingAnswer(checked, 0, sent=False)
+    now = utcnow()
+    event = Event(uuid=str(uuid.uuid4()), event_name=PING_EVENT, store_id=subscription.store_id, created_at=now)
+    payload_format = state.settings.payload_format
+    body = render_body({"ping": True, "subscription_id": subscription.subscription_id}, event, payload_format)
+    message = Message(str(uuid.uuid4()), event.uuid, PING_EVENT, body, CONTENT_TYPES[payload_format], now, 1)
+    recipient = Recipient(
+        subscription.subscription_id,
+        subscription.event_name,
+        subscription.recipient_url,
+        checked.secret,
+        subscription.notifier,
+        subscription.store_id,
+    )
+    state.db.session.rollback()  # nothing to write; do not hold a transaction while sending
+    [(result, duration_ms)] = attempt(checked.notifier, recipient, message)
+    return PingAnswer(result, duration_ms, sent=True)

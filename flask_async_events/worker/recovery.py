@@ -1,0 +1,103 @@
+"""Recovering the claims of a worker that is gone, from what it wrote in its attempt journal.
+
+A claim's worker is gone when its liveness key has expired (seconds after a kill) or, failing that,
+when the claim's lease has ended. Maintenance ends the leases of lost workers at once
+(:func:`end_lost_leases`), then settles every claim whose lease ended (:func:`take_over`): an
+answer the lost worker journaled is recorded as it was, not sent again; an attempt it started
+but never finished is logged as interrupted and retried on the schedule; the rest is handed back,
+due now. A claim of a live worker is never taken: not while Redis is too young for live workers to
+have written their liveness keys, never for tokens that name no worker, never for claims younger
+than a liveness key's lifetime.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+
+from flask_async_events.delivery.deliver import claim
+from flask_async_events.delivery.journal import ALIVE_TTL, OWNER_MARK, Staged, claim_owner, forget, lost_owners, recall
+from flask_async_events.delivery.recording import record
+from flask_async_events.delivery.types import AttemptKey, Claimed, Outcome
+from flask_async_events.models import Delivery, DeliveryState
+from flask_async_events.notifiers.base import NotifyResult
+from flask_async_events.state import AppState
+from flask_async_events.worker.epoch import epoch_age
+
+log = logging.getLogger("flask_async_events")
+
+SWEEP_LIMIT = 5000
+INTERRUPTED = NotifyResult(
+    False,
+    retryable=True,
+    response_data="The worker was lost during this attempt; whether the recipient got it is unknown",
+    error_class="Interrupted",
+)
+
+
+def take_over(state: AppState, delivery_ids: list[int]) -> int:
+    """Settle claims whose lease has ended (their worker is gone): record what the attempt journal
+    says their attempts did, and hand back the rest, due now. Return how many were settled."""
+    settled = 0
+    for start in range(0, len(delivery_ids), state.settings.batch_size):
+        chunk = delivery_ids[start : start + state.settings.batch_size]
+        claimed = claim(state, chunk, uuid.uuid4().hex, skip=set(), expired=True)
+        attempts = [item.attempt_key for item in claimed]
+        recovered, unstarted = recovered_outcomes(recall(state.queues.connection, attempts), claimed)
+        record(state, recovered, unstarted)
+        forget(state.queues.connection, [outcome.item.attempt_key for outcome in recovered])
+        settled += len(claimed)
+    return settled
+
+
+def recovered_outcomes(
+    journaled: dict[AttemptKey, Staged], claimed: list[Claimed]
+) -> tuple[list[Outcome], list[Claimed]]:
+    """Split off the deliveries a lost worker already attempted: the outcome it journaled is
+    recorded instead of sending again; an attempt it never finished is logged as interrupted. The
+    rest were never started."""
+    recovered: list[Outcome] = []
+    unstarted: list[Claimed] = []
+    for item in claimed:
+        entry = journaled.get(item.attempt_key)
+        if entry is None:
+            unstarted.append(item)
+        elif entry.result is None:
+            recovered.append(Outcome(item, INTERRUPTED, interrupted=True))
+        else:
+            recovered.append(Outcome(item, entry.result, entry.duration_ms))
+    return recovered, unstarted
+
+
+def end_lost_leases(state: AppState, now: datetime) -> None:
+    """End the lease of claims whose worker process is gone (its liveness key expired), so they are
+    settled now, while its attempt journal is fresh. Skipped while Redis is younger than a
+    liveness key's lifetime: after a restart, live workers have not written theirs yet."""
+    connection = state.queues.connection
+    age = epoch_age(connection)
+    if age is None or age < ALIVE_TTL:
+        return
+    session = state.db.session
+    claimed_long_enough = and_(
+        Delivery.state == DeliveryState.DELIVERING,
+        Delivery.lease_until >= now,
+        Delivery.lease_until <= now + timedelta(seconds=state.settings.claim_lease - ALIVE_TTL),
+    )
+    tokens = session.scalars(select(Delivery.claim_token).where(claimed_long_enough).distinct()).all()
+    lost = lost_owners(connection, {owner for token in tokens if token and (owner := claim_owner(token))})
+    if not lost:
+        session.rollback()
+        return
+    theirs = and_(claimed_long_enough, or_(*[Delivery.claim_token.startswith(owner + OWNER_MARK) for owner in lost]))
+    ids = list(session.scalars(select(Delivery.id).where(theirs).order_by(Delivery.id).limit(SWEEP_LIMIT)))
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), theirs)
+        .values(lease_until=now - timedelta(seconds=1))
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    log.warning("Worker(s) %s are gone: taking over %d claimed delivery(ies)", ", ".join(sorted(lost)), len(ids))
