@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test lint typecheck test-sqlite test-postgresql test-mysql bench chaos clean
+.PHONY: install browser demo test lint typecheck architecture test-sqlite test-postgresql test-mysql bench chaos clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m demo_app.run
 
-## ruff, mypy, then the suite on SQLite, PostgreSQL and MySQL/MariaDB (a server that is not
+## ruff, mypy, the import contracts, then the suite on SQLite, PostgreSQL and MySQL/MariaDB (a server that is not
 ## reachable is skipped with a notice, except when CI=true). The tests start their own redis-server.
-test: $(STAMP) browser lint typecheck test-sqlite test-postgresql test-mysql
+test: $(STAMP) browser lint typecheck architecture test-sqlite test-postgresql test-mysql
 
 ## Debian's Chromium for the admin pages' browser tests (skipped without it, except when CI=true).
 browser:
@@ -33,6 +33,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy flask_async_events demo_app bench tests
+
+## The import contracts of setup.cfg: data flows down, notifiers stand alone, no import circle.
+architecture: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 test-sqlite: $(STAMP)
 	FAE_TEST_DB=sqlite $(BIN)/python -m pytest

@@ -1,7 +1,8 @@
 """flask-async-events: reliable, signed, asynchronous events (outbound webhooks) for Flask.
 
 The names below load on first use, so a receiver can import ``flask_async_events.signing`` to
-verify signatures without importing Flask, SQLAlchemy or RQ.
+verify signatures without importing Flask, SQLAlchemy or RQ. Every error the package raises on
+purpose is an :class:`AsyncEventsError` (the tree is drawn in :mod:`flask_async_events.errors`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,21 @@ from flask_async_events.version import __version__
 
 if TYPE_CHECKING:
     from flask_async_events.auth import Principal
+    from flask_async_events.errors import (
+        AsyncEventsError,
+        AuthError,
+        ConfigError,
+        ForbiddenAddress,
+        InvalidSignature,
+        InvalidSubscription,
+        NotAllowed,
+        NotSetUp,
+        QueryError,
+        ReplayError,
+    )
     from flask_async_events.extension import AsyncEvents
     from flask_async_events.notifiers.base import Message, Notifier, NotifyResult, Recipient
+    from flask_async_events.notifiers.memory import MemoryNotifier
     from flask_async_events.signals import (
         delivery_dead_lettered,
         delivery_failed,
@@ -25,6 +39,17 @@ if TYPE_CHECKING:
 
 _SOURCES = {
     "AsyncEvents": "flask_async_events.extension",
+    "AsyncEventsError": "flask_async_events.errors",
+    "AuthError": "flask_async_events.errors",
+    "ConfigError": "flask_async_events.errors",
+    "ForbiddenAddress": "flask_async_events.errors",
+    "InvalidSignature": "flask_async_events.errors",
+    "InvalidSubscription": "flask_async_events.errors",
+    "NotAllowed": "flask_async_events.errors",
+    "NotSetUp": "flask_async_events.errors",
+    "QueryError": "flask_async_events.errors",
+    "ReplayError": "flask_async_events.errors",
+    "MemoryNotifier": "flask_async_events.notifiers.memory",
     "Principal": "flask_async_events.auth",
     "Message": "flask_async_events.notifiers.base",
     "Notifier": "flask_async_events.notifiers.base",
@@ -39,11 +64,22 @@ _SOURCES = {
 
 __all__ = [
     "AsyncEvents",
+    "AsyncEventsError",
+    "AuthError",
+    "ConfigError",
+    "ForbiddenAddress",
+    "InvalidSignature",
+    "InvalidSubscription",
+    "MemoryNotifier",
     "Message",
+    "NotAllowed",
+    "NotSetUp",
     "Notifier",
     "NotifyResult",
     "Principal",
+    "QueryError",
     "Recipient",
+    "ReplayError",
     "__version__",
     "delivery_dead_lettered",
     "delivery_failed",

@@ -6,12 +6,15 @@ import json
 from typing import Any
 
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from flask_async_events.auth import create_token
 from flask_async_events.models import Delivery, DeliveryAttempt, Event
 from tests.appfactory import Order, db, events
 
 SEED_TOKEN = "fD03@NpYbXYg"
+PREFIX = "/rest/V1"  # the REST API's default mount point
 
 
 def subscribe(
@@ -69,3 +72,17 @@ def count_events(app: Flask) -> int:
 
 def body_json(body: bytes) -> Any:
     return json.loads(body.decode())
+
+
+def token(app: Flask, name: str, *resources: str, admin: bool = False) -> dict[str, str]:
+    """The Authorization header of a new API token."""
+    with app.app_context():
+        secret = create_token(db.session, name, resources=resources, admin=admin)
+        db.session.commit()
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def create(client: FlaskClient, headers: dict[str, str], **fields: Any) -> Any:
+    """POST a subscription to the REST API (sales.order.created over http unless told otherwise)."""
+    body = {"asyncEvent": {"event_name": "sales.order.created", "metadata": "http", **fields}}
+    return client.post(f"{PREFIX}/async_event", json=body, headers=headers)

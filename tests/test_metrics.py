@@ -7,8 +7,7 @@ from collections.abc import Callable
 from flask import Flask
 
 from tests.conftest import AppEnv, Receiver, WorkerProcess, wait_for
-from tests.helpers import attempts, place_order, states, subscribe
-from tests.test_api import token
+from tests.helpers import attempts, place_order, states, subscribe, token
 
 METRICS = "/async-events/metrics"
 

@@ -42,7 +42,7 @@ def test_internal_addresses_are_refused_at_subscribe_time(strict: Flask, url: st
 
 
 def test_the_api_names_the_field_and_the_reason(strict: Flask) -> None:
-    from tests.test_api import PREFIX, create, token
+    from tests.helpers import PREFIX, create, token
 
     response = create(strict.test_client(), token(strict, "t", "sales"), recipient_url="http://169.254.169.254/x")
     assert response.status_code == 400

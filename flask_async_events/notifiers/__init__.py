@@ -1,7 +1,19 @@
-"""Notifiers: the protocol, the result type and the built-in HTTP and EventBridge notifiers."""
+"""Notifiers: the protocol, the result type, the built-in HTTP and EventBridge notifiers, and the
+recording :class:`MemoryNotifier` for tests."""
 
 from flask_async_events.notifiers.base import BatchNotifier, Message, Notifier, NotifyResult, Recipient
 from flask_async_events.notifiers.eventbridge import EventBridgeNotifier
 from flask_async_events.notifiers.http import HttpNotifier
+from flask_async_events.notifiers.memory import MemoryNotifier, Sent
 
-__all__ = ["BatchNotifier", "EventBridgeNotifier", "HttpNotifier", "Message", "Notifier", "NotifyResult", "Recipient"]
+__all__ = [
+    "BatchNotifier",
+    "EventBridgeNotifier",
+    "HttpNotifier",
+    "MemoryNotifier",
+    "Message",
+    "Notifier",
+    "NotifyResult",
+    "Recipient",
+    "Sent",
+]

@@ -11,10 +11,12 @@ notifier, or a class or function that takes the Flask app and returns one (so it
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from flask_async_events.notifiers.base import Notifier
+
+if TYPE_CHECKING:  # the app is only passed through to the plug-in's factory
+    from flask import Flask
 
 GROUP = "flask_async_events.notifiers"
 

@@ -27,7 +27,7 @@ log = logging.getLogger("flask_async_events")
 
 def run_worker(
     app: Flask,
-    queues: list[Queue],
+    queues: list[Queue] | None = None,
     *,
     name: str | None = None,
     burst: bool = False,
@@ -35,9 +35,12 @@ def run_worker(
     with_scheduler: bool = True,
     logging_level: str = "INFO",
 ) -> None:
-    """Work until asked to stop. RQ's loop quits when Redis goes away in the middle of a job, or
-    loses track of it after Redis restarted empty; this starts a new one (backing off up to 30 s),
-    so a Redis outage does not take the workers down."""
+    """Work ``queues`` (default: all three) until asked to stop, or, with ``burst``, until they are
+    empty. RQ's loop quits when Redis goes away in the middle of a job, or loses track of it after
+    Redis restarted empty; this starts a new one (backing off up to 30 s), so a Redis outage does
+    not take the workers down."""
+    if queues is None:
+        queues = get_state(app).queues.all()
     backoff = 1.0
     while True:
         worker: AsyncEventsWorker | None = None

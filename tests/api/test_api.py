@@ -16,13 +16,13 @@ from sqlalchemy import text
 from standardwebhooks import Webhook
 from werkzeug.serving import make_server
 
-from flask_async_events.auth import create_token
 from flask_async_events.models import Subscription
+from flask_async_events.notifiers.base import NotifyResult
+from flask_async_events.state import get_state
 from tests.appfactory import db
 from tests.conftest import AppEnv, Receiver, drain, run_burst
-from tests.helpers import attempts, deliveries, place_order, publish, states
+from tests.helpers import PREFIX, attempts, create, deliveries, place_order, publish, states, token
 
-PREFIX = "/rest/V1"
 SEED_HTTP = {
     "asyncEvent": {
         "event_name": "sales.order.created",
@@ -41,13 +41,6 @@ SEED_EVENTBRIDGE = {
 }
 
 
-def token(app: Flask, name: str, *resources: str, admin: bool = False) -> dict[str, str]:
-    with app.app_context():
-        secret = create_token(db.session, name, resources=resources, admin=admin)
-        db.session.commit()
-    return {"Authorization": f"Bearer {secret}"}
-
-
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
@@ -56,11 +49,6 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def sales(app: Flask) -> dict[str, str]:
     return token(app, "sales-integration", "sales")
-
-
-def create(client: FlaskClient, headers: dict[str, str], **fields: Any) -> Any:
-    body = {"asyncEvent": {"event_name": "sales.order.created", "metadata": "http", **fields}}
-    return client.post(f"{PREFIX}/async_event", json=body, headers=headers)
 
 
 # --- the seed's curl commands --------------------------------------------------------------------
@@ -534,3 +522,33 @@ def test_ping_with_a_notifier_this_server_lacks_says_what_to_do(app: Flask, clie
         db.session.commit()
     response = client.post(f"{PREFIX}/async_event/{subscription_id}/ping", headers=headers)
     assert response.status_code == 409 and "install its plug-in" in response.get_json()["message"]
+
+
+class RaisingNotifier:
+    def notify(self, recipient: object, message: object) -> NotifyResult:
+        raise ConnectionResetError("the plug-in fell over")
+
+
+def test_ping_goes_through_the_delivery_checks_and_guard(app: Flask, client: FlaskClient) -> None:
+    headers = token(app, "t", "sales")
+    subscription_id = create(client, headers, recipient_url="https://example.com/x").get_json()["subscription_id"]
+    url = f"{PREFIX}/async_event/{subscription_id}/ping"
+    get_state(app).app_notifiers["raising"] = RaisingNotifier()
+    with app.app_context():
+        db.session.execute(
+            text("UPDATE async_event_subscriber SET metadata = 'raising' WHERE subscription_id = :i"),
+            {"i": subscription_id},
+        )
+        db.session.commit()
+    answer = client.post(url, headers=headers)
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["success"] is False and answer.get_json()["error_class"] == "ConnectionResetError"
+    assert "the plug-in fell over" in answer.get_json()["response_data"]
+    with app.app_context():
+        db.session.execute(
+            text("UPDATE async_event_subscriber SET verification_token = 'not-fernet' WHERE subscription_id = :i"),
+            {"i": subscription_id},
+        )
+        db.session.commit()
+    refused = client.post(url, headers=headers)
+    assert refused.status_code == 409 and "cannot decrypt a verification token" in refused.get_json()["message"]

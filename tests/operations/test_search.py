@@ -15,8 +15,7 @@ from sqlalchemy import func, select
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.state import get_state
 from tests.conftest import AppEnv, Receiver, run_burst
-from tests.helpers import attempts, place_order, publish, subscribe
-from tests.test_api import PREFIX, token
+from tests.helpers import PREFIX, attempts, place_order, publish, subscribe, token
 
 
 @pytest.fixture

@@ -1,0 +1,96 @@
+"""The sender's thread pool: the per-endpoint cap, deadlines, saturation, and tasks that raise."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from flask_async_events.delivery.sender import Sender, Task
+
+
+class Collected:
+    """What a sender's callbacks received, by task payload."""
+
+    def __init__(self) -> None:
+        self.finished: dict[int, object] = {}
+        self.expired: list[int] = []
+        self.lock = threading.Lock()
+
+    def finish(self, task: Task[object, int], result: object) -> None:
+        with self.lock:
+            self.finished[task.payload] = result
+
+    def expire(self, task: Task[object, int]) -> None:
+        with self.lock:
+            self.expired.append(task.payload)
+
+
+def test_the_per_endpoint_cap_leaves_threads_for_others() -> None:
+    collected = Collected()
+    sender: Sender[object, int] = Sender(4, 2, collected.finish, collected.expire)
+    running: dict[str, int] = {"slow": 0, "fast": 0}
+    peak: dict[str, int] = {"slow": 0, "fast": 0}
+    lock = threading.Lock()
+
+    def work(endpoint: str, seconds: float) -> Callable[[], str]:
+        def run() -> str:
+            with lock:
+                running[endpoint] += 1
+                peak[endpoint] = max(peak[endpoint], running[endpoint])
+            time.sleep(seconds)
+            with lock:
+                running[endpoint] -= 1
+            return endpoint
+
+        return run
+
+    deadline = time.monotonic() + 10
+    started = time.monotonic()
+    sender.submit(Task("slow", work("slow", 0.2), deadline, index) for index in range(6))
+    sender.submit(Task("fast", work("fast", 0.01), deadline, index) for index in range(6, 12))
+    idle = sender.wait_idle(5)
+    sender.shutdown()
+    assert idle and collected.expired == [] and len(collected.finished) == 12
+    assert peak["slow"] == 2  # never more than the cap for one endpoint
+    assert peak["fast"] == 2  # the other threads were free for the second endpoint
+    assert time.monotonic() - started < 1.5
+
+
+def test_the_sender_does_not_start_a_task_past_its_deadline() -> None:
+    collected = Collected()
+    sender: Sender[object, int] = Sender(1, 1, collected.finish, collected.expire)
+    deadline = time.monotonic() + 0.1
+    sender.submit(Task("e", lambda: time.sleep(0.2), deadline, index) for index in range(5))
+    assert sender.wait_idle(5)
+    sender.shutdown()
+    assert list(collected.finished) == [0] and sorted(collected.expired) == [1, 2, 3, 4]
+
+
+def test_a_full_endpoint_is_saturated_and_its_waiting_tasks_leave_room_for_others() -> None:
+    collected = Collected()
+    release = threading.Event()
+    sender: Sender[object, int] = Sender(4, 2, collected.finish, collected.expire)
+    deadline = time.monotonic() + 10
+    sender.submit(Task("hung", release.wait, deadline, index) for index in range(5))
+    assert {task.endpoint for task in sender.saturated()} == {"hung"}
+    assert sender.startable() == 2  # two threads busy with the hung endpoint, its queue waits
+    sender.sweep(everything=True)  # a worker asked to stop hands back what has not started
+    assert sorted(collected.expired) == [2, 3, 4]
+    release.set()
+    assert sender.wait_idle(5)
+    sender.shutdown()
+    assert sorted(collected.finished) == [0, 1]
+
+
+def test_a_task_that_raises_is_handed_back_not_lost() -> None:
+    collected = Collected()
+    sender: Sender[object, int] = Sender(2, 1, collected.finish, collected.expire)
+
+    def broken() -> object:
+        raise RuntimeError("a notifier bug")
+
+    sender.submit([Task("e", broken, time.monotonic() + 10, 1), Task("e", lambda: "ok", time.monotonic() + 10, 2)])
+    assert sender.wait_idle(5)
+    sender.shutdown()
+    assert collected.expired == [1] and collected.finished == {2: "ok"}
