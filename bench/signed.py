@@ -15,7 +15,7 @@ KEY = signing_key(SECRET)
 
 
 def signed_headers(msg_id: str, body: bytes) -> dict[str, str]:
-    """Standard Webhooks headers and the seed's hex signature, as every sender here sends them."""
+    """Standard Webhooks headers and the Magento module's hex signature, as every sender here sends them."""
     stamp = int(time.time())
     return {
         "Content-Type": "application/json",

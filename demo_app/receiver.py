@@ -1,7 +1,7 @@
 """The demo receiver: verifies both signatures of every delivery and shows what arrived.
 
 This is what a subscriber writes: check ``webhook-signature`` with the Standard Webhooks library
-(or ``flask_async_events.signing.verify_standard``), and/or the seed's ``x-magento-signature``,
+(or ``flask_async_events.signing.verify_standard``), and/or the Magento module's ``x-magento-signature``,
 then use ``webhook-id`` to drop duplicates.
 """
 

@@ -70,7 +70,7 @@ def worker(
     with_scheduler: bool,
     logging_level: str,
 ) -> None:
-    """Run a delivery worker (the seed's event.trigger and event.retry consumers in one)."""
+    """Run a delivery worker (the Magento module's event.trigger and event.retry consumers in one)."""
     state = get_state()
     selected = state.queues.named(queues) if queues else state.queues.all()
     app = current_app._get_current_object()  # type: ignore[attr-defined]

@@ -60,7 +60,7 @@ def pattern_matches(pattern: str, event_name: str) -> bool:
 
 
 def receives(pattern: str, subscription_store: int, event_name: str, event_store: int) -> bool:
-    """The seed's routing rule: store 0 events reach every store; store N events only store N."""
+    """The Magento module's routing rule: store 0 events reach every store; store N events only store N."""
     if event_store != 0 and subscription_store != event_store:
         return False
     return pattern_matches(pattern, event_name)
@@ -79,7 +79,7 @@ class EventDefinition:
     def bind(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """The published arguments the service takes; a missing required one is a ``TypeError``.
 
-        Arguments the service does not take are dropped, as the seed's input processor does.
+        Arguments the service does not take are dropped, as the Magento module's input processor does.
         """
         signature = inspect.signature(self.service)
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())

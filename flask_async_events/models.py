@@ -1,4 +1,4 @@
-"""The tables. Seed names are kept where the Magento module has them; the rest make the database
+"""The tables. The Magento module's table and column names are kept; the rest make the database
 the source of truth: published events (the outbox) and one delivery row per (event, subscription).
 
 The models live on this package's own metadata, so they share the host's session and transaction
@@ -99,7 +99,7 @@ class Subscription(Base):
     status: Mapped[bool] = mapped_column(Boolean, default=True)
     subscribed_at: Mapped[datetime] = mapped_column(default=utcnow)
     modified: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    # The seed's column is "metadata", a name SQLAlchemy reserves on declarative classes.
+    # The Magento module's column is "metadata", a name SQLAlchemy reserves on declarative classes.
     notifier: Mapped[str] = mapped_column("metadata", String(64), default="http")
     store_id: Mapped[int] = mapped_column(Integer, default=0)
     last_success_at: Mapped[datetime | None]

@@ -13,12 +13,12 @@ from flask_async_events.auth import create_token
 from flask_async_events.models import Delivery, DeliveryAttempt, Event
 from tests.appfactory import Order, db, events
 
-SEED_TOKEN = "fD03@NpYbXYg"
+MAGENTO_TOKEN = "fD03@NpYbXYg"
 PREFIX = "/rest/V1"  # the REST API's default mount point
 
 
 def subscribe(
-    app: Flask, url: str, event_name: str = "sales.order.created", token: str = SEED_TOKEN, **options: Any
+    app: Flask, url: str, event_name: str = "sales.order.created", token: str = MAGENTO_TOKEN, **options: Any
 ) -> int:
     with app.app_context():
         subscription = events.subscribe(event_name, url, verification_token=token, **options)

@@ -7,7 +7,7 @@ import pytest
 from flask_async_events.config import ConfigError, load_settings
 
 
-def test_defaults_are_the_seeds() -> None:
+def test_defaults_are_the_magento_modules() -> None:
     settings = load_settings({"SECRET_KEY": "x"})
     assert settings.retry_schedule == (1, 4, 9, 16, 25)
     assert (settings.connect_timeout, settings.timeout) == (5, 15)

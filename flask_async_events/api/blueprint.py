@@ -46,7 +46,7 @@ def state() -> AppState:
 
 
 def owned_subscription(subscription_id: str) -> Subscription:
-    """The caller's subscription with this id, or the seed's 404 (also for someone else's)."""
+    """The caller's subscription with this id, or the Magento module's 404 (also for someone else's)."""
     if not subscription_id.isdecimal() or len(subscription_id) > 18:
         fail(404, NOT_FOUND.format(id=subscription_id))
     query = visible_subscriptions(principal()).where(Subscription.subscription_id == int(subscription_id))

@@ -88,7 +88,7 @@ class PageQuery(Schema):
     """Page parameters every list route takes; other query keys are read by the route itself."""
 
     class Meta:
-        unknown = EXCLUDE  # e.g. the seed's searchCriteria[...] keys
+        unknown = EXCLUDE  # e.g. the Magento module's searchCriteria[...] keys
 
     page = fields.Integer(load_default=1, validate=validate.Range(1, MAX_PAGE))
     page_size = fields.Integer(load_default=20, validate=validate.Range(1, 100))

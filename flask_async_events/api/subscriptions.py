@@ -53,7 +53,7 @@ class AsyncEventCreate(MethodView):
     @blp.alt_response(400, description="A field is invalid; the message names it")
     @blp.alt_response(401, description="No valid token, or the token lacks the event's resources")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Subscribe (the seed's POST /V1/async_event)."""
+        """Subscribe (the Magento module's POST /V1/async_event)."""
         fields = body["asyncEvent"]
         app_state, caller = state(), principal()
         try:
@@ -134,7 +134,7 @@ class AsyncEventList(MethodView):
     @blp.response(200, SubscriptionList)
     @blp.alt_response(400, description="A filter is invalid")
     def get(self, filters: dict[str, Any]) -> dict[str, Any]:
-        """List subscriptions: filters, pages, and the seed's searchCriteria[...] form."""
+        """List subscriptions: filters, pages, and the Magento module's searchCriteria[...] form."""
         session = state().db.session
         query = visible_subscriptions(principal())
         if "event_name" in filters:

@@ -1,7 +1,7 @@
 """Resolving an event's payload (calling its service) and rendering the exact body that is sent.
 
 The body is rendered once per event and stored, so every attempt, retry and replay sends the same
-bytes: ``{"data": <payload>}`` (the seed's 3.x form) or a CloudEvents 1.0 structured event (4.x).
+bytes: ``{"data": <payload>}`` (the Magento module's 3.x form) or a CloudEvents 1.0 structured event (4.x).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Redis and the RQ queues. Jobs carry row ids only (JSON, never pickle); Redis holds nothing that
 cannot be rebuilt from the database.
 
-The seed's two consumers become queues: ``event.trigger`` (resolve and fan out) and
+The Magento module's two consumers become queues: ``event.trigger`` (resolve and fan out) and
 ``event.retry`` (delayed attempts), plus ``event.delivery`` for first attempts.
 """
 

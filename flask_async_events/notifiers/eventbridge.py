@@ -1,6 +1,6 @@
-"""The ``eventbridge`` notifier (the seed's ``event_bridge``): PutEvents to an Amazon EventBridge bus.
+"""The ``eventbridge`` notifier (the Magento module's ``event_bridge``): PutEvents to an Amazon EventBridge bus.
 
-The recipient is a bus name, a bus ARN, or (as in the seed's README) a rule ARN, which is sent to
+The recipient is a bus name, a bus ARN, or (as in the Magento module's README) a rule ARN, which is sent to
 the bus the rule belongs to. Deliveries due together go out in PutEvents calls of up to 10 entries
 and 256 KiB, and each entry's result counts on its own. Credentials and region come from boto3's
 default chain unless configured; one client per region per process, reused.

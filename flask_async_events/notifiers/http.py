@@ -33,7 +33,7 @@ POOLS = 1000
 
 
 class HttpNotifier:
-    """Posts messages with Standard Webhooks headers and the seed's hex signature header."""
+    """Posts messages with Standard Webhooks headers and the Magento module's hex signature header."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Retention: delete what is older than a cutoff, in small batches (the seed's log-cleanup cron).
+"""Retention: delete what is older than a cutoff, in small batches (the Magento module's log-cleanup cron).
 
 Three kinds of rows go, in this order so no row is left pointing at a deleted one: attempt log
 rows created before the cutoff; finished deliveries (delivered, dead, cancelled) last changed

@@ -1,4 +1,4 @@
-"""The trace of one delivery: its status in the seed's words, every attempt, and the payload sent.
+"""The trace of one delivery: its status in the Magento module's words, every attempt, and the payload sent.
 The REST API and the admin pages show the same thing."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ STATE_WORDS = {
 
 
 def status_words(delivery_state: str, attempts: list[DeliveryAttempt]) -> str:
-    """The seed's trace wording: "Delivered" / "Dead Lettered", then " with N retries"."""
+    """The Magento module's trace wording: "Delivered" / "Dead Lettered", then " with N retries"."""
     made = [attempt for attempt in attempts if attempt.error_class != "Cancelled"]
     words = STATE_WORDS.get(delivery_state, delivery_state)
     retries = len(made) - 1

@@ -1,4 +1,4 @@
-"""The REST API: the seed's calls, validation, ownership, tokens, and what is never returned."""
+"""The REST API: the Magento module's calls, validation, ownership, tokens, and what is never returned."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tests.appfactory import db
 from tests.conftest import AppEnv, Receiver, drain, run_burst
 from tests.helpers import PREFIX, attempts, create, deliveries, place_order, publish, states, token
 
-SEED_HTTP = {
+MAGENTO_HTTP = {
     "asyncEvent": {
         "event_name": "sales.order.created",
         "recipient_url": "https://example.com/order_created",
@@ -31,7 +31,7 @@ SEED_HTTP = {
         "metadata": "http",
     }
 }
-SEED_EVENTBRIDGE = {
+MAGENTO_EVENTBRIDGE = {
     "asyncEvent": {
         "event_name": "sales.order.created",
         "recipient_url": "arn:aws:events:ap-southeast-2:005158166381:rule/Test.EventBridge.Rule",
@@ -51,7 +51,7 @@ def sales(app: Flask) -> dict[str, str]:
     return token(app, "sales-integration", "sales")
 
 
-# --- the seed's curl commands --------------------------------------------------------------------
+# --- the Magento module's curl commands --------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -64,8 +64,8 @@ def live_server(app: Flask) -> Iterator[str]:
     thread.join(5)
 
 
-def seed_curl(base: str, bearer: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The seed README's curl command, with only the host and the token changed."""
+def magento_curl(base: str, bearer: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The Magento module README's curl command, with only the host and the token changed."""
     command = [
         "curl",
         "--silent",
@@ -85,17 +85,19 @@ def seed_curl(base: str, bearer: str, body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def test_the_seeds_curl_commands_create_working_subscriptions(app: Flask, live_server: str, receiver: Receiver) -> None:
-    bearer = token(app, "seed", "sales")["Authorization"].split()[1]
-    http = seed_curl(live_server, bearer, SEED_HTTP)
+def test_the_magento_modules_curl_commands_create_working_subscriptions(
+    app: Flask, live_server: str, receiver: Receiver
+) -> None:
+    bearer = token(app, "magento", "sales")["Authorization"].split()[1]
+    http = magento_curl(live_server, bearer, MAGENTO_HTTP)
     assert http["event_name"] == "sales.order.created" and http["status"] is True
     assert {"subscription_id", "event_name", "recipient_url", "status", "subscribed_at", "store_id"} <= set(http)
-    eventbridge = seed_curl(live_server, bearer, SEED_EVENTBRIDGE)
+    eventbridge = magento_curl(live_server, bearer, MAGENTO_EVENTBRIDGE)
     assert eventbridge["metadata"] == "event_bridge" and eventbridge["recipient_url"].endswith("Test.EventBridge.Rule")
 
-    # The same http call aimed at a receiver on this machine gets the event, signed with the seed's token.
-    to_receiver = {"asyncEvent": {**SEED_HTTP["asyncEvent"], "recipient_url": receiver.respond("/order_created")}}
-    seed_curl(live_server, bearer, to_receiver)
+    # The same http call aimed at a receiver on this machine gets the event, signed with the Magento module's token.
+    to_receiver = {"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "recipient_url": receiver.respond("/order_created")}}
+    magento_curl(live_server, bearer, to_receiver)
     with app.app_context():  # the example.com and AWS subscriptions cannot be reached from here
         db.session.execute(text("UPDATE async_event_subscriber SET status = false WHERE subscription_id IN (1, 2)"))
         db.session.commit()
@@ -201,17 +203,17 @@ def test_disabling_through_the_api_cancels_pending_retries(env: AppEnv, receiver
     [
         ({}, 400, "asyncEvent"),
         ({"asyncEvent": {"recipient_url": "https://e.com", "metadata": "http"}}, 400, "asyncEvent.event_name"),
-        ({"asyncEvent": {**SEED_HTTP["asyncEvent"], "colour": "red"}}, 400, "asyncEvent.colour"),
-        ({**SEED_HTTP, "extra": 1}, 400, "extra"),
-        ({"asyncEvent": {**SEED_HTTP["asyncEvent"], "event_name": "nope.created"}}, 400, "event_name"),
-        ({"asyncEvent": {**SEED_HTTP["asyncEvent"], "event_name": "sales order"}}, 400, "event name"),
-        ({"asyncEvent": {**SEED_HTTP["asyncEvent"], "metadata": "smtp"}}, 400, "metadata"),
-        ({"asyncEvent": {**SEED_HTTP["asyncEvent"], "recipient_url": "ftp://e.com/x"}}, 400, "recipient_url"),
-        ({"asyncEvent": {**SEED_HTTP["asyncEvent"], "recipient_url": "https://u:p@e.com/x"}}, 400, "recipient_url"),
-        ({"asyncEvent": {**SEED_HTTP["asyncEvent"], "recipient_url": "not a url"}}, 400, "recipient_url"),
-        ({"asyncEvent": {**SEED_HTTP["asyncEvent"], "store_id": -1}}, 400, "asyncEvent.store_id"),
-        ({"asyncEvent": {**SEED_HTTP["asyncEvent"], "store_id": "one"}}, 400, "asyncEvent.store_id"),
-        ({"asyncEvent": {**SEED_EVENTBRIDGE["asyncEvent"], "recipient_url": "arn:aws:sqs:x"}}, 400, "recipient_url"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "colour": "red"}}, 400, "asyncEvent.colour"),
+        ({**MAGENTO_HTTP, "extra": 1}, 400, "extra"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "event_name": "nope.created"}}, 400, "event_name"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "event_name": "sales order"}}, 400, "event name"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "metadata": "smtp"}}, 400, "metadata"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "recipient_url": "ftp://e.com/x"}}, 400, "recipient_url"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "recipient_url": "https://u:p@e.com/x"}}, 400, "recipient_url"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "recipient_url": "not a url"}}, 400, "recipient_url"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "store_id": -1}}, 400, "asyncEvent.store_id"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "store_id": "one"}}, 400, "asyncEvent.store_id"),
+        ({"asyncEvent": {**MAGENTO_EVENTBRIDGE["asyncEvent"], "recipient_url": "arn:aws:sqs:x"}}, 400, "recipient_url"),
         ({"asyncEvent": ["not", "an", "object"]}, 400, "asyncEvent"),
     ],
 )
@@ -233,7 +235,7 @@ def test_malformed_json_is_a_400_not_a_500(client: FlaskClient, sales: dict[str,
         assert response.get_json()["message"]
 
 
-def test_unknown_ids_get_the_seeds_message(client: FlaskClient, sales: dict[str, str]) -> None:
+def test_unknown_ids_get_the_magento_modules_message(client: FlaskClient, sales: dict[str, str]) -> None:
     for subscription_id in ("99", "abc", "-1", "9" * 40, "\u00b9"):  # a superscript one is a digit, not a number
         response = client.get(f"{PREFIX}/async_event/{subscription_id}", headers=sales)
         assert response.status_code == 404
@@ -344,7 +346,7 @@ def test_the_host_can_bring_its_own_authorization(env: AppEnv) -> None:
 # --- lists, catalogue, logs, trace, replay, recover, ping ---------------------------------------
 
 
-def test_list_filters_pages_and_the_seeds_search_criteria(app: Flask, client: FlaskClient) -> None:
+def test_list_filters_pages_and_the_magento_search_criteria(app: Flask, client: FlaskClient) -> None:
     admin = token(app, "ops", admin=True)
     for name, store in (("sales.order.created", 0), ("customer.created", 1), ("customer.created", 2)):
         create(client, admin, recipient_url="https://example.com/x", event_name=name, store_id=store)

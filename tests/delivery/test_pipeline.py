@@ -19,7 +19,7 @@ from flask_async_events.state import get_state
 from tests.appfactory import SERVICE_CALLS, db, events
 from tests.conftest import AppEnv, Receiver, drain, run_burst
 from tests.helpers import (
-    SEED_TOKEN,
+    MAGENTO_TOKEN,
     attempts,
     body_json,
     count_events,
@@ -35,7 +35,7 @@ def all_final(app: Flask) -> bool:
     return all(state in ("delivered", "dead", "cancelled") for state in states(app)) and bool(states(app))
 
 
-@pytest.mark.parametrize("token", [SEED_TOKEN, "whsec_" + base64.b64encode(b"0123456789abcdef0123").decode()])
+@pytest.mark.parametrize("token", [MAGENTO_TOKEN, "whsec_" + base64.b64encode(b"0123456789abcdef0123").decode()])
 def test_receiver_verifies_both_signatures(app: Flask, receiver: Receiver, token: str) -> None:
     url = receiver.respond("/orders")
     subscribe(app, url, token=token)
@@ -47,7 +47,7 @@ def test_receiver_verifies_both_signatures(app: Flask, receiver: Receiver, token
     verifier = Webhook(token) if token.startswith("whsec_") else Webhook(token.encode())
     payload = verifier.verify(request.body, request.headers)
     assert payload["data"]["customer_email"] == "roni_cost@example.com"
-    # The seed's header: lower-case hex HMAC-SHA256 of the exact body.
+    # The Magento module's header: lower-case hex HMAC-SHA256 of the exact body.
     assert request.headers["X-Magento-Signature"] == legacy_signature(signing_key(token), request.body)
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["X-Async-Events-Event"] == "sales.order.created"
@@ -61,7 +61,7 @@ def test_receiver_verifies_both_signatures(app: Flask, receiver: Receiver, token
     assert attempt.duration_ms is not None
 
 
-def test_body_is_the_seed_data_envelope(app: Flask, receiver: Receiver) -> None:
+def test_body_is_the_magento_data_envelope(app: Flask, receiver: Receiver) -> None:
     subscribe(app, receiver.respond())
     place_order(app, email="a@example.com", total="99.90")
     run_burst(app)
@@ -169,7 +169,7 @@ def test_wildcards_case_and_exact_names(app: Flask, receiver: Receiver) -> None:
     assert receiver.at("/exact")[0].headers["X-Async-Events-Event"] == "sales.order.shipped"
 
 
-def test_store_scope_follows_the_seed(app: Flask, receiver: Receiver) -> None:
+def test_store_scope_follows_the_magento_module(app: Flask, receiver: Receiver) -> None:
     unscoped = receiver.respond("/store0")
     store1 = receiver.respond("/store1")
     store2 = receiver.respond("/store2")

@@ -20,7 +20,7 @@ from tests.helpers import attempts, deliveries, place_order, publish, states, su
 TOLERANCE = 1.6  # RQ's scheduler polls once a second
 
 
-def test_503_four_times_then_200_follows_the_seed_schedule(
+def test_503_four_times_then_200_follows_the_magento_schedule(
     env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
 ) -> None:
     app = env.app()  # the default schedule: 1, 4, 9, 16, 25 seconds

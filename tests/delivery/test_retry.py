@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_async_events.delivery.retry import next_delay
 
 
-def test_the_seed_schedule_gives_six_attempts() -> None:
+def test_the_magento_schedule_gives_six_attempts() -> None:
     schedule = (1, 4, 9, 16, 25)
     assert [next_delay(schedule, attempt) for attempt in range(1, 7)] == [1, 4, 9, 16, 25, None]
 

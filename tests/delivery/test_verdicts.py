@@ -57,7 +57,7 @@ FAILED, SUCCEEDED, UNCHANGED = Health.FAILED, Health.SUCCEEDED, Health.UNCHANGED
         # outcome                  round  lost   next state  due in  endpoint   dead reason     410
         (OK, 0, False, DELIVERED, 0, SUCCEEDED, None, False),
         (OK, 5, False, DELIVERED, 0, SUCCEEDED, None, False),
-        (ERROR_500, 0, False, RETRYING, 1, FAILED, None, False),  # the seed's schedule: 1, 4, 9, 16, 25
+        (ERROR_500, 0, False, RETRYING, 1, FAILED, None, False),  # the Magento module's schedule: 1, 4, 9, 16, 25
         (ERROR_500, 1, False, RETRYING, 4, FAILED, None, False),
         (ERROR_500, 4, False, RETRYING, 25, FAILED, None, False),
         (ERROR_500, 5, False, DEAD, 0, FAILED, "boom", False),  # the sixth attempt was the last

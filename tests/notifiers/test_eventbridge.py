@@ -120,7 +120,7 @@ def count_put_events(app: Flask, region: str | None = None) -> list[int]:
 def test_an_event_reaches_sqs_through_a_bus_and_rule(env: AppEnv, aws: str) -> None:
     queue_url = bus_to_queue(aws, "orders", "shop.example")
     app = eventbridge_app(env, aws)
-    # The seed's notifier name, event_bridge, is an alias of eventbridge.
+    # The Magento module's notifier name, event_bridge, is an alias of eventbridge.
     subscribe(app, "orders", event_name="customer.created", metadata="event_bridge", token="aIW0G9n3*9wN")
     publish(app, "customer.created", id=7)
     run_burst(app)
@@ -134,10 +134,10 @@ def test_an_event_reaches_sqs_through_a_bus_and_rule(env: AppEnv, aws: str) -> N
     assert attempt.success and "EventId" in attempt.response_data
 
 
-def test_a_bus_arn_and_the_seeds_rule_arn_are_accepted(env: AppEnv, aws: str) -> None:
+def test_a_bus_arn_and_the_magento_rule_arn_are_accepted(env: AppEnv, aws: str) -> None:
     queue_url = bus_to_queue(aws, "default", "shop.example")
     app = eventbridge_app(env, aws)
-    # As in the seed's README: a rule ARN, delivered to the bus the rule is on (here the default bus).
+    # As in the Magento module's README: a rule ARN, delivered to the bus the rule is on (here the default bus).
     subscribe(
         app,
         f"arn:aws:events:{REGION}:{ACCOUNT}:rule/Test.EventBridge.Rule",
