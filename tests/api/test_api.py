@@ -516,14 +516,19 @@ def test_the_api_mounts_on_the_hosts_own_api(env: AppEnv, monkeypatch: pytest.Mo
 def test_ping_with_a_notifier_this_server_lacks_says_what_to_do(app: Flask, client: FlaskClient) -> None:
     headers = token(app, "t", "sales")
     subscription_id = create(client, headers, recipient_url="https://example.com/x").get_json()["subscription_id"]
-    with app.app_context():
-        db.session.execute(
-            text("UPDATE async_event_subscriber SET metadata = 'gone' WHERE subscription_id = :i"),
-            {"i": subscription_id},
-        )
-        db.session.commit()
+    store(app, subscription_id, "metadata", "gone")
     response = client.post(f"{PREFIX}/async_event/{subscription_id}/ping", headers=headers)
     assert response.status_code == 409 and "install its plug-in" in response.get_json()["message"]
+
+
+def store(app: Flask, subscription_id: int, column: str, value: str) -> None:
+    """Change a subscription's column behind the API's back."""
+    with app.app_context():
+        db.session.execute(
+            text(f"UPDATE async_event_subscriber SET {column} = :v WHERE subscription_id = :i"),
+            {"v": value, "i": subscription_id},
+        )
+        db.session.commit()
 
 
 class RaisingNotifier:
@@ -536,21 +541,11 @@ def test_ping_goes_through_the_delivery_checks_and_guard(app: Flask, client: Fla
     subscription_id = create(client, headers, recipient_url="https://example.com/x").get_json()["subscription_id"]
     url = f"{PREFIX}/async_event/{subscription_id}/ping"
     get_state(app).app_notifiers["raising"] = RaisingNotifier()
-    with app.app_context():
-        db.session.execute(
-            text("UPDATE async_event_subscriber SET metadata = 'raising' WHERE subscription_id = :i"),
-            {"i": subscription_id},
-        )
-        db.session.commit()
+    store(app, subscription_id, "metadata", "raising")
     answer = client.post(url, headers=headers)
     assert answer.status_code == 200, answer.get_json()
     assert answer.get_json()["success"] is False and answer.get_json()["error_class"] == "ConnectionResetError"
     assert "the plug-in fell over" in answer.get_json()["response_data"]
-    with app.app_context():
-        db.session.execute(
-            text("UPDATE async_event_subscriber SET verification_token = 'not-fernet' WHERE subscription_id = :i"),
-            {"i": subscription_id},
-        )
-        db.session.commit()
+    store(app, subscription_id, "verification_token", "not-fernet")  # no key decrypts it
     refused = client.post(url, headers=headers)
     assert refused.status_code == 409 and "cannot decrypt a verification token" in refused.get_json()["message"]

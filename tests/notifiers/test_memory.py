@@ -39,16 +39,21 @@ def host_app(tmp_path: Path, redis_url: str) -> tuple[Flask, SQLAlchemy, AsyncEv
     return app, db, events
 
 
+def deliver_one_order(app: Flask, db: SQLAlchemy, events: AsyncEvents, memory: MemoryNotifier, order_id: int) -> None:
+    """What a host's test does: register the notifier, subscribe, publish, commit, run a burst worker."""
+    events.register_notifier("http", memory)
+    with app.app_context():
+        events.subscribe("sales.order.created", "https://shop.example/hooks", verification_token="s3cret")
+        events.publish("sales.order.created", id=order_id)
+        db.session.commit()
+    run_worker(app, burst=True)
+
+
 def test_a_host_app_tests_its_events_without_any_endpoint(tmp_path: Path, clean_redis: RedisServer) -> None:
     app, db, events = host_app(tmp_path, clean_redis.url)
     memory = MemoryNotifier()
-    events.register_notifier("http", memory)
     try:
-        with app.app_context():
-            events.subscribe("sales.order.created", "https://shop.example/hooks", verification_token="s3cret")
-            events.publish("sales.order.created", id=1)
-            db.session.commit()
-        run_worker(app, burst=True)
+        deliver_one_order(app, db, events, memory, order_id=1)
         assert memory.payloads("sales.order.created") == [{"id": 1, "total": 99.5}]
         [sent] = memory.sent
         assert sent.recipient.recipient_url == "https://shop.example/hooks"
@@ -62,13 +67,8 @@ def test_the_handler_decides_the_answer_and_retries_are_seen(tmp_path: Path, cle
     app, db, events = host_app(tmp_path, clean_redis.url)
     answers = iter([NotifyResult(False, retryable=True, status_code=503), NotifyResult(True, status_code=204)])
     memory = MemoryNotifier(lambda recipient, message: next(answers))
-    events.register_notifier("http", memory)
     try:
-        with app.app_context():
-            events.subscribe("sales.order.created", "https://shop.example/hooks", verification_token="s3cret")
-            events.publish("sales.order.created", id=2)
-            db.session.commit()
-        run_worker(app, burst=True)
+        deliver_one_order(app, db, events, memory, order_id=2)
         assert [entry.result.status_code for entry in memory.sent] == [503, 204]
         assert [message.attempt for message in memory.messages()] == [1, 2]
         first, retry = memory.messages()
