@@ -1,9 +1,9 @@
 """SSRF protection: webhooks never reach loopback, private, link-local, multicast or cloud-metadata
 addresses unless ``ASYNC_EVENTS_ALLOWED_NETWORKS`` says so.
 
-The check runs when a subscription is created and again at connect time: the HTTP connection
-resolves the host itself, checks every address, and connects to the address it checked, so a
-DNS answer that changes in between (rebinding) cannot slip through.
+The check runs when a subscription is created and again at connect time: the http notifier checks
+the very address libcurl is about to connect to, so a DNS answer that changes in between
+(rebinding) cannot slip through.
 """
 
 from __future__ import annotations
@@ -12,13 +12,6 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-from urllib3 import PoolManager
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-from urllib3.util import connection
 
 from flask_async_events.errors import ForbiddenAddress
 
@@ -109,42 +102,3 @@ class AddressPolicy:
             return
         with contextlib.suppress(socket.gaierror):
             self.resolve(host, 443)
-
-
-class _GuardedConnectionMixin:
-    policy: AddressPolicy
-    _dns_host: str
-    port: int
-    host: str
-    timeout: Any
-    source_address: Any
-    socket_options: Any
-
-    def _new_conn(self) -> socket.socket:
-        try:
-            addresses = self.policy.resolve(self._dns_host, self.port)
-        except socket.gaierror as exc:
-            raise NewConnectionError(self, f"Failed to resolve {self.host}: {exc}") from exc  # type: ignore[arg-type]
-        error: OSError | None = None
-        for _, address in addresses:
-            try:
-                return connection.create_connection(
-                    (address, self.port), self.timeout, self.source_address, self.socket_options
-                )
-            except TimeoutError as exc:
-                raise ConnectTimeoutError(self, f"Connection to {self.host} timed out") from exc
-            except OSError as exc:
-                error = exc
-        raise NewConnectionError(self, f"Failed to establish a new connection: {error}")  # type: ignore[arg-type]
-
-
-def guarded_pool_manager(policy: AddressPolicy, **options: Any) -> PoolManager:
-    """A urllib3 pool manager whose connections go only where ``policy`` allows."""
-    http_connection = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), {"policy": policy})
-    https_connection = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection), {"policy": policy})
-    manager = PoolManager(**options)
-    manager.pool_classes_by_scheme = {
-        "http": type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_connection}),
-        "https": type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_connection}),
-    }
-    return manager

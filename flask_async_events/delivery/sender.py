@@ -1,6 +1,10 @@
 """Concurrent sending for a whole worker process: a bounded thread pool with a per-endpoint cap, so
 one slow endpoint cannot take every thread, and a deadline per task after which it is not started.
 
+Fair sharing: while several endpoints have work, each may hold at most its share of the threads
+(:func:`fair_cap`), however deep its backlog, so endpoints that hang until their timeout leave
+threads for the others; an endpoint alone may use up to the per-endpoint cap.
+
 Submitting never blocks: a deliver job hands its sends over and returns, and the worker goes on to
 its next job while these run. Each task ends in exactly one callback: ``finish`` with its result,
 or ``expire`` if its deadline passed before a thread was free for it.
@@ -18,6 +22,11 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 P = TypeVar("P")
+
+
+def fair_cap(threads: int, per_endpoint: int, busy_endpoints: int) -> int:
+    """How many threads one endpoint may hold while ``busy_endpoints`` endpoints have work."""
+    return max(1, min(per_endpoint, threads // max(1, busy_endpoints)))
 
 
 @dataclass(eq=False)
@@ -86,10 +95,11 @@ class Sender(Generic[T, P]):
     def saturated(self) -> list[Task[T, P]]:
         """The tasks waiting at endpoints whose cap is full: claiming more for those only waits."""
         with self._lock:
+            cap = self._cap()
             return [
                 task
                 for endpoint, queue in self._waiting.items()
-                if self._active.get(endpoint, 0) >= self.per_endpoint
+                if self._active.get(endpoint, 0) >= cap
                 for task in queue
             ]
 
@@ -114,10 +124,14 @@ class Sender(Generic[T, P]):
     def _idle(self) -> bool:
         return not (self._in_flight or self._waiting)
 
+    def _cap(self) -> int:
+        """Under the lock: the per-endpoint cap now, given how many endpoints have work."""
+        return fair_cap(self.threads, self.per_endpoint, len(self._waiting.keys() | self._active.keys()))
+
     def _startable(self) -> int:
+        cap = self._cap()
         ready = sum(
-            min(len(queue), max(0, self.per_endpoint - self._active.get(endpoint, 0)))
-            for endpoint, queue in self._waiting.items()
+            min(len(queue), max(0, cap - self._active.get(endpoint, 0))) for endpoint, queue in self._waiting.items()
         )
         return self.threads - self._in_flight - ready
 
@@ -125,11 +139,12 @@ class Sender(Generic[T, P]):
         """Under the lock: start what may start; return the tasks found past their deadline."""
         expired: list[Task[T, P]] = []
         now = time.monotonic()
+        cap = self._cap()  # endpoints that start stay busy, so it holds for the whole loop
         blocked = 0
         while self._rotation and self._in_flight < self.threads and blocked < len(self._rotation):
             endpoint = self._rotation[0]
             self._rotation.rotate(-1)
-            if self._active.get(endpoint, 0) >= self.per_endpoint:
+            if self._active.get(endpoint, 0) >= cap:
                 blocked += 1
                 continue
             blocked = 0

@@ -1,35 +1,72 @@
-"""The ``http`` notifier: a signed ``POST`` of the event body to the recipient URL.
+"""The ``http`` notifier: a signed ``POST`` of the event body to the recipient URL, with libcurl.
 
-One urllib3 pool manager per notifier (thread-safe) keeps connections alive across deliveries and
-jobs; urllib3 directly, because requests' extra layers cost more CPU than the request itself when
-the receiver is fast. Redirects are never followed; the total time of an attempt is bounded by
-``timeout``; connections go only to addresses the SSRF policy allows, checked at connect time.
+libcurl (through pycurl) keeps the two promises this notifier makes, which Python's HTTP clients do
+not (their timeouts apply per socket operation, so a receiver sending one byte a second holds an
+attempt forever):
+
+- ``timeout`` bounds the *whole* attempt: name lookup, connect, TLS, sending the body, the status
+  line and headers however slowly they trickle in, and the body excerpt. At the deadline the
+  transfer ends, its socket is closed, and the attempt is a ``Timeout``.
+- Connections go only to addresses the SSRF policy allows, checked on the address libcurl is about
+  to connect to (no window for a DNS answer that changes in between), keeping the Host header,
+  TLS SNI and certificate check of the original name.
+
+Only the first :data:`BODY_EXCERPT` bytes of an answer are read: a huge or endless body costs no
+memory. Redirects are never followed; proxies from the environment are never used. Each sending
+thread keeps one curl handle, so its connections stay alive across deliveries and jobs.
 """
 
 from __future__ import annotations
 
 import codecs
+import ipaddress
+import socket
+import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import certifi
-import urllib3
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, TimeoutError
+import pycurl
 
+from flask_async_events.errors import ForbiddenAddress
 from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
 from flask_async_events.signing import legacy_signature, signing_key, standard_signature
-from flask_async_events.ssrf import AddressPolicy, ForbiddenAddress, guarded_pool_manager
+from flask_async_events.ssrf import AddressPolicy
 from flask_async_events.version import __version__
 
 BODY_EXCERPT = 8192  # bytes of a response body read; the rest is never read
 RETRYABLE_STATUS = frozenset({408, 429})
 USER_AGENT = f"flask-async-events/{__version__}"
-# Connections kept per host: enough for every sending thread; more are opened and closed as needed.
-POOL_SIZE = 32
-# Hosts whose connections are kept (least recently used ones are closed first).
-POOLS = 1000
+MAX_CONNECTIONS = 64  # kept alive per sending thread (least recently used ones are closed first)
+TIMED_OUT = pycurl.E_OPERATION_TIMEDOUT
+EXCERPT_READ = pycurl.E_WRITE_ERROR  # what libcurl says when the body callback stops reading
+
+
+@dataclass
+class _Answer:
+    """What one transfer received: the last header block and the start of the body."""
+
+    body: bytearray = field(default_factory=bytearray)
+    headers: dict[str, str] = field(default_factory=dict)
+    refused: str | None = None  # why the address policy refused a connection
+    sockets: list[socket.socket] = field(default_factory=list)  # ours; libcurl works on duplicates
+
+    def header_line(self, raw: bytes) -> None:
+        line = raw.decode("iso-8859-1").strip()
+        if line.startswith("HTTP/"):  # a new response (after a 1xx): its headers start afresh
+            self.headers.clear()
+        name, colon, value = line.partition(":")
+        if colon:
+            self.headers[name.strip().lower()] = value.strip()
+
+    def body_chunk(self, chunk: bytes) -> int | None:
+        """Keep the excerpt; returning 0 makes libcurl stop reading (and close the connection)."""
+        self.body.extend(chunk)
+        return 0 if len(self.body) >= BODY_EXCERPT else None
 
 
 class HttpNotifier:
@@ -47,9 +84,7 @@ class HttpNotifier:
         self.timeout = timeout
         self.signature_header = signature_header
         self.policy = policy or AddressPolicy()
-        self._http = guarded_pool_manager(
-            self.policy, num_pools=POOLS, maxsize=POOL_SIZE, block=False, ca_certs=certifi.where()
-        )
+        self._local = threading.local()
 
     def validate_recipient(self, recipient: str) -> None:
         """An absolute http(s) URL with a host and no credentials in it."""
@@ -82,31 +117,68 @@ class HttpNotifier:
         }
 
     def notify(self, recipient: Recipient, message: Message) -> NotifyResult:
-        deadline = time.monotonic() + self.timeout
         headers = self.headers(recipient, message, int(time.time()))
+        answer = _Answer()
+        curl = self._curl()
+        host = urlsplit(recipient.recipient_url).hostname or ""
+        curl.setopt(pycurl.URL, recipient.recipient_url)
+        curl.setopt(pycurl.POSTFIELDS, message.body.encode("utf-8"))
+        curl.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in headers.items()] + ["Expect:"])
+        curl.setopt(pycurl.HEADERFUNCTION, answer.header_line)
+        curl.setopt(pycurl.WRITEFUNCTION, answer.body_chunk)
+        curl.setopt(pycurl.OPENSOCKETFUNCTION, lambda purpose, address: self._open(host, address, answer))
         try:
-            response = self._http.request(
-                "POST",
-                recipient.recipient_url,
-                body=message.body.encode("utf-8"),
-                headers=headers,
-                timeout=urllib3.Timeout(connect=self.connect_timeout, read=self.timeout),
-                redirect=False,
-                retries=False,
-                preload_content=False,
-            )
-            text = _read_excerpt(response, deadline)
+            curl.perform()
+        except pycurl.error as exc:
+            code, text = exc.args
+            if code != EXCERPT_READ:
+                return self._failed(curl, code, text, answer)
+        finally:
+            for sock in answer.sockets:
+                sock.close()
+        status = curl.getinfo(pycurl.RESPONSE_CODE)
+        if 300 <= status < 400:
+            return classify(status, answer.headers.get("location", ""), None)
+        excerpt = bytes(answer.body[:BODY_EXCERPT]).decode(_charset(answer.headers.get("content-type", "")), "replace")
+        return classify(status, excerpt, answer.headers.get("retry-after"))
+
+    def _curl(self) -> pycurl.Curl:
+        """This thread's curl handle, set up once; its connections are kept alive."""
+        curl: pycurl.Curl | None = getattr(self._local, "curl", None)
+        if curl is None:
+            curl = self._local.curl = pycurl.Curl()
+            curl.setopt(pycurl.NOSIGNAL, 1)
+            curl.setopt(pycurl.TIMEOUT_MS, max(1, round(self.timeout * 1000)))
+            curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, round(min(self.connect_timeout, self.timeout) * 1000)))
+            curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+            curl.setopt(pycurl.FOLLOWLOCATION, 0)
+            curl.setopt(pycurl.PROXY, "")  # never a proxy from the environment
+            curl.setopt(pycurl.CAINFO, certifi.where())
+            curl.setopt(pycurl.MAXCONNECTS, MAX_CONNECTIONS)
+        return curl
+
+    def _open(self, host: str, address: Any, answer: _Answer) -> Any:
+        """libcurl is about to connect: to an address the policy allows, or to none."""
+        family, socktype, protocol, sockaddr = address
+        try:
+            self.policy.check(host, ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]))
         except ForbiddenAddress as exc:
-            return NotifyResult(False, response_data=str(exc), error_class="ForbiddenAddress")
-        except NewConnectionError as exc:  # a subclass of urllib3's TimeoutError, but not a timeout
-            return _failed("Request failed", exc, "ConnectionError")
-        except ConnectTimeoutError as exc:
-            return _failed("Timed out", exc, "ConnectTimeout")
-        except TimeoutError as exc:
-            return _failed("Timed out", exc, "ReadTimeout")
-        except (HTTPError, OSError) as exc:
-            return _failed("Request failed", exc, "ConnectionError")
-        return classify(response.status, text or response.reason or "", response.headers.get("Retry-After"))
+            answer.refused = str(exc)
+            return pycurl.SOCKET_BAD
+        sock = socket.socket(family, socktype, protocol)
+        answer.sockets.append(sock)
+        return sock
+
+    def _failed(self, curl: pycurl.Curl, code: int, text: str, answer: _Answer) -> NotifyResult:
+        """A transfer that ended without a full answer. A policy refusal is final; the rest retry."""
+        if answer.refused is not None:
+            return NotifyResult(False, response_data=answer.refused, error_class="ForbiddenAddress")
+        if code == TIMED_OUT:
+            connected = bool(curl.getinfo(pycurl.PRIMARY_IP))  # also set on a reused connection
+            what = "no complete answer" if connected else "could not connect"
+            reason = f"Timed out: {what} within {self.timeout:g} s, the limit for a whole attempt ({text})"
+            return _retryable(reason, "Timeout" if connected else "ConnectTimeout")
+        return _retryable(f"Request failed: {text}", "ConnectionError")
 
 
 def classify(status: int, response_data: str, retry_after_header: str | None) -> NotifyResult:
@@ -143,31 +215,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def _read_excerpt(response: urllib3.BaseHTTPResponse, deadline: float) -> str:
-    """Read up to :data:`BODY_EXCERPT` bytes of the body, giving up at the deadline. A
-    connection whose body was not read to the end is closed rather than reused."""
-    if 300 <= response.status < 400:
-        response.close()
-        response.release_conn()
-        return str(response.headers.get("Location", ""))
-    chunks: list[bytes] = []
-    size = 0
-    finished = True
-    try:
-        for chunk in response.stream(4096):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= BODY_EXCERPT or time.monotonic() > deadline:
-                finished = False
-                break
-    finally:
-        if not finished:
-            response.close()
-        response.release_conn()
-    charset = _charset(response.headers.get("Content-Type", ""))
-    return b"".join(chunks)[:BODY_EXCERPT].decode(charset, errors="replace")
-
-
 def _charset(content_type: str) -> str:
     """The charset a Content-Type names, if Python knows it; UTF-8 otherwise."""
     for parameter in content_type.split(";")[1:]:
@@ -180,6 +227,6 @@ def _charset(content_type: str) -> str:
     return "utf-8"
 
 
-def _failed(what: str, exc: Exception, error_class: str) -> NotifyResult:
-    """A retryable failure with no response; the error classes are the ones requests uses."""
-    return NotifyResult(False, retryable=True, response_data=f"{what}: {exc}", error_class=error_class)
+def _retryable(reason: str, error_class: str) -> NotifyResult:
+    """A retryable failure with no usable answer."""
+    return NotifyResult(False, retryable=True, response_data=reason, error_class=error_class)

@@ -157,7 +157,7 @@ def test_timeouts_are_retried(env: AppEnv, receiver: Receiver) -> None:
     place_order(app)
     run_burst(app)
     [attempt] = attempts(app)
-    assert attempt.error_class in ("ReadTimeout", "ConnectTimeout")
+    assert attempt.error_class == "Timeout"  # connected, but no answer within the whole attempt's limit
     assert states(app) == ["dead"]
 
 

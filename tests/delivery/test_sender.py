@@ -6,7 +6,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from flask_async_events.delivery.sender import Sender, Task
+import pytest
+
+from flask_async_events.delivery.sender import Sender, Task, fair_cap
 
 
 class Collected:
@@ -94,3 +96,38 @@ def test_a_task_that_raises_is_handed_back_not_lost() -> None:
     assert sender.wait_idle(5)
     sender.shutdown()
     assert collected.expired == [1] and collected.finished == {2: "ok"}
+
+
+@pytest.mark.parametrize(
+    ("threads", "per_endpoint", "busy", "cap"),
+    [(32, 8, 1, 8), (32, 8, 4, 8), (32, 8, 6, 5), (32, 8, 40, 1), (4, 2, 0, 2), (1, 8, 3, 1)],
+)
+def test_the_fair_cap(threads: int, per_endpoint: int, busy: int, cap: int) -> None:
+    assert fair_cap(threads, per_endpoint, busy) == cap
+
+
+def test_busy_endpoints_share_the_threads_fairly() -> None:
+    collected = Collected()
+    sender: Sender[object, int] = Sender(6, 6, collected.finish, collected.expire)
+    running: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def hang(endpoint: str) -> Callable[[], str]:
+        def run() -> str:
+            with lock:
+                running[endpoint] = running.get(endpoint, 0) + 1
+                peak[endpoint] = max(peak.get(endpoint, 0), running[endpoint])
+            time.sleep(0.05)
+            with lock:
+                running[endpoint] -= 1
+            return endpoint
+
+        return run
+
+    deadline = time.monotonic() + 10
+    sender.submit(Task(endpoint, hang(endpoint), deadline, n) for n, endpoint in enumerate("abc" * 10))
+    assert sender.wait_idle(5)
+    sender.shutdown()
+    assert len(collected.finished) == 30 and collected.expired == []
+    assert peak == {"a": 2, "b": 2, "c": 2}  # 6 threads, 3 busy endpoints: 2 each, though the cap is 6

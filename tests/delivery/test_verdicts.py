@@ -44,7 +44,7 @@ GONE_410 = NotifyResult(False, status_code=410, response_data="", gone=True)
 GONE_BUT_RETRYABLE = NotifyResult(False, retryable=True, status_code=410, gone=True, error_class="Gone")
 THROTTLED = NotifyResult(False, retryable=True, retry_after=30, status_code=429, response_data="slow down")
 THROTTLED_LONG = NotifyResult(False, retryable=True, retry_after=3600, status_code=429)
-TIMED_OUT = NotifyResult(False, retryable=True, error_class="ReadTimeout")
+TIMED_OUT = NotifyResult(False, retryable=True, error_class="Timeout")
 NO_WORDS = NotifyResult(False)
 
 RETRYING, DEAD, DELIVERED = DeliveryState.RETRYING, DeliveryState.DEAD, DeliveryState.DELIVERED
