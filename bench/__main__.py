@@ -29,6 +29,7 @@ import requests
 from bench import ours
 from bench.common import ROOT, drop_database, free_port, fresh_database, start_redis, wait_until
 from bench.plain import plain_loop
+from flask_async_events.version import __version__
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 T = TypeVar("T")
@@ -229,9 +230,9 @@ def render(
         "",
         f"- Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()},"
         f" Python {platform.python_version()}",
-        f"- Versions: flask-async-events {version('flask-async-events')}, rq {version('rq')},"
+        f"- Versions: flask-async-events {__version__}, rq {version('rq')},"
         f" celery {version('celery')}, redis-py {version('redis')}, SQLAlchemy {version('sqlalchemy')},"
-        f" urllib3 {version('urllib3')}, requests {version('requests')}",
+        f" pycurl {version('pycurl')}, urllib3 {version('urllib3')}, requests {version('requests')}",
         f"- Database: {args.database}; Redis: its own redis-server on a unix socket; receiver: a threaded"
         " Python HTTP/1.1 server on loopback (keep-alive). Each webhook is a signed POST of a 1 KB JSON body.",
         "",

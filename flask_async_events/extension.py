@@ -186,6 +186,8 @@ def _builtin_notifiers(app: Flask, settings: Settings) -> dict[str, Notifier]:
             region=settings.eventbridge_region,
             endpoint_url=settings.eventbridge_endpoint_url,
             max_batch=settings.eventbridge_batch_size,
+            connect_timeout=settings.connect_timeout,
+            timeout=settings.timeout,
         ),
     }
 

@@ -3,7 +3,9 @@
 The recipient is a bus name, a bus ARN, or (as in the Magento module's README) a rule ARN, which is sent to
 the bus the rule belongs to. Deliveries due together go out in PutEvents calls of up to 10 entries
 and 256 KiB, and each entry's result counts on its own. Credentials and region come from boto3's
-default chain unless configured; one client per region per process, reused.
+default chain unless configured; one client per region per process, reused. A call is bounded by
+the package's connect timeout and by its timeout per read (botocore's limits: an AWS endpoint does
+not drip), and botocore retries nothing itself.
 """
 
 from __future__ import annotations
@@ -63,11 +65,15 @@ class EventBridgeNotifier:
         region: str | None = None,
         endpoint_url: str | None = None,
         max_batch: int = MAX_ENTRIES,
+        connect_timeout: float = 5.0,
+        timeout: float = 15.0,
     ) -> None:
         self.source = source
         self.region = region
         self.endpoint_url = endpoint_url
         self.max_batch = max_batch
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
         self._clients: dict[str | None, Any] = {}
         self._lock = threading.Lock()
 
@@ -80,9 +86,17 @@ class EventBridgeNotifier:
         with self._lock:
             if region not in self._clients:
                 import boto3  # imported on first use: web processes that never send do not pay for it
+                from botocore.config import Config
 
+                # The package's timeouts, and no retries of botocore's own: a failed call is an
+                # attempt like any other, retried on the delivery's schedule.
+                config = Config(
+                    connect_timeout=self.connect_timeout,
+                    read_timeout=self.timeout,
+                    retries={"total_max_attempts": 1},
+                )
                 self._clients[region] = boto3.session.Session().client(
-                    "events", region_name=region, endpoint_url=self.endpoint_url
+                    "events", region_name=region, endpoint_url=self.endpoint_url, config=config
                 )
             return self._clients[region]
 

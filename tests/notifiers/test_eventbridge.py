@@ -22,6 +22,7 @@ from flask_async_events.state import get_state
 from tests.appfactory import db, events
 from tests.conftest import AppEnv, drain, run_burst
 from tests.helpers import attempts, publish, states, subscribe
+from tests.notifiers.hostile import hostile, never_answer
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -256,6 +257,19 @@ def test_no_endpoint_is_retried_not_lost(env: AppEnv, aws: str) -> None:
     run_burst(app)
     assert states(app) == ["retrying"]
     assert attempts(app)[0].error_class == "EndpointConnectionError"
+
+
+def test_an_endpoint_that_never_answers_is_one_bounded_attempt(env: AppEnv, aws: str) -> None:
+    with hostile(never_answer) as (silent,):
+        endpoint = silent.url.removesuffix("/hook")
+        app = eventbridge_app(env, endpoint, ASYNC_EVENTS_TIMEOUT=1, ASYNC_EVENTS_RETRY_SCHEDULE=[60])
+        subscribe(app, "orders", event_name="customer.created", metadata="eventbridge")
+        publish(app, "customer.created", id=1)
+        run_burst(app)
+        assert silent.requests == 1  # botocore retried nothing by itself
+    [attempt] = attempts(app)
+    assert attempt.error_class == "ReadTimeoutError" and states(app) == ["retrying"]
+    assert attempt.duration_ms is not None and attempt.duration_ms < 2000
 
 
 PLUGIN = textwrap.dedent(
