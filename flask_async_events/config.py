@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_BATCH_SIZE": 100,
     "ASYNC_EVENTS_DELIVERY_THREADS": 32,
     "ASYNC_EVENTS_ENDPOINT_CONCURRENCY": 8,
+    "ASYNC_EVENTS_CIRCUIT_FAILURES": 10,
+    "ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN": 600,
     "ASYNC_EVENTS_MAINTENANCE_INTERVAL": 10,
     "ASYNC_EVENTS_RELAY_AFTER": 30,
     "ASYNC_EVENTS_DISABLE_AFTER": 5 * 24 * 3600,
@@ -61,6 +63,8 @@ class Settings:
     batch_size: int
     delivery_threads: int
     endpoint_concurrency: int
+    circuit_failures: int  # consecutive retryable failures that open an endpoint's circuit (0: never)
+    circuit_max_cooldown: float
     maintenance_interval: int
     relay_after: float
     disable_after: float
@@ -79,6 +83,11 @@ class Settings:
     def send_budget(self) -> float:
         """How long one deliver job keeps starting new sends before it hands the rest back."""
         return 2 * self.timeout
+
+    @property
+    def probe_window(self) -> float:
+        """How long a circuit's probe may take: while it is out, the endpoint's other deliveries wait."""
+        return self.connect_timeout + self.timeout + 1
 
     @property
     def job_timeout(self) -> int:
@@ -169,6 +178,8 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         batch_size=_number(config, "ASYNC_EVENTS_BATCH_SIZE", minimum=1, integer=True),
         delivery_threads=_number(config, "ASYNC_EVENTS_DELIVERY_THREADS", minimum=1, integer=True),
         endpoint_concurrency=_number(config, "ASYNC_EVENTS_ENDPOINT_CONCURRENCY", minimum=1, integer=True),
+        circuit_failures=_number(config, "ASYNC_EVENTS_CIRCUIT_FAILURES", minimum=0, integer=True),
+        circuit_max_cooldown=_number(config, "ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN", minimum=1),
         maintenance_interval=_number(config, "ASYNC_EVENTS_MAINTENANCE_INTERVAL", minimum=1, integer=True),
         relay_after=_number(config, "ASYNC_EVENTS_RELAY_AFTER", minimum=0),
         disable_after=_number(config, "ASYNC_EVENTS_DISABLE_AFTER", minimum=0),

@@ -24,12 +24,12 @@ from collections import defaultdict
 from datetime import timedelta
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import and_, select, update
 
 from flask_async_events.delivery.attempt import attempt, attempt_batch, decrypt_secret, find_notifier, unsendable
 from flask_async_events.delivery.dispatcher import dispatcher_of
+from flask_async_events.delivery.flow import endpoint_key, hold_back
 from flask_async_events.delivery.payloads import CONTENT_TYPES, describe_error, resolve_body
 from flask_async_events.delivery.sender import Task
 from flask_async_events.delivery.types import Claimed, Outcome, SendTask
@@ -53,7 +53,8 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
     if not items:
         return 0
     outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
-    dispatcher.submit(outcomes, sends)
+    starting, parked = hold_back(state, sends)
+    dispatcher.submit(outcomes, starting, parked)
     return len(items)
 
 
@@ -172,7 +173,7 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
         if isinstance(notifier, BatchNotifier):
             batches[item.notifier.lower()].append((item, recipient, message))
             continue
-        endpoint = urlsplit(item.recipient_url).netloc or item.recipient_url
+        endpoint = endpoint_key(item.recipient_url) or item.recipient_url
         sends.append(Task(endpoint, partial(attempt, notifier, recipient, message), deadline, [item]))
     for name, entries in batches.items():
         batch_notifier = state.notifier(name)

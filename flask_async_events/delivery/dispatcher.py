@@ -23,7 +23,7 @@ from flask import Flask, current_app
 from flask_async_events.delivery.journal import AttemptJournal
 from flask_async_events.delivery.recording import record
 from flask_async_events.delivery.sender import Sender
-from flask_async_events.delivery.types import Claimed, Outcome, SendResult, SendTask
+from flask_async_events.delivery.types import Claimed, Outcome, Parked, SendResult, SendTask
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")
@@ -74,16 +74,18 @@ class Dispatcher:
             settings.delivery_threads, settings.endpoint_concurrency, self._finished, self._expired
         )
         self.journal = AttemptJournal(state.queues.connection)
-        self._results: queue.SimpleQueue[Outcome | Claimed] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[Outcome | Claimed | Parked] = queue.SimpleQueue()
         self._unrecorded = 0
         self._lock = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._record_loop, name="async-events-record", daemon=True)
         self._thread.start()
 
-    def submit(self, outcomes: list[Outcome], sends: list[SendTask]) -> None:
-        """Record ``outcomes`` (decided without sending) and start ``sends``, each journaled."""
+    def submit(self, outcomes: list[Outcome], sends: list[SendTask], parked: list[Parked]) -> None:
+        """Record ``outcomes`` (decided without sending) and ``parked`` deliveries, and start
+        ``sends``, each journaled."""
         self._put(outcomes)
+        self._put(parked)
         self.sender.submit(replace(task, run=partial(self._journaled, task.run, task.payload)) for task in sends)
 
     def saturated_subscriptions(self) -> set[int]:
@@ -130,7 +132,7 @@ class Dispatcher:
     def _expired(self, task: SendTask) -> None:
         self._put(task.payload)
 
-    def _put(self, entries: list[Outcome] | list[Claimed]) -> None:
+    def _put(self, entries: list[Outcome] | list[Claimed] | list[Parked]) -> None:
         if not entries:
             return
         with self._lock:
@@ -156,17 +158,18 @@ class Dispatcher:
                 self._lock.notify_all()
             self.sender.sweep()
 
-    def _write(self, batch: list[Outcome | Claimed]) -> None:
+    def _write(self, batch: list[Outcome | Claimed | Parked]) -> None:
         """Record a batch, retrying while the database is away. Giving up (after a lease's length)
         loses nothing: the deliveries are claimed again when their lease runs out."""
         outcomes = [entry for entry in batch if isinstance(entry, Outcome)]
         released = [entry for entry in batch if isinstance(entry, Claimed)]
+        parked = [entry for entry in batch if isinstance(entry, Parked)]
         give_up = time.monotonic() + self._state.settings.claim_lease
         pause = 0.2
         while True:
             with self._app.app_context():
                 try:
-                    record(self._state, outcomes, released)
+                    record(self._state, outcomes, released, parked)
                 except Exception:  # the database is down, or a signal receiver failed
                     log.exception("Could not record %d delivery result(s); retrying in %.1fs", len(batch), pause)
                     self._state.db.session.rollback()

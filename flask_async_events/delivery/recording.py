@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -18,8 +19,9 @@ from redis.exceptions import RedisError
 from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, insert, null, select
 
 from flask_async_events import signals
+from flask_async_events.delivery.flow import feed
 from flask_async_events.delivery.subscription_status import disable_subscriptions
-from flask_async_events.delivery.types import Claimed, Outcome
+from flask_async_events.delivery.types import Claimed, Outcome, Parked
 from flask_async_events.delivery.verdicts import Health, Notice, Verdict, hand_back, judge, log_row
 from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Subscription, UTCDateTime, utcnow
 from flask_async_events.state import AppState
@@ -61,12 +63,14 @@ _HEALTH = (
 )
 
 
-def record(state: AppState, outcomes: list[Outcome], released: list[Claimed]) -> None:
-    """Write ``outcomes`` and hand back ``released`` (never started), then tell RQ and signal."""
+def record(state: AppState, outcomes: list[Outcome], released: list[Claimed], parked: Sequence[Parked] = ()) -> None:
+    """Write ``outcomes``, hand back ``released`` (never started) due now and ``parked`` ones due
+    later, then tell RQ, the endpoints' circuits, and the signals' receivers."""
     session = state.db.session
     now = utcnow()
     judged = [(outcome.item, judge(outcome, now, state.settings)) for outcome in outcomes]
     judged += [(item, hand_back(item, now)) for item in released]
+    judged += [(entry.item, hand_back(entry.item, now, entry.until)) for entry in parked]
     if outcomes:
         session.execute(insert(DeliveryAttempt), [log_row(outcome, now) for outcome in outcomes])
     if judged:
@@ -85,7 +89,10 @@ def record(state: AppState, outcomes: list[Outcome], released: list[Claimed]) ->
     for item, verdict in judged:
         if verdict.state == DeliveryState.RETRYING and verdict.attempted:
             retries[verdict.next_attempt_at].append(item.id)
+    for entry in parked:
+        retries[entry.until].append(entry.item.id)
     dead = [(item.id, item.uuid, verdict.dead_reason) for item, verdict in judged if verdict.dead_reason is not None]
+    feed(state, outcomes)  # before the retries are enqueued: a retry due now meets the circuit it opened
     _after_commit(state, now, retries, dead, [item.id for item in released])
     _send_signals(notices)
 

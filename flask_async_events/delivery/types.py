@@ -58,5 +58,14 @@ class Outcome:
     interrupted: bool = False
 
 
+@dataclass
+class Parked:
+    """A claimed delivery handed back unsent, due again at ``until`` (its endpoint's circuit is open,
+    or its probe is out). It is not an attempt: its retry schedule stays where it was."""
+
+    item: Claimed
+    until: datetime
+
+
 # One send on a sending thread: one delivery, or a batch for a notifier that takes batches.
 SendTask = Task[SendResult, list[Claimed]]

@@ -80,10 +80,10 @@ def judge(outcome: Outcome, now: datetime, settings: Settings, rng: random.Rando
     )
 
 
-def hand_back(item: Claimed, now: datetime) -> Verdict:
-    """A claim never started: back to where it was, due now, nothing counted."""
+def hand_back(item: Claimed, now: datetime, due: datetime | None = None) -> Verdict:
+    """A claim never started: back to where it was, due now (or at ``due``: parked), nothing counted."""
     state = DeliveryState.RETRYING if item.round_attempts else DeliveryState.PENDING
-    return Verdict(state, now, attempted=False, round_attempts=item.round_attempts)
+    return Verdict(state, due or now, attempted=False, round_attempts=item.round_attempts)
 
 
 def log_row(outcome: Outcome, now: datetime) -> dict[str, Any]:

@@ -19,6 +19,7 @@ thread keeps one curl handle, so its connections stay alive across deliveries an
 from __future__ import annotations
 
 import codecs
+import io
 import ipaddress
 import socket
 import threading
@@ -43,6 +44,7 @@ RETRYABLE_STATUS = frozenset({408, 429})
 USER_AGENT = f"flask-async-events/{__version__}"
 MAX_CONNECTIONS = 64  # kept alive per sending thread (least recently used ones are closed first)
 TIMED_OUT = pycurl.E_OPERATION_TIMEDOUT
+HUNG_UP = pycurl.E_SEND_FAIL_REWIND  # a kept-alive connection closed after the request went out
 EXCERPT_READ = pycurl.E_WRITE_ERROR  # what libcurl says when the body callback stops reading
 
 
@@ -121,8 +123,13 @@ class HttpNotifier:
         answer = _Answer()
         curl = self._curl()
         host = urlsplit(recipient.recipient_url).hostname or ""
+        body = message.body.encode("utf-8")
         curl.setopt(pycurl.URL, recipient.recipient_url)
-        curl.setopt(pycurl.POSTFIELDS, message.body.encode("utf-8"))
+        # The body is read through a callback, which libcurl cannot rewind: if a kept-alive
+        # connection dies once the request is out, the attempt fails (and is logged, and retried)
+        # instead of libcurl sending the request a second time behind our back.
+        curl.setopt(pycurl.POSTFIELDSIZE, len(body))
+        curl.setopt(pycurl.READFUNCTION, io.BytesIO(body).read)
         curl.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in headers.items()] + ["Expect:"])
         curl.setopt(pycurl.HEADERFUNCTION, answer.header_line)
         curl.setopt(pycurl.WRITEFUNCTION, answer.body_chunk)
@@ -148,6 +155,7 @@ class HttpNotifier:
         if curl is None:
             curl = self._local.curl = pycurl.Curl()
             curl.setopt(pycurl.NOSIGNAL, 1)
+            curl.setopt(pycurl.POST, 1)
             curl.setopt(pycurl.TIMEOUT_MS, max(1, round(self.timeout * 1000)))
             curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, round(min(self.connect_timeout, self.timeout) * 1000)))
             curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
@@ -178,6 +186,8 @@ class HttpNotifier:
             what = "no complete answer" if connected else "could not connect"
             reason = f"Timed out: {what} within {self.timeout:g} s, the limit for a whole attempt ({text})"
             return _retryable(reason, "Timeout" if connected else "ConnectTimeout")
+        if code == HUNG_UP:
+            return _retryable("Request failed: the receiver closed the connection without answering", "ConnectionError")
         return _retryable(f"Request failed: {text}", "ConnectionError")
 
 

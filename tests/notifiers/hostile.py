@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 LONGEST = 20.0  # seconds any one behaviour may go on for
-Behaviour = Callable[[socket.socket], bool | None]  # True: read the next request on the connection
+# Called with the connection and the request's number on it; True: read the next request.
+Behaviour = Callable[[socket.socket, int], bool | None]
 
 
 def _until(seconds: float) -> Iterator[None]:
@@ -23,7 +24,7 @@ def _until(seconds: float) -> Iterator[None]:
         yield
 
 
-def drip_headers(conn: socket.socket) -> None:
+def drip_headers(conn: socket.socket, number: int) -> None:
     """A status line, then a byte of a header every 0.2 s."""
     conn.sendall(b"HTTP/1.1 200 OK\r\n")
     for _ in _until(LONGEST):
@@ -31,7 +32,7 @@ def drip_headers(conn: socket.socket) -> None:
         time.sleep(0.2)
 
 
-def drip_body(conn: socket.socket) -> None:
+def drip_body(conn: socket.socket, number: int) -> None:
     """Headers promising a body, then a byte of it every 0.2 s."""
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
     for _ in _until(LONGEST):
@@ -39,18 +40,18 @@ def drip_body(conn: socket.socket) -> None:
         time.sleep(0.2)
 
 
-def never_answer(conn: socket.socket) -> None:
+def never_answer(conn: socket.socket, number: int) -> None:
     """Reads the request and says nothing."""
     for _ in _until(LONGEST):
         time.sleep(0.2)
 
 
-def garbage(conn: socket.socket) -> None:
+def garbage(conn: socket.socket, number: int) -> None:
     """Bytes that are not HTTP."""
     conn.sendall(b"\x00\xffSSH-2.0-not-http\r\n\r\n" * 50)
 
 
-def huge_body(conn: socket.socket) -> None:
+def huge_body(conn: socket.socket, number: int) -> None:
     """A 200 with a 300 MB body, sent as fast as the client takes it."""
     size = 300 * 1024 * 1024
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % size)
@@ -59,7 +60,7 @@ def huge_body(conn: socket.socket) -> None:
         conn.sendall(chunk)
 
 
-def endless_chunks(conn: socket.socket) -> None:
+def endless_chunks(conn: socket.socket, number: int) -> None:
     """A 200 with a chunked body that never ends."""
     conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
     chunk = b"%x\r\n%s\r\n" % (65536, b"z" * 65536)
@@ -67,10 +68,17 @@ def endless_chunks(conn: socket.socket) -> None:
         conn.sendall(chunk)
 
 
-def healthy(conn: socket.socket) -> bool:
+def healthy(conn: socket.socket, number: int) -> bool:
     """A 200 at once; the connection is kept alive for the next request."""
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     return True
+
+
+def hang_up_on_the_second(conn: socket.socket, number: int) -> bool:
+    """A 200 for a connection's first request; its second is read, then the connection closed."""
+    if number == 1:
+        return healthy(conn, number)
+    return False
 
 
 def _read_request(conn: socket.socket) -> bool:
@@ -117,10 +125,12 @@ class HostileServer:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             try:
+                number = 0
                 while _read_request(conn):
+                    number += 1
                     with self._lock:
                         self.requests += 1
-                    if not self.behaviour(conn):
+                    if not self.behaviour(conn, number):
                         return
             except OSError:  # the client hung up: that is what a deadline does
                 pass

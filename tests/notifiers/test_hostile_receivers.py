@@ -12,6 +12,7 @@ from tests.notifiers.hostile import (
     drip_headers,
     endless_chunks,
     garbage,
+    hang_up_on_the_second,
     healthy,
     hostile,
     huge_body,
@@ -61,3 +62,17 @@ def test_the_worker_carries_on_after_hostile_receivers(env: AppEnv) -> None:
         assert fine.requests == 1 and dripping.requests == 2
     outcomes = sorted((attempt.subscription_id, attempt.success) for attempt in attempts(app))
     assert outcomes == [(1, False), (1, False), (2, True)]
+
+
+def test_a_request_a_dying_connection_took_is_one_attempt_never_two(env: AppEnv) -> None:
+    app = env.app(ASYNC_EVENTS_DELIVERY_THREADS=1, ASYNC_EVENTS_RETRY_SCHEDULE=[])  # one thread: one connection
+    with hostile(hang_up_on_the_second) as (server,):
+        subscribe(app, server.url)
+        place_order(app)
+        run_burst(app)
+        place_order(app)  # sent on the kept-alive connection, which the receiver closes after reading
+        run_burst(app)
+        assert server.requests == 2  # not re-sent behind the attempt's back
+    first, second = attempts(app)
+    assert first.success and not second.success and second.error_class == "ConnectionError"
+    assert "closed the connection without answering" in second.response_data

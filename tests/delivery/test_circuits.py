@@ -1,0 +1,68 @@
+"""Circuit breaking end to end: an endpoint that fails opens its circuit, nothing is sent while it
+cools down (and nothing is counted as an attempt), one probe goes, and its success closes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from flask_async_events.delivery.flow import KEY, endpoint_key
+from flask_async_events.models import DeliveryAttempt
+from flask_async_events.state import get_state
+from tests.conftest import AppEnv, Receiver, drain
+from tests.helpers import attempts, place_order, states, subscribe
+
+SETTINGS = {
+    "ASYNC_EVENTS_CIRCUIT_FAILURES": 3,
+    "ASYNC_EVENTS_TIMEOUT": 2,
+    "ASYNC_EVENTS_CONNECT_TIMEOUT": 1,
+    "ASYNC_EVENTS_RETRY_SCHEDULE": [0] * 8,  # retries due at once: only the circuit holds them back
+}
+
+
+def circuit_fields(app: Flask, url: str) -> dict[Any, Any]:
+    """The endpoint's circuit as Redis keeps it (empty: closed)."""
+    return dict(get_state(app).queues.connection.hgetall(KEY.format(endpoint_key(url))))
+
+
+def test_an_open_circuit_holds_deliveries_until_one_probe_succeeds(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(**SETTINGS)
+    url = receiver.respond("/flaky", [503] * 3 + [200])
+    subscribe(app, url)
+    place_order(app)
+    drain(app, lambda: circuit_fields(app, url) != {} and len(receiver.at("/flaky")) == 3, timeout=30)
+    assert circuit_fields(app, url)[b"failures"] == b"3"  # three in a row: open
+    for _ in range(4):  # published while it is open: they wait, unsent
+        place_order(app)
+    drain(app, lambda: states(app) == ["delivered"] * 5, timeout=60)
+    times = [request.at for request in receiver.at("/flaky")]
+    assert len(times) == 8  # three failures, one probe, the four that waited: no attempt wasted
+    failures, probe, waited = times[:3], times[3], times[4:]
+    assert probe - failures[-1] >= 4  # nothing was sent while the circuit cooled down (5 s)
+    assert min(waited) >= probe  # the others waited for the probe's answer
+    first, *others = _by_delivery(app).values()
+    assert [(a.attempt, a.status_code) for a in first] == [(1, 503), (2, 503), (3, 503), (4, 200)]
+    assert all([(a.attempt, a.status_code) for a in rest] == [(1, 200)] for rest in others)  # waiting is not an attempt
+    assert circuit_fields(app, url) == {}  # closed: nothing kept in Redis
+
+
+def test_losing_the_circuit_state_loses_no_delivery(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(**SETTINGS)
+    url = receiver.respond("/down", [503] * 3 + [200])
+    subscribe(app, url)
+    for _ in range(3):
+        place_order(app)
+    drain(app, lambda: circuit_fields(app, url) != {}, timeout=30)  # opened, deliveries parked
+    env.redis.stop()  # Redis restarts empty: the circuit and the parked jobs are gone
+    env.redis.start()
+    drain(app, lambda: states(app) == ["delivered"] * 3, timeout=60)  # rebuilt from the database
+    assert all(a.status_code in (503, 200) for a in attempts(app))
+    assert len(receiver.at("/down")) == 6
+
+
+def _by_delivery(app: Flask) -> dict[int | None, list[DeliveryAttempt]]:
+    grouped: dict[int | None, list[DeliveryAttempt]] = {}
+    for attempt in attempts(app):
+        grouped.setdefault(attempt.delivery_id, []).append(attempt)
+    return grouped

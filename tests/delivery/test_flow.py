@@ -1,0 +1,112 @@
+"""The circuit breaker's decision, without Redis: a table of circuits and signals and what follows;
+then the same decision applied in Redis by two workers at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from flask_async_events.delivery.flow import Circuit, Circuits, Signal, after, endpoint_key, signal_of
+from flask_async_events.delivery.types import Outcome
+from flask_async_events.notifiers.base import NotifyResult
+from tests.conftest import RedisServer
+from tests.delivery.test_verdicts import ITEM
+
+NOW = 1_000_000.0
+UP, DOWN, NONE = Signal.UP, Signal.DOWN, Signal.NONE
+CLOSED = Circuit()
+OPEN = Circuit(failures=3, open_until=NOW + 5, cooldown=5)  # cooling down
+COOLED = Circuit(failures=3, open_until=NOW - 1, cooldown=5)  # half-open: one probe may go
+
+
+@pytest.mark.parametrize(
+    ("circuit", "signal", "expected", "change"),
+    [
+        (CLOSED, DOWN, Circuit(failures=1), None),
+        (Circuit(failures=1), DOWN, Circuit(failures=2), None),
+        (Circuit(failures=2), DOWN, Circuit(3, NOW + 5, 5), "opened"),  # the third in a row opens it
+        (Circuit(failures=2), UP, CLOSED, None),  # an answer resets the count
+        (Circuit(failures=2), NONE, Circuit(failures=2), None),
+        (OPEN, DOWN, OPEN, None),  # a straggler from before it opened changes nothing
+        (OPEN, UP, CLOSED, "closed"),
+        (COOLED, DOWN, Circuit(4, NOW + 10, 10), "reopened"),  # the probe failed: twice as long
+        (Circuit(9, NOW - 1, 400), DOWN, Circuit(10, NOW + 600, 600), "reopened"),  # capped
+        (COOLED, UP, CLOSED, "closed"),  # the probe answered
+        (COOLED, NONE, COOLED, None),
+    ],
+)
+def test_the_circuit_after_each_signal(circuit: Circuit, signal: Signal, expected: Circuit, change: str | None) -> None:
+    assert after(circuit, signal, NOW, threshold=3, max_cooldown=600) == (expected, change)
+
+
+def test_a_threshold_of_zero_never_opens() -> None:
+    circuit = CLOSED
+    for _ in range(100):
+        circuit, change = after(circuit, DOWN, NOW, threshold=0, max_cooldown=600)
+        assert change is None and circuit.open_until is None
+
+
+@pytest.mark.parametrize(
+    ("result", "signal"),
+    [
+        (NotifyResult(True, status_code=200), UP),
+        (NotifyResult(False, status_code=404), UP),  # it answered: the endpoint is there
+        (NotifyResult(False, retryable=True, status_code=503), DOWN),
+        (NotifyResult(False, retryable=True, error_class="Timeout"), DOWN),
+        (NotifyResult(False, retryable=True, error_class="ConnectionError"), DOWN),
+        (NotifyResult(False, retryable=True, error_class="ResolveError"), NONE),  # never sent
+        (NotifyResult(False, retryable=True, error_class="SecretError"), NONE),
+        (NotifyResult(False, error_class="ForbiddenAddress"), NONE),
+    ],
+)
+def test_what_an_outcome_says_about_its_endpoint(result: NotifyResult, signal: Signal) -> None:
+    assert signal_of(Outcome(ITEM, result)) is signal
+
+
+def test_cancelled_and_interrupted_say_nothing() -> None:
+    failed = NotifyResult(False, retryable=True, status_code=503)
+    assert signal_of(Outcome(ITEM, failed, cancelled=True)) is NONE
+    assert signal_of(Outcome(ITEM, failed, interrupted=True)) is NONE
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("https://Example.com/hooks?a=1", "https://example.com:443"),
+        ("http://example.com:8080/x", "http://example.com:8080"),
+        ("http://[::1]/x", "http://::1:80"),
+        ("orders", None),  # an EventBridge bus
+        ("arn:aws:events:eu-west-1:123456789012:event-bus/orders", None),
+        ("http://example.com:99999/x", None),
+    ],
+)
+def test_an_endpoint_is_scheme_host_and_port(url: str, key: str | None) -> None:
+    assert endpoint_key(url) == key
+
+
+def test_two_workers_share_one_circuit_in_redis(clean_redis: RedisServer) -> None:
+    circuits = Circuits(clean_redis.client(), threshold=10, max_cooldown=600)
+    endpoint = "https://example.com:443"
+    workers = [threading.Thread(target=circuits.record, args=({endpoint: [DOWN] * 5}, NOW)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    [(name, circuit)] = circuits.read([endpoint]).items()  # 5 + 5 failures, none lost to the race
+    assert name == endpoint and circuit == Circuit(10, NOW + 5, 5)
+    assert circuits.take_probe(endpoint, 20) and not circuits.take_probe(endpoint, 20)  # one probe only
+    circuits.record({endpoint: [UP]}, NOW + 6)
+    assert circuits.read([endpoint]) == {}  # closed: nothing kept
+
+
+def test_without_redis_every_circuit_reads_closed(clean_redis: RedisServer) -> None:
+    circuits = Circuits(clean_redis.client(), threshold=1, max_cooldown=600)
+    circuits.record({"https://a:443": [DOWN]}, NOW)
+    clean_redis.stop()
+    try:
+        assert circuits.read(["https://a:443"]) == {}
+        circuits.record({"https://a:443": [DOWN]}, NOW)  # dropped with a warning, never raised
+        assert not circuits.take_probe("https://a:443", 1)
+    finally:
+        clean_redis.start()
