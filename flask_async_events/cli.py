@@ -420,7 +420,8 @@ def status(as_json: bool) -> None:
         if isinstance(values, dict):
             click.echo(f"{section}:")
             for key, value in values.items():
-                click.echo(f"  {key:<22} {value}")
+                shown = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
+                click.echo(f"  {key:<22} {shown}")
         else:
             click.echo(f"{section:<24} {values}")
 

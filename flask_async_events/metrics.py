@@ -115,6 +115,15 @@ def render(state: AppState) -> str:
         *_family(
             "async_events_workers", "gauge", "Workers alive.", [_sample("async_events_workers", status["workers"])]
         ),
+        *_family(
+            "async_events_circuit_open",
+            "gauge",
+            "Endpoints whose circuit is open (1) or cooled down, waiting for its probe (0.5).",
+            (
+                _sample("async_events_circuit_open", 1 if circuit["state"] == "open" else 0.5, endpoint=endpoint)
+                for endpoint, circuit in status["circuits"].items()
+            ),
+        ),
     ]
     return "\n".join(lines) + "\n"
 

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,6 +151,17 @@ class Circuits:
         circuits = {name: _parse(fields) for name, fields in zip(names, found, strict=True)}
         return {name: circuit for name, circuit in circuits.items() if circuit != Circuit()}
 
+    def not_closed(self) -> dict[str, Circuit]:
+        """Every circuit that is open or cooled down, by endpoint, for operators (a SCAN: not
+        for the delivery path)."""
+        prefix = KEY.format("")
+        try:
+            keys = sorted(key.decode() for key in self.connection.scan_iter(match=prefix + "*", count=1000))
+            circuits = self.read(key[len(prefix) :] for key in keys)
+        except RedisError:
+            return {}
+        return {name: circuit for name, circuit in circuits.items() if circuit.open_until is not None}
+
     def take_probe(self, endpoint: str, seconds: float) -> bool:
         """Whether this caller sends the one probe of a cooled-down circuit (for ``seconds`` at most)."""
         try:
@@ -228,6 +240,17 @@ def _log_change(endpoint: str, change: str, circuit: Circuit, now: float) -> Non
         circuit.failures,
         wait,
     )
+
+
+def describe(circuit: Circuit, now: float) -> dict[str, object]:
+    """A circuit as ``status``, the metrics and the admin pages show it."""
+    until = circuit.open_until or now
+    return {
+        "state": "open" if circuit.is_open(now) else "half-open",
+        "failures": circuit.failures,
+        "open_until": datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+        "cooldown_seconds": circuit.cooldown,
+    }
 
 
 def circuits_of(state: AppState) -> Circuits:

@@ -13,6 +13,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from rq.worker import Worker
 from sqlalchemy import Select, func, select
 
+from flask_async_events.delivery.flow import circuits_of, describe
 from flask_async_events.models import DbSession, Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
 from flask_async_events.operations.replay import dead_filter
 from flask_async_events.state import AppState
@@ -24,7 +25,8 @@ def count_rows(session: DbSession, query: Select[*tuple[Any, ...]]) -> int:
 
 
 def system_status(state: AppState) -> dict[str, Any]:
-    """Queue depths, registries, workers, outbox backlog, deliveries by state, oldest undelivered age."""
+    """Queue depths, registries, workers, outbox backlog, deliveries by state, oldest undelivered
+    age, and the endpoints whose circuit is open."""
     session = state.db.session
     queues = {}
     for queue in state.queues.all():
@@ -41,6 +43,7 @@ def system_status(state: AppState) -> dict[str, Any]:
     candidates = [when for when in (oldest, oldest_event) if when is not None]
     now = utcnow()
     session.rollback()
+    circuits = circuits_of(state).not_closed()
     return {
         "queues": queues,
         "workers": Worker.count(connection=state.queues.connection),
@@ -57,6 +60,7 @@ def system_status(state: AppState) -> dict[str, Any]:
             )
         },
         "oldest_undelivered_seconds": round((now - min(candidates)).total_seconds(), 1) if candidates else 0,
+        "circuits": {endpoint: describe(circuit, now.timestamp()) for endpoint, circuit in circuits.items()},
     }
 
 

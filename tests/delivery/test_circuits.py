@@ -3,15 +3,17 @@ cools down (and nothing is counted as an attempt), one probe goes, and its succe
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from flask import Flask
 
-from flask_async_events.delivery.flow import KEY, endpoint_key
+from flask_async_events.delivery.flow import KEY, Signal, circuits_of, endpoint_key
 from flask_async_events.models import DeliveryAttempt
 from flask_async_events.state import get_state
 from tests.conftest import AppEnv, Receiver, drain
-from tests.helpers import attempts, place_order, states, subscribe
+from tests.helpers import attempts, place_order, states, subscribe, token
 
 SETTINGS = {
     "ASYNC_EVENTS_CIRCUIT_FAILURES": 3,
@@ -66,3 +68,15 @@ def _by_delivery(app: Flask) -> dict[int | None, list[DeliveryAttempt]]:
     for attempt in attempts(app):
         grouped.setdefault(attempt.delivery_id, []).append(attempt)
     return grouped
+
+
+def test_open_circuits_show_in_status_and_metrics(env: AppEnv) -> None:
+    app = env.app(ASYNC_EVENTS_CIRCUIT_FAILURES=2)
+    circuits_of(get_state(app)).record({"https://hooks.example:443": [Signal.DOWN] * 2}, time.time())
+    report = json.loads(app.test_cli_runner().invoke(args=["async-events", "status", "--json"]).output)
+    circuit = report["circuits"]["https://hooks.example:443"]
+    assert circuit["state"] == "open" and circuit["failures"] == 2 and circuit["cooldown_seconds"] == 5
+    human = app.test_cli_runner().invoke(args=["async-events", "status"]).output
+    assert "https://hooks.example:443" in human and "state open" in human
+    metrics = app.test_client().get("/async-events/metrics", headers=token(app, "ops", admin=True)).get_data(True)
+    assert 'async_events_circuit_open{endpoint="https://hooks.example:443"} 1' in metrics
