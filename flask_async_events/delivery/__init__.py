@@ -11,14 +11,16 @@
                                      │           subscriptions, insert one delivery row each
                                      ▼
     RQ event.delivery ─────────► deliver.py      claim due rows (a lease), check what can be sent
-                                     │           (attempt.py), hand the sends over
+                                     │           (attempt.py), park what an open circuit holds
+                                     │           back (flow.py), hand the sends over
                                      ▼
                                   dispatcher.py  a worker's threads: sender.py sends (per-endpoint
                                      │           cap), journal.py notes each attempt in Redis
                                      ▼
                                   recording.py   a batch of results per transaction: a log row per
                                      │           attempt, the state verdicts.py decides (delivered,
-                                     │           retrying at a time from retry.py, dead, cancelled)
+                                     │           retrying at a time from retry.py, dead, cancelled);
+                                     │           then the endpoints' circuits hear of it (flow.py)
                                      ▼ retrying: RQ's scheduler starts the deliver job when due
 
 ``types.py`` holds the values that pass between these stages; ``subscription_status.py`` the
