@@ -12,7 +12,7 @@ from flask import Flask
 from flask_async_events.delivery.flow import KEY, Signal, circuits_of, endpoint_key
 from flask_async_events.models import DeliveryAttempt
 from flask_async_events.state import get_state
-from tests.conftest import AppEnv, Receiver, drain
+from tests.conftest import AppEnv, Receiver, drain, run_burst
 from tests.helpers import attempts, place_order, states, subscribe, token
 
 SETTINGS = {
@@ -53,14 +53,17 @@ def test_losing_the_circuit_state_loses_no_delivery(env: AppEnv, receiver: Recei
     app = env.app(**SETTINGS)
     url = receiver.respond("/down", [503] * 3 + [200])
     subscribe(app, url)
-    for _ in range(3):
-        place_order(app)
-    drain(app, lambda: circuit_fields(app, url) != {}, timeout=30)  # opened, deliveries parked
-    env.redis.stop()  # Redis restarts empty: the circuit and the parked jobs are gone
+    place_order(app)
+    drain(app, lambda: circuit_fields(app, url) != {} and len(receiver.at("/down")) == 3, timeout=30)
+    place_order(app)
+    place_order(app)
+    run_burst(app)  # the two new deliveries meet the open circuit: parked, a scheduled job each
+    assert len(receiver.at("/down")) == 3 and states(app).count("delivered") == 0
+    env.redis.stop()  # Redis restarts empty: the circuit and the parked deliveries' jobs are gone
     env.redis.start()
     drain(app, lambda: states(app) == ["delivered"] * 3, timeout=60)  # rebuilt from the database
-    assert all(a.status_code in (503, 200) for a in attempts(app))
-    assert len(receiver.at("/down")) == 6
+    assert len(receiver.at("/down")) == 6  # nothing lost, nothing sent twice
+    assert sorted(a.status_code for a in attempts(app)) == [200, 200, 200, 503, 503, 503]
 
 
 def _by_delivery(app: Flask) -> dict[int | None, list[DeliveryAttempt]]:
