@@ -52,6 +52,7 @@ class ChaosConfig:
     kill_every: float = 4.0  # seconds between random worker kills; 0 for none
     restart_redis: bool = True
     drop_database: bool = True
+    outage: float = 8.0  # seconds one endpoint answers only 503 (its circuit opens), mid-run; 0 for none
     drain_timeout: float = 240.0
 
 
@@ -96,6 +97,7 @@ class Services:
         self.ports = {path: free_port() for path, *_ in SUBSCRIPTIONS}  # one endpoint per subscriber
         self.port = next(iter(self.ports.values()))
         self.receiver_log = folder / "received.jsonl"
+        self.outage_file = folder / "outage"
         self.redis_process: subprocess.Popen[bytes] | None = None
         self.receiver: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = []
@@ -157,6 +159,8 @@ class Services:
                 str(self.config.fault_rate),
                 "--log",
                 str(self.receiver_log),
+                "--outage",
+                str(self.outage_file),
             ],
             cwd=ROOT,
         )
@@ -286,6 +290,9 @@ def _timetable(config: ChaosConfig) -> list[tuple[float, str]]:
         plan.append((0.4 * duration, "restart-redis-empty"))
     if config.drop_database:
         plan.append((0.6 * duration, "drop-database-connections"))
+    if config.outage > 0:  # spans the Redis restart: the open circuit's state is lost with it
+        plan.append((0.4 * duration - config.outage / 2, "endpoint-outage"))
+        plan.append((0.4 * duration + config.outage / 2, "endpoint-recovers"))
     return sorted(plan)
 
 
@@ -316,6 +323,10 @@ def _inject(services: Services, plan: list[tuple[float, str]], rng: random.Rando
             services.start_redis()
         elif fault == "drop-database-connections":
             report.faults.append(f"dropped {services.drop_connections()} database connections")
+        elif fault == "endpoint-outage":
+            services.outage_file.write_text(str(services.port))
+        elif fault == "endpoint-recovers":
+            services.outage_file.unlink(missing_ok=True)
         report.faults.append(f"{time.monotonic() - started:6.1f}s {fault}")
         last_fault = time.monotonic()
     while restarts:

@@ -4,6 +4,8 @@ It listens on one port per subscriber (``--port`` repeated), as separate endpoin
 share of requests (``--fault-rate``) it answers 500, answers 429 with ``Retry-After: 1``,
 hangs past the sender's timeout and then drops the connection, or resets the connection. A
 delivery meets at most three faults, so a sender that retries long enough always gets through.
+While the file ``--outage`` names a port, that endpoint answers every request 503 (an outage, which
+opens its circuit in the senders).
 Every request is appended to ``--log`` as a JSON line: ``{"id", "path", "outcome"}``.
 """
 
@@ -28,12 +30,20 @@ MAX_FAULTS_PER_DELIVERY = 3
 class Plan:
     """What every port of the receiver shares: the seeded plan, the in-flight count, the log."""
 
-    def __init__(self, seed: int, fault_rate: float, hang_seconds: float, log_path: str) -> None:
-        self.seed, self.fault_rate, self.hang_seconds = seed, fault_rate, hang_seconds
+    def __init__(self, seed: int, fault_rate: float, hang_seconds: float, log_path: str, outage: str) -> None:
+        self.seed, self.fault_rate, self.hang_seconds, self.outage = seed, fault_rate, hang_seconds, outage
         self.seen: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.in_flight = 0
         self.log = open(log_path, "a", buffering=1)  # noqa: SIM115 - open for the process's lifetime
+
+    def down(self, port: int) -> bool:
+        """Whether the outage file names this port now."""
+        try:
+            with open(self.outage) as control:
+                return control.read().strip() == str(port)
+        except FileNotFoundError:
+            return False
 
     def outcome(self, webhook_id: str) -> str:
         with self.lock:
@@ -62,12 +72,14 @@ class ChaosHandler(BaseHTTPRequestHandler):
         plan = self.server.plan
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         webhook_id = self.headers.get("webhook-id", "")
-        outcome = plan.outcome(webhook_id)
+        outcome = "outage" if plan.down(self.server.server_address[1]) else plan.outcome(webhook_id)
         plan.record(webhook_id, self.path, outcome)
         if outcome == "200":
             self._answer(200, b"ok")
         elif outcome == "500":
             self._answer(500, b"boom")
+        elif outcome == "outage":
+            self._answer(503, b"down for maintenance")
         elif outcome == "429":
             self._answer(429, b"slow down", b"Retry-After: 1\r\n")
         elif outcome == "hang":
@@ -83,7 +95,9 @@ class ChaosHandler(BaseHTTPRequestHandler):
         self._answer(200, str(self.server.plan.in_flight).encode())
 
     def _answer(self, status: int, body: bytes, extra: bytes = b"") -> None:
-        reason = {200: b"OK", 500: b"Internal Server Error", 429: b"Too Many Requests"}[status]
+        reason = {200: b"OK", 500: b"Internal Server Error", 503: b"Service Unavailable", 429: b"Too Many Requests"}[
+            status
+        ]
         head = b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n%s\r\n" % (status, reason, len(body), extra)
         self.wfile.write(head + body)
 
@@ -111,8 +125,9 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.3)
     parser.add_argument("--hang-seconds", type=float, default=1.5)
     parser.add_argument("--log", required=True)
+    parser.add_argument("--outage", required=True, help="a file that, while it names a port, takes that endpoint down")
     args = parser.parse_args()
-    plan = Plan(args.seed, args.fault_rate, args.hang_seconds, args.log)
+    plan = Plan(args.seed, args.fault_rate, args.hang_seconds, args.log, args.outage)
     servers = [ChaosServer(port, plan) for port in args.port]
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
