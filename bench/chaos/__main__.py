@@ -19,14 +19,14 @@ DUPLICATE_LIMIT = 0.005
 def table(reports: list[Report]) -> str:
     lines = [
         "| seed | events | deliveries expected | delivered | lost | misrouted | pending | duplicates (rate) "
-        "| requests | unlogged attempts | worker kills | drain after last fault | run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| requests | unlogged attempts | worker kills | circuits opened | drain after last fault | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         lines.append(
             f"| {r.seed} | {r.events} | {r.expected} | {r.delivered} | {r.lost} | {r.misrouted} | {r.pending} "
             f"| {r.duplicates} ({r.duplicate_rate:.3%}) | {r.requests} | {r.unlogged_attempts} | {r.kills} "
-            f"| {r.drain_seconds:.1f} s | {r.elapsed:.0f} s |"
+            f"| {r.circuit_openings} | {r.drain_seconds:.1f} s | {r.elapsed:.0f} s |"
         )
     return "\n".join(lines)
 

@@ -69,6 +69,7 @@ class Report:
     duplicates: int = 0
     requests: int = 0
     unlogged_attempts: int = 0
+    circuit_openings: int = 0  # circuits opened or reopened, from the workers' logs
     kills: int = 0
     worker_exits: int = 0  # workers that stopped by themselves (a supervisor restarts them)
     publish_retries: int = 0
@@ -405,6 +406,15 @@ def _check(services: Services, engine: sa.Engine, report: Report) -> None:
     report.unlogged_attempts = sum(max(0, count - logged[delivery]) for delivery, count in seen.items())
 
 
+def _circuit_openings(folder: Path) -> int:
+    """How often the workers opened (or reopened) a circuit, as their logs say."""
+    return sum(
+        line.count(b"Circuit opened") + line.count(b"Circuit reopened")
+        for log in folder.glob("worker-*.log")
+        for line in log.read_bytes().splitlines()
+    )
+
+
 def run(config: ChaosConfig) -> Report:
     """One seeded run; the report says what held and what did not."""
     report = Report(seed=config.seed)
@@ -440,6 +450,7 @@ def run(config: ChaosConfig) -> Report:
         _check(services, engine, report)
     finally:
         services.stop()
+        report.circuit_openings = _circuit_openings(folder)
         if engine is not None:
             engine.dispose()
         services.drop_database()
