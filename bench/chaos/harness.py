@@ -27,7 +27,7 @@ from typing import IO, Any
 import requests
 import sqlalchemy as sa
 
-from bench.common import PG_ADMIN, ROOT, free_port, start_redis, wait_until
+from bench.common import PG_ADMIN, ROOT, start_redis, wait_until
 
 # (path, event pattern, store, enabled, receives the run's events: store 1, chaos.order.created)
 SUBSCRIPTIONS = [
@@ -95,8 +95,9 @@ class Services:
         self.redis_url = f"unix://{self.redis_socket}"
         self.database = f"fae_chaos_{uuid.uuid4().hex[:8]}"
         self.database_uri = PG_ADMIN.rsplit("/", 1)[0] + f"/{self.database}"
-        self.ports = {path: free_port() for path, *_ in SUBSCRIPTIONS}  # one endpoint per subscriber
-        self.port = next(iter(self.ports.values()))
+        self.ports: dict[str, int] = {}  # one endpoint per subscriber, bound by the receiver itself
+        self.port = 0  # the first of them
+        self.ports_file = folder / "ports.json"
         self.receiver_log = folder / "received.jsonl"
         self.outage_file = folder / "outage"
         self.redis_process: subprocess.Popen[bytes] | None = None
@@ -153,7 +154,10 @@ class Services:
                 sys.executable,
                 "-m",
                 "bench.chaos.receiver",
-                *[argument for port in self.ports.values() for argument in ("--port", str(port))],
+                "--listen",
+                str(len(SUBSCRIPTIONS)),
+                "--ports-file",
+                str(self.ports_file),
                 "--seed",
                 str(self.config.seed),
                 "--fault-rate",
@@ -165,6 +169,10 @@ class Services:
             ],
             cwd=ROOT,
         )
+        wait_until(lambda: self.ports_file.exists() and self.ports_file.stat().st_size > 0)
+        ports = json.loads(self.ports_file.read_text())
+        self.ports = {path: port for (path, *_), port in zip(SUBSCRIPTIONS, ports, strict=True)}
+        self.port = ports[0]
         wait_until(lambda: requests.get(f"http://127.0.0.1:{self.port}/inflight", timeout=1).ok)
 
     def in_flight(self) -> int:

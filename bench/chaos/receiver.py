@@ -1,6 +1,7 @@
 """A receiver that misbehaves on purpose, on a seeded plan, and writes down every request.
 
-It listens on one port per subscriber (``--port`` repeated), as separate endpoints would. For a
+It listens on one port per subscriber (``--listen N`` of them, chosen by the system and written
+to ``--ports-file`` as a JSON list), as separate endpoints would. For a
 share of requests (``--fault-rate``) it answers 500, answers 429 with ``Retry-After: 1``,
 hangs past the sender's timeout and then drops the connection, or resets the connection. A
 delivery meets at most three faults, so a sender that retries long enough always gets through.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import socket
 import struct
@@ -120,7 +122,8 @@ class ChaosServer(ThreadingHTTPServer):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, action="append", required=True, help="repeat to listen on several")
+    parser.add_argument("--listen", type=int, required=True, help="how many ports to listen on")
+    parser.add_argument("--ports-file", required=True, help="where to write the ports, once listening")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fault-rate", type=float, default=0.3)
     parser.add_argument("--hang-seconds", type=float, default=1.5)
@@ -128,7 +131,11 @@ def main() -> None:
     parser.add_argument("--outage", required=True, help="a file that, while it names a port, takes that endpoint down")
     args = parser.parse_args()
     plan = Plan(args.seed, args.fault_rate, args.hang_seconds, args.log, args.outage)
-    servers = [ChaosServer(port, plan) for port in args.port]
+    servers = [ChaosServer(0, plan) for _ in range(args.listen)]  # the system picks: no port can be taken
+    temporary = f"{args.ports_file}.part"
+    with open(temporary, "w") as handle:
+        json.dump([server.server_address[1] for server in servers], handle)
+    os.replace(temporary, args.ports_file)
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     servers[0].serve_forever()
