@@ -141,14 +141,10 @@ class Circuits:
         if not names or not self.threshold:
             return {}
         try:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for name in names:
-                    pipe.hgetall(KEY.format(name))
-                found = pipe.execute()
+            circuits = self._read_all(names)
         except RedisError as exc:
             log.warning("Could not read circuit states (%s); sending as if every circuit were closed", exc)
             return {}
-        circuits = {name: _parse(fields) for name, fields in zip(names, found, strict=True)}
         return {name: circuit for name, circuit in circuits.items() if circuit != Circuit()}
 
     def not_closed(self) -> dict[str, Circuit]:
