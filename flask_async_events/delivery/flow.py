@@ -23,11 +23,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
+from redis.typing import EncodableT, FieldT
 
 from flask_async_events.delivery.attempt import UNSENDABLE
 from flask_async_events.delivery.retry import due_at
@@ -70,8 +72,10 @@ class Circuit:
         return self.open_until is not None and now >= self.open_until
 
 
+@lru_cache(maxsize=4096)
 def endpoint_key(recipient_url: str) -> str | None:
-    """``scheme://host:port`` of a URL recipient; None for one that is not a URL (an EventBridge bus)."""
+    """``scheme://host:port`` of a URL recipient; None for one that is not a URL (an EventBridge bus).
+    Cached: every delivery asks three times (its send, its circuit, its outcome)."""
     try:
         parts = urlsplit(recipient_url)
         port = parts.port or DEFAULT_PORTS.get(parts.scheme)
@@ -216,7 +220,7 @@ class Circuits:
                 return
 
 
-def _fields(circuit: Circuit) -> dict[str | bytes | bytearray | memoryview | int | float, str | float | int]:
+def _fields(circuit: Circuit) -> dict[FieldT, EncodableT]:
     return {
         "failures": circuit.failures,
         "open_until": "" if circuit.open_until is None else repr(circuit.open_until),

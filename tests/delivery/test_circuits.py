@@ -13,7 +13,7 @@ from flask_async_events.delivery.flow import KEY, Signal, circuits_of, endpoint_
 from flask_async_events.models import DeliveryAttempt
 from flask_async_events.state import get_state
 from tests.conftest import AppEnv, Receiver, drain, run_burst
-from tests.helpers import attempts, place_order, states, subscribe, token
+from tests.helpers import attempts, deliveries, place_order, states, subscribe, token
 
 SETTINGS = {
     "ASYNC_EVENTS_CIRCUIT_FAILURES": 3,
@@ -85,3 +85,20 @@ def test_open_circuits_show_in_status_and_metrics(env: AppEnv) -> None:
     assert "https://hooks.example:443" in human and "state open" in human
     metrics = app.test_client().get("/async-events/metrics", headers=token(app, "ops", admin=True)).get_data(True)
     assert 'async_events_circuit_open{endpoint="https://hooks.example:443"} 1' in metrics
+
+
+def test_a_probe_another_worker_holds_keeps_the_others_parked(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(**SETTINGS)
+    url = receiver.respond("/cooled", [200])
+    subscribe(app, url)
+    key = endpoint_key(url)
+    assert key is not None
+    circuits = circuits_of(get_state(app))
+    circuits.record({key: [Signal.DOWN] * 3}, time.time() - 10)  # opened 10 s ago: cooled down now
+    assert circuits.take_probe(key, 30)  # another worker's probe is out
+    place_order(app)
+    run_burst(app)
+    assert receiver.at("/cooled") == []  # not sent: it waits for that probe's answer
+    [delivery] = deliveries(app)
+    assert delivery.state == "pending" and delivery.attempt_count == 0  # parked, not an attempt
+    assert delivery.next_attempt_at.timestamp() > time.time() + 1  # due again after the probe's window
