@@ -36,6 +36,33 @@ def authenticate_request() -> ResponseReturnValue | None:
     return None
 
 
+@blp.before_request
+def refuse_nul_characters() -> ResponseReturnValue | None:
+    """No text may carry a NUL character (PostgreSQL cannot store or compare one): a 400 naming
+    where it was, for the query, the path and the JSON body alike."""
+    where = _nul_in({**request.args, **(request.view_args or {})}) or _nul_in(request.get_json(silent=True), "body")
+    if where is not None:
+        return error_response(400, f"{where}: must not contain NUL characters")
+    return None
+
+
+def _nul_in(value: Any, path: str = "") -> str | None:
+    """The path to the first string holding a NUL character inside ``value``, or None."""
+    if isinstance(value, str):
+        return path or "value" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _nul_in(str(key), path) or _nul_in(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def principal() -> Principal:
     found: Principal = g.async_events_principal
     return found

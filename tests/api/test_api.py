@@ -549,3 +549,25 @@ def test_ping_goes_through_the_delivery_checks_and_guard(app: Flask, client: Fla
     store(app, subscription_id, "verification_token", "not-fernet")  # no key decrypts it
     refused = client.post(url, headers=headers)
     assert refused.status_code == 409 and "cannot decrypt a verification token" in refused.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "where"),
+    [
+        ("get", f"{PREFIX}/async_events?event_name=%00&status=false", None, "event_name"),
+        ("get", f"{PREFIX}/async_event_logs?q=a%00b", None, "q"),
+        ("get", f"{PREFIX}/async_event_logs/%00", None, "uuid"),
+        (
+            "post",
+            f"{PREFIX}/async_event",
+            {"asyncEvent": {"event_name": "a\x00", "metadata": "http"}},
+            "body.asyncEvent.event_name",
+        ),
+    ],
+)
+def test_a_nul_character_anywhere_is_a_400_naming_where(
+    client: FlaskClient, sales: dict[str, str], method: str, url: str, body: Any, where: str
+) -> None:
+    response = getattr(client, method)(url, headers=sales, json=body)
+    assert response.status_code == 400, response.get_data(True)
+    assert response.get_json()["message"] == f"{where}: must not contain NUL characters"
