@@ -19,12 +19,12 @@ from flask_async_events.auth import Principal, create_token, revoke_token
 from flask_async_events.delivery.outbox import publish_event
 from flask_async_events.delivery.queues import QUEUE_NAMES
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
-from flask_async_events.models import ApiToken, DeliveryAttempt
+from flask_async_events.models import ApiToken, DeliveryAttempt, Subscription
 from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay, retry_dead
 from flask_async_events.operations.retention import DEFAULT_BATCH, count_prunable, parse_age, parse_moment, prune
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.operations.status import dead_letters, system_status
-from flask_async_events.operations.subscriptions import create_subscription
+from flask_async_events.operations.subscriptions import check_rate_limit, create_subscription, set_rate_limit
 from flask_async_events.operations.trace import attempt_dict, load_trace
 from flask_async_events.signing import generate_secret
 from flask_async_events.state import NOTIFIER_ALIASES, get_state
@@ -152,9 +152,16 @@ def list_(as_json: bool) -> None:
 @click.option("--token", "verification_token", help="Verification token (default: a new whsec_ secret).")
 @click.option("--notifier", "metadata", default="http", show_default=True, help="The subscription's metadata.")
 @click.option("--store-id", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--rate-limit", type=float, help="At most this many deliveries per second (default: no limit).")
 @json_option
 def subscribe(
-    event_name: str, recipient_url: str, verification_token: str | None, metadata: str, store_id: int, as_json: bool
+    event_name: str,
+    recipient_url: str,
+    verification_token: str | None,
+    metadata: str,
+    store_id: int,
+    rate_limit: float | None,
+    as_json: bool,
 ) -> None:
     """Subscribe RECIPIENT_URL to EVENT_NAME (which may hold * wildcards)."""
     state = get_state()
@@ -167,6 +174,7 @@ def subscribe(
             verification_token=secret,
             metadata=metadata,
             store_id=store_id,
+            rate_limit=rate_limit,
         )
         state.db.session.commit()
     except ValueError as exc:
@@ -186,8 +194,6 @@ def subscribe(
 @json_option
 def subscriptions(as_json: bool) -> None:
     """List subscriptions (never their verification tokens)."""
-    from flask_async_events.models import Subscription
-
     rows = get_state().db.session.scalars(select(Subscription).order_by(Subscription.subscription_id)).all()
     listing = [
         {
@@ -197,6 +203,7 @@ def subscriptions(as_json: bool) -> None:
             "status": s.status,
             "metadata": s.notifier,
             "store_id": s.store_id,
+            "rate_limit": s.rate_limit,
             "subscribed_at": s.subscribed_at.isoformat(),
             "disabled_reason": s.disabled_reason,
         }
@@ -207,9 +214,10 @@ def subscriptions(as_json: bool) -> None:
         return
     for s in listing:
         state = "enabled" if s["status"] else f"disabled ({s['disabled_reason'] or 'by hand'})"
+        limit = f"  at most {s['rate_limit']:g}/s" if s["rate_limit"] else ""
         click.echo(
             f"{s['subscription_id']:>6}  {s['event_name']:<30} {s['metadata']:<12} store {s['store_id']:<4} "
-            f"{state:<12} {s['recipient_url']}"
+            f"{state:<12} {s['recipient_url']}{limit}"
         )
 
 
@@ -221,6 +229,36 @@ def enable(subscription_ids: tuple[int, ...]) -> None:
     enable_subscriptions(session, subscription_ids)
     session.commit()
     click.echo(f"Enabled {len(subscription_ids)} subscription(s)")
+
+
+def _rate(value: str) -> float | None:
+    if value.strip().lower() in ("none", "null", "unlimited"):
+        return None
+    try:
+        return check_rate_limit(float(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc) if "rate_limit" in str(exc) else f"not a number: {value!r}") from None
+
+
+@cli.command("rate-limit")
+@click.argument("subscription_ids", nargs=-1, type=int, required=True)
+@click.option(
+    "--per-second", "rate", required=True, help="Deliveries per second across all workers, or 'none' for no limit."
+)
+def rate_limit_command(subscription_ids: tuple[int, ...], rate: str) -> None:
+    """Set how many deliveries per second subscriptions may receive."""
+    limit = _rate(rate)
+    session = get_state().db.session
+    found = set(
+        session.scalars(select(Subscription.subscription_id).where(Subscription.subscription_id.in_(subscription_ids)))
+    )
+    missing = sorted(set(subscription_ids) - found)
+    if missing:
+        raise click.ClickException(f"No subscription {', '.join(map(str, missing))}; nothing changed")
+    set_rate_limit(session, list(subscription_ids), limit)
+    session.commit()
+    what = f"at most {limit:g} deliveries per second" if limit else "no rate limit"
+    click.echo(f"{len(subscription_ids)} subscription(s) now have {what}")
 
 
 @cli.command()

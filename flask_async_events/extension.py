@@ -148,8 +148,10 @@ class AsyncEvents:
         verification_token: str,
         metadata: str = "http",
         store_id: int = 0,
+        rate_limit: float | None = None,
     ) -> Subscription:
-        """Add a subscription to the current session (the caller commits)."""
+        """Add a subscription to the current session (the caller commits). ``rate_limit``: at
+        most that many deliveries per second to it, across all workers (None: no limit)."""
         return create_subscription(
             get_state(),
             event_name=event_name,
@@ -157,6 +159,7 @@ class AsyncEvents:
             verification_token=verification_token,
             metadata=metadata,
             store_id=store_id,
+            rate_limit=rate_limit,
         )
 
     @staticmethod

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -110,6 +111,7 @@ class Subscription(Base):
     # for subscriptions made in code or on the command line, which only admins see.
     owner: Mapped[str | None] = mapped_column(String(255), index=True)
     deleted_at: Mapped[datetime | None]  # unsubscribed: hidden and disabled, its logs kept
+    rate_limit: Mapped[float | None] = mapped_column(Float)  # deliveries per second; None: unlimited
 
     __table_args__ = (Index("ix_async_event_subscriber_status_event_name", "status", "event_name"),)
 

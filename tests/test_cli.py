@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from flask import Flask
 from standardwebhooks import Webhook
@@ -65,6 +66,24 @@ def test_cli_errors_are_messages_not_tracebacks(app: Flask) -> None:
     assert "Traceback" not in cli_error(app, "publish", "customer.created", "--arg", "novalue")
 
 
+def test_rate_limits_are_set_listed_changed_and_refused_with_a_reason(app: Flask) -> None:
+    created = json.loads(cli(app, "subscribe", "customer.*", "https://example.com/x", "--rate-limit", "2", "--json"))
+    subscription_id = str(created["subscription_id"])
+    limit = partial(cli, app, "rate-limit", subscription_id)
+    refused = partial(cli_error, app, "rate-limit", subscription_id)
+    assert json.loads(cli(app, "subscriptions", "--json"))[0]["rate_limit"] == 2
+    assert "at most 2/s" in cli(app, "subscriptions")
+    assert "now have at most 0.5 deliveries per second" in limit("--per-second", "0.5")
+    assert json.loads(cli(app, "subscriptions", "--json"))[0]["rate_limit"] == 0.5
+    assert "rate_limit must be between" in refused("--per-second", "0")
+    assert "not a number: 'fast'" in refused("--per-second", "fast")
+    assert "No subscription 99; nothing changed" in refused("99", "--per-second", "1")
+    assert "rate_limit must be between" in cli_error(app, "subscribe", "x.*", "https://e.com", "--rate-limit", "-1")
+    assert json.loads(cli(app, "subscriptions", "--json"))[0]["rate_limit"] == 0.5  # refusals changed nothing
+    assert "now have no rate limit" in limit("--per-second", "none")
+    assert json.loads(cli(app, "subscriptions", "--json"))[0]["rate_limit"] is None
+
+
 def test_dead_letters_and_replay(env: AppEnv, receiver: Receiver) -> None:
     app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
     cli(app, "subscribe", "sales.order.created", receiver.respond("/x", [500, 200]), "--token", "secret")
@@ -91,8 +110,8 @@ def test_replaying_for_a_disabled_subscription_says_to_enable_it(env: AppEnv, re
 
 
 def test_db_commands(app: Flask) -> None:
-    assert "current: 0002  head: 0002" in cli(app, "db", "current")
-    assert "Database at revision 0002" in cli(app, "db", "upgrade")
+    assert "current: 0003  head: 0003" in cli(app, "db", "current")
+    assert "Database at revision 0003" in cli(app, "db", "upgrade")
 
 
 def test_token_commands(app: Flask) -> None:

@@ -12,11 +12,12 @@ from sqlalchemy import or_, select
 from flask_async_events.admin.security import NotAllowed, check_csrf, csrf_token, current_admin, log_in, log_out
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.errors import AuthError
-from flask_async_events.models import DeliveryAttempt, Subscription
+from flask_async_events.models import DbSession, DeliveryAttempt, Subscription
 from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay
 from flask_async_events.operations.retention import parse_moment
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.operations.status import count_rows, dead_letters, system_status
+from flask_async_events.operations.subscriptions import set_rate_limit
 from flask_async_events.operations.trace import load_trace
 from flask_async_events.state import AppState, get_state
 
@@ -96,8 +97,10 @@ def subscriptions() -> ResponseReturnValue:
             disable_subscriptions(session, ids, DISABLED_HERE)
             session.commit()
             flash(f"Disabled {len(ids)} subscription(s); their pending retries are cancelled.", "ok")
+        elif action == "rate_limit":
+            _set_rate_limit(session, ids, request.form.get("rate_limit", ""))
         else:
-            flash("Choose Enable or Disable.", "error")
+            flash("Choose Enable, Disable or Set rate limit.", "error")
         return redirect(url_for(".subscriptions", q=request.args.get("q", ""), status=request.args.get("status", "")))
     text = request.args.get("q", "").strip()
     status = request.args.get("status", "")
@@ -109,6 +112,20 @@ def subscriptions() -> ResponseReturnValue:
         query = query.where(Subscription.status.is_(status == "enabled"))
     rows = list(session.scalars(query.limit(500)))
     return render_template("async_events_admin/subscriptions.html", rows=rows, q=text, status=status)
+
+
+def _set_rate_limit(session: DbSession, ids: list[int], raw: str) -> None:
+    """The bulk action: a number of deliveries per second, or blank for no limit."""
+    try:
+        rate = float(raw) if raw.strip() else None
+        set_rate_limit(session, ids, rate)
+    except ValueError as exc:
+        message = str(exc) if "rate_limit" in str(exc) else f"rate_limit must be a number or blank, got {raw!r}"
+        flash(message, "error")
+        return
+    session.commit()
+    limit = f"at most {rate:g} deliveries per second" if rate else "no rate limit"
+    flash(f"{len(ids)} subscription(s) now have {limit}.", "ok")
 
 
 @admin.get("/logs")

@@ -6,6 +6,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
 
+from flask_async_events.operations.subscriptions import MAX_RATE_LIMIT, MIN_RATE_LIMIT
+
 MAX_PAGE = 1_000_000
 MAX_ID = 2**31 - 1
 READ_ONLY = {
@@ -19,6 +21,14 @@ IGNORED_ON_UPDATE = ("subscription_id", "subscribed_at", "modified")
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
+
+
+def rate_limit_field() -> fields.Float:
+    return fields.Float(
+        allow_none=True,
+        validate=validate.Range(MIN_RATE_LIMIT, MAX_RATE_LIMIT),
+        metadata={"description": "At most this many deliveries per second, across all workers; null: no limit"},
+    )
 
 
 class SubscriptionFields(StrictSchema):
@@ -43,6 +53,7 @@ class SubscriptionFields(StrictSchema):
         metadata={"description": "The notifier: http, eventbridge or event_bridge"},
     )
     store_id = fields.Integer(load_default=0, validate=validate.Range(0, 65535))
+    rate_limit = rate_limit_field()
 
 
 class SubscriptionCreate(StrictSchema):
@@ -53,6 +64,7 @@ class SubscriptionChanges(StrictSchema):
     status = fields.Boolean()
     metadata = fields.String(validate=validate.Length(1, 64))
     recipient_url = fields.String(validate=validate.Length(1, 1024))
+    rate_limit = rate_limit_field()
 
     @pre_load
     def refuse_read_only(self, data: Any, **kwargs: Any) -> Any:
@@ -77,6 +89,7 @@ class SubscriptionOut(Schema):
     modified = fields.DateTime()
     metadata = fields.String(attribute="notifier")
     store_id = fields.Integer()
+    rate_limit = fields.Float(allow_none=True)
     disabled_reason = fields.String(allow_none=True)
 
 

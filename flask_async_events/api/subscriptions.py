@@ -42,6 +42,7 @@ SUBSCRIPTION_ATTRIBUTES = (
     "modified",
     "notifier",
     "store_id",
+    "rate_limit",
     "disabled_reason",
 )
 
@@ -73,6 +74,7 @@ class AsyncEventCreate(MethodView):
                 metadata=fields["metadata"],
                 store_id=fields["store_id"],
                 owner=caller.owner,
+                rate_limit=fields.get("rate_limit"),
             )
             app_state.db.session.commit()
         except ValueError as exc:
@@ -96,7 +98,7 @@ class AsyncEvent(MethodView):
     @blp.alt_response(400, description="A field is invalid or cannot be changed")
     @blp.alt_response(404, description="Async event with subscription ID N does not exist")
     def put(self, body: dict[str, Any], subscription_id: str) -> Subscription:
-        """Change status, metadata or recipient_url; fields left out stay as they were."""
+        """Change status, metadata, recipient_url or rate_limit; fields left out stay as they were."""
         changes = body["asyncEvent"]
         app_state = state()
         subscription = owned_subscription(subscription_id)
@@ -109,6 +111,9 @@ class AsyncEvent(MethodView):
                 bad_request(exc)
             subscription.notifier = metadata.lower()
             subscription.recipient_url = recipient_url
+            subscription.modified = utcnow()
+        if "rate_limit" in changes:
+            subscription.rate_limit = changes["rate_limit"]
             subscription.modified = utcnow()
         if changes.get("status") is False and subscription.status:
             disable_subscriptions(app_state.db.session, [subscription.subscription_id], "disabled through the API")

@@ -28,8 +28,9 @@ from typing import Any
 from sqlalchemy import and_, select, update
 
 from flask_async_events.delivery.attempt import attempt, attempt_batch, decrypt_secret, find_notifier, unsendable
+from flask_async_events.delivery.circuits import endpoint_key
 from flask_async_events.delivery.dispatcher import dispatcher_of
-from flask_async_events.delivery.flow import endpoint_key, hold_back
+from flask_async_events.delivery.flow import hold_back, pace
 from flask_async_events.delivery.payloads import CONTENT_TYPES, describe_error, resolve_body
 from flask_async_events.delivery.sender import Task
 from flask_async_events.delivery.types import Claimed, Outcome, SendTask
@@ -52,9 +53,10 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
     items = claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
     if not items:
         return 0
+    items, paced = pace(state, items)
     outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
     starting, parked = hold_back(state, sends)
-    dispatcher.submit(outcomes, starting, parked)
+    dispatcher.submit(outcomes, starting, paced + parked)
     return len(items)
 
 
@@ -104,6 +106,7 @@ def claim(
             Subscription.notifier,
             Subscription.store_id,
             Subscription.status,
+            Subscription.rate_limit,
         )
         .join(Event, Delivery.event_id == Event.id)
         .join(Subscription, Delivery.subscription_id == Subscription.subscription_id)
@@ -133,6 +136,7 @@ def _claimed(row: Any, token: str) -> Claimed:
         notifier=row.notifier,
         store_id=row.store_id,
         enabled=row.status,
+        rate_limit=row.rate_limit,
     )
 
 

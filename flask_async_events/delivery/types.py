@@ -39,6 +39,7 @@ class Claimed:
     notifier: str
     store_id: int
     enabled: bool
+    rate_limit: float | None = None  # deliveries per second to its subscription
 
     @property
     def attempt_key(self) -> AttemptKey:
@@ -60,8 +61,9 @@ class Outcome:
 
 @dataclass
 class Parked:
-    """A claimed delivery handed back unsent, due again at ``until`` (its endpoint's circuit is open,
-    or its probe is out). It is not an attempt: its retry schedule stays where it was."""
+    """A claimed delivery handed back unsent, due again at ``until`` (its endpoint's circuit is open
+    or its probe is out, or its subscription's rate limit gave it a later slot). It is not an
+    attempt: its retry schedule stays where it was."""
 
     item: Claimed
     until: datetime

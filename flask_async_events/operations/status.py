@@ -13,7 +13,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from rq.worker import Worker
 from sqlalchemy import Select, func, select
 
-from flask_async_events.delivery.flow import circuits_of, describe
+from flask_async_events.delivery.circuits import circuits_of, describe
 from flask_async_events.models import DbSession, Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
 from flask_async_events.operations.replay import dead_filter
 from flask_async_events.state import AppState

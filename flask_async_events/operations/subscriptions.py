@@ -7,12 +7,17 @@ These functions write into the session and leave the commit to the caller.
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+import math
+
+from sqlalchemy import or_, select, update
 
 from flask_async_events.definitions import check_store_id, normalise_pattern, receives
 from flask_async_events.errors import InvalidSubscription
-from flask_async_events.models import DbSession, Subscription
+from flask_async_events.models import DbSession, Subscription, utcnow
 from flask_async_events.state import AppState
+
+MIN_RATE_LIMIT = 0.001  # one delivery every 1,000 s
+MAX_RATE_LIMIT = 10_000.0
 
 
 def create_subscription(
@@ -24,6 +29,7 @@ def create_subscription(
     metadata: str = "http",
     store_id: int = 0,
     owner: str | None = None,
+    rate_limit: float | None = None,
 ) -> Subscription:
     """Add an enabled subscription to the session, checking what the caller gave."""
     pattern = normalise_pattern(event_name)
@@ -31,6 +37,7 @@ def create_subscription(
         raise InvalidSubscription(f"event_name {event_name!r} is not a defined event")
     validate_target(state, metadata, recipient_url)
     check_store_id(store_id)
+    rate_limit = check_rate_limit(rate_limit)
     if not verification_token:
         raise InvalidSubscription("verification_token must not be empty")
     subscription = Subscription(
@@ -41,9 +48,34 @@ def create_subscription(
         notifier=metadata.lower(),
         store_id=store_id,
         owner=owner,
+        rate_limit=rate_limit,
     )
     state.db.session.add(subscription)
     return subscription
+
+
+def check_rate_limit(rate_limit: object) -> float | None:
+    """A ``rate_limit`` as stored: deliveries per second between ``MIN_RATE_LIMIT`` and
+    ``MAX_RATE_LIMIT``, or None for no limit."""
+    if rate_limit is None:
+        return None
+    if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or not math.isfinite(rate_limit):
+        raise InvalidSubscription(f"rate_limit must be a number of deliveries per second or null, got {rate_limit!r}")
+    if not MIN_RATE_LIMIT <= rate_limit <= MAX_RATE_LIMIT:
+        raise InvalidSubscription(
+            f"rate_limit must be between {MIN_RATE_LIMIT:g} and {MAX_RATE_LIMIT:g} deliveries per second"
+            f" (null: no limit), got {rate_limit:g}"
+        )
+    return float(rate_limit)
+
+
+def set_rate_limit(session: DbSession, subscription_ids: list[int], rate_limit: float | None) -> None:
+    """Change the rate limit of subscriptions; deliveries already given a slot keep it."""
+    session.execute(
+        update(Subscription)
+        .where(Subscription.subscription_id.in_(subscription_ids))
+        .values(rate_limit=check_rate_limit(rate_limit), modified=utcnow())
+    )
 
 
 def validate_target(state: AppState, metadata: str, recipient_url: str) -> None:

@@ -1,5 +1,5 @@
 """The admin pages in headless Chromium (Debian's, driven by Playwright): log in, search the log,
-open a trace, replay and see the new attempt, mass-disable subscriptions, bulk-retry dead letters.
+open a trace, replay and see the new attempt, mass-disable subscriptions, set a rate limit, bulk-retry dead letters.
 Screenshots go to ``test-output/screenshots``. Forms without a CSRF token are refused."""
 
 from __future__ import annotations
@@ -117,6 +117,21 @@ def test_an_operator_finds_replays_disables_and_retries_in_the_browser(served: t
         with app.app_context():
             disabled = db.session.scalars(select(Subscription.event_name).where(Subscription.status.is_(False)))
             assert sorted(disabled) == ["customer.created", "customer.created"]
+
+        # Limit the order endpoint to 5 deliveries a second; a value that is not a rate is refused.
+        order_row = page.locator("tr", has_text="/ok")
+        order_row.locator("input[type=checkbox]").check()
+        page.fill("input[name=rate_limit]", "fast")
+        page.get_by_role("button", name="Set rate limit").click()
+        expect(page.get_by_role("status")).to_contain_text("rate_limit must be a number or blank, got 'fast'")
+        order_row.locator("input[type=checkbox]").check()
+        page.fill("input[name=rate_limit]", "5")
+        page.get_by_role("button", name="Set rate limit").click()
+        expect(page.get_by_role("status")).to_contain_text("1 subscription(s) now have at most 5 deliveries per second")
+        expect(order_row.locator("td.rate")).to_have_text("5/s")
+        with app.app_context():
+            limits = db.session.scalars(select(Subscription.rate_limit).order_by(Subscription.subscription_id))
+            assert list(limits) == [5.0, None, None, None]
 
         # Bulk-retry the remaining dead letter.
         page.get_by_role("link", name="Dead letters").click()

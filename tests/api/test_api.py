@@ -182,6 +182,22 @@ def test_update_refuses_fields_that_cannot_change(client: FlaskClient, sales: di
     assert client.put(url, json={"asyncEvent": echo}, headers=sales).status_code == 200
 
 
+def test_a_rate_limit_is_set_shown_changed_and_lifted(client: FlaskClient, sales: dict[str, str]) -> None:
+    created = create(client, sales, recipient_url="https://example.com/x", rate_limit=2.5).get_json()
+    assert created["rate_limit"] == 2.5
+    url = f"{PREFIX}/async_event/{created['subscription_id']}"
+    assert client.get(url, headers=sales).get_json()["rate_limit"] == 2.5
+    changed = client.put(url, json={"asyncEvent": {"rate_limit": 10}}, headers=sales)
+    assert changed.status_code == 200 and changed.get_json()["rate_limit"] == 10
+    refused = client.put(url, json={"asyncEvent": {"rate_limit": 0}}, headers=sales)
+    assert refused.status_code == 400 and "asyncEvent.rate_limit" in refused.get_json()["message"]
+    assert client.get(url, headers=sales).get_json()["rate_limit"] == 10  # a refused change keeps what was stored
+    lifted = client.put(url, json={"asyncEvent": {"rate_limit": None}}, headers=sales)
+    assert lifted.status_code == 200 and lifted.get_json()["rate_limit"] is None
+    unlimited = create(client, sales, recipient_url="https://example.com/y").get_json()
+    assert unlimited["rate_limit"] is None
+
+
 def test_disabling_through_the_api_cancels_pending_retries(env: AppEnv, receiver: Receiver) -> None:
     app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[300])
     client, headers = app.test_client(), token(app, "t", "sales")
@@ -215,6 +231,11 @@ def test_disabling_through_the_api_cancels_pending_retries(env: AppEnv, receiver
         ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "store_id": "one"}}, 400, "asyncEvent.store_id"),
         ({"asyncEvent": {**MAGENTO_EVENTBRIDGE["asyncEvent"], "recipient_url": "arn:aws:sqs:x"}}, 400, "recipient_url"),
         ({"asyncEvent": ["not", "an", "object"]}, 400, "asyncEvent"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "rate_limit": 0}}, 400, "asyncEvent.rate_limit"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "rate_limit": -5}}, 400, "asyncEvent.rate_limit"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "rate_limit": 1e6}}, 400, "asyncEvent.rate_limit"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "rate_limit": "fast"}}, 400, "asyncEvent.rate_limit"),
+        ({"asyncEvent": {**MAGENTO_HTTP["asyncEvent"], "rate_limit": True}}, 400, "asyncEvent.rate_limit"),
     ],
 )
 def test_bad_input_gets_a_message_naming_the_field(

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_async_events.delivery.flow import KEY, Signal, circuits_of, endpoint_key
+from flask_async_events.delivery.circuits import KEY, Signal, circuits_of, endpoint_key
 from flask_async_events.models import DeliveryAttempt
 from flask_async_events.state import get_state
 from tests.conftest import AppEnv, Receiver, drain, run_burst

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from flask_async_events.delivery.flow import Circuit, Circuits, Signal, after, endpoint_key, signal_of
+from flask_async_events.delivery.circuits import Circuit, Circuits, Signal, after, endpoint_key, signal_of
 from flask_async_events.delivery.types import Outcome
 from flask_async_events.notifiers.base import NotifyResult
 from tests.conftest import RedisServer

@@ -1,0 +1,257 @@
+"""A circuit breaker per endpoint, shared by every worker through Redis.
+
+An endpoint is a recipient URL's scheme, host and port. After ``ASYNC_EVENTS_CIRCUIT_FAILURES``
+consecutive retryable failures its circuit opens: deliveries to it are not attempted (and not
+counted as attempts) until a cool-down passes, 5 s at first, doubling on each reopening up to
+``ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN``. Then one probe is sent (half-open): a success closes the
+circuit, a failure opens it again for longer. Deliveries that wait are parked in the database, due
+again when the circuit may let them through, so a deep backlog behind an open circuit costs no
+work per second; their retry schedule is where it was, since waiting is not an attempt.
+
+:func:`after` is the decision, a pure function; :class:`Circuits` applies it in Redis, atomically
+across workers (``WATCH``/``MULTI``). The state lives under keys with a lifetime and can be lost:
+a lost circuit is a closed one, which costs at worst a few more attempts before it opens again,
+never a lost or a doubled delivery (the database still holds every delivery and its claim).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis import Redis
+from redis.exceptions import RedisError, WatchError
+from redis.typing import EncodableT, FieldT
+
+from flask_async_events.delivery.attempt import UNSENDABLE
+from flask_async_events.delivery.types import Outcome
+from flask_async_events.state import AppState
+
+log = logging.getLogger("flask_async_events")
+
+KEY = "async_events:circuit:{}"
+PROBE_KEY = "async_events:circuit-probe:{}"
+FIRST_COOLDOWN = 5.0
+DEFAULT_PORTS = {"http": 80, "https": 443}
+NOT_THE_ENDPOINT = UNSENDABLE | {"ResolveError", "ForbiddenAddress"}  # failures before any request
+WATCH_TRIES = 3
+
+
+class Signal(Enum):
+    """What one outcome says about its endpoint."""
+
+    UP = "up"  # it answered (a success, or a final 4xx): the circuit closes
+    DOWN = "down"  # a retryable failure of the endpoint itself (5xx, 429, timeout, refused)
+    NONE = "none"  # nothing about the endpoint: cancelled, never sent, cut short by a lost worker
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """One endpoint's circuit. ``open_until``: unix time its cool-down ends (None: closed)."""
+
+    failures: int = 0
+    open_until: float | None = None
+    cooldown: float = 0.0
+
+    def is_open(self, now: float) -> bool:
+        """Cooling down: nothing may be sent."""
+        return self.open_until is not None and now < self.open_until
+
+    def is_half_open(self, now: float) -> bool:
+        """Cooled down: one probe may be sent."""
+        return self.open_until is not None and now >= self.open_until
+
+
+@lru_cache(maxsize=4096)
+def endpoint_key(recipient_url: str) -> str | None:
+    """``scheme://host:port`` of a URL recipient; None for one that is not a URL (an EventBridge bus).
+    Cached: every delivery asks three times (its send, its circuit, its outcome)."""
+    try:
+        parts = urlsplit(recipient_url)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def signal_of(outcome: Outcome) -> Signal:
+    """What an outcome says about its endpoint's health, for the circuit."""
+    result = outcome.result
+    if outcome.cancelled or outcome.interrupted or result.error_class in NOT_THE_ENDPOINT:
+        return Signal.NONE
+    if result.success or not result.retryable:
+        return Signal.UP
+    return Signal.DOWN
+
+
+def after(
+    circuit: Circuit, signal: Signal, now: float, *, threshold: int, max_cooldown: float
+) -> tuple[Circuit, str | None]:
+    """The circuit after one signal, and what changed (``opened``, ``reopened``, ``closed``) or None.
+
+    While open, a failure changes nothing (an attempt that started before it opened); once cooled
+    down, a failure (the probe's) opens it again for twice as long."""
+    if signal is Signal.NONE:
+        return circuit, None
+    if signal is Signal.UP:
+        return Circuit(), ("closed" if circuit.open_until is not None else None)
+    if circuit.is_open(now):
+        return circuit, None
+    if circuit.is_half_open(now):
+        cooldown = min(max(circuit.cooldown * 2, FIRST_COOLDOWN), max_cooldown)
+        return Circuit(circuit.failures + 1, now + cooldown, cooldown), "reopened"
+    failures = circuit.failures + 1
+    if threshold and failures >= threshold:
+        cooldown = min(FIRST_COOLDOWN, max_cooldown)
+        return Circuit(failures, now + cooldown, cooldown), "opened"
+    return Circuit(failures), None
+
+
+def _parse(fields: Mapping[Any, Any]) -> Circuit:
+    if not fields:
+        return Circuit()
+    until = fields.get(b"open_until")
+    return Circuit(
+        failures=int(fields.get(b"failures", 0)),
+        open_until=float(until) if until else None,
+        cooldown=float(fields.get(b"cooldown", 0)),
+    )
+
+
+class Circuits:
+    """The circuits of every endpoint, in Redis. Nothing here raises: without Redis every circuit
+    reads as closed, and signals are dropped with a warning."""
+
+    def __init__(self, connection: Redis, *, threshold: int, max_cooldown: float) -> None:
+        self.connection = connection
+        self.threshold = threshold
+        self.max_cooldown = max_cooldown
+
+    def read(self, endpoints: Iterable[str]) -> dict[str, Circuit]:
+        """The circuits of ``endpoints`` that are not closed."""
+        names = sorted(set(endpoints))
+        if not names or not self.threshold:
+            return {}
+        try:
+            circuits = self._read_all(names)
+        except RedisError as exc:
+            log.warning("Could not read circuit states (%s); sending as if every circuit were closed", exc)
+            return {}
+        return {name: circuit for name, circuit in circuits.items() if circuit != Circuit()}
+
+    def not_closed(self) -> dict[str, Circuit]:
+        """Every circuit that is open or cooled down, by endpoint, for operators (a SCAN: not
+        for the delivery path)."""
+        prefix = KEY.format("")
+        try:
+            keys = sorted(key.decode() for key in self.connection.scan_iter(match=prefix + "*", count=1000))
+            circuits = self.read(key[len(prefix) :] for key in keys)
+        except RedisError:
+            return {}
+        return {name: circuit for name, circuit in circuits.items() if circuit.open_until is not None}
+
+    def take_probe(self, endpoint: str, seconds: float) -> bool:
+        """Whether this caller sends the one probe of a cooled-down circuit (for ``seconds`` at most)."""
+        try:
+            return bool(self.connection.set(PROBE_KEY.format(endpoint), 1, nx=True, px=max(1, round(seconds * 1000))))
+        except RedisError:
+            return False
+
+    def record(self, signals: Mapping[str, Sequence[Signal]], now: float) -> None:
+        """Apply each endpoint's signals, in order, atomically; log every opening and closing."""
+        if not self.threshold:
+            return
+        touched = {endpoint: kinds for endpoint, kinds in signals.items() if any(k is not Signal.NONE for k in kinds)}
+        if not touched:
+            return
+        try:
+            known = self._read_all(touched)
+            for endpoint, kinds in touched.items():
+                if known[endpoint] == Circuit() and all(kind is not Signal.DOWN for kind in kinds):
+                    continue  # closed and answering: nothing to write
+                self._apply(endpoint, kinds, now)
+        except RedisError as exc:
+            log.warning("Could not update circuit states (%s); they catch up with the next results", exc)
+
+    def _read_all(self, endpoints: Iterable[str]) -> dict[str, Circuit]:
+        names = list(endpoints)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(KEY.format(name))
+            return {name: _parse(fields) for name, fields in zip(names, pipe.execute(), strict=True)}
+
+    def _apply(self, endpoint: str, kinds: Sequence[Signal], now: float) -> None:
+        key = KEY.format(endpoint)
+        with self.connection.pipeline() as pipe:
+            for _ in range(WATCH_TRIES):
+                try:
+                    pipe.watch(key)
+                    circuit = _parse(pipe.hgetall(key))
+                    changes = []
+                    for kind in kinds:
+                        circuit, change = after(
+                            circuit, kind, now, threshold=self.threshold, max_cooldown=self.max_cooldown
+                        )
+                        if change:
+                            changes.append(change)
+                    pipe.multi()
+                    if circuit == Circuit():
+                        pipe.delete(key)
+                    else:
+                        pipe.hset(key, mapping=_fields(circuit))
+                        pipe.expire(key, round(self.max_cooldown * 2 + 3600))
+                    pipe.execute()
+                except WatchError:  # another worker changed it meanwhile: fold again from its state
+                    continue
+                for change in changes:
+                    _log_change(endpoint, change, circuit, now)
+                return
+
+
+def _fields(circuit: Circuit) -> dict[FieldT, EncodableT]:
+    return {
+        "failures": circuit.failures,
+        "open_until": "" if circuit.open_until is None else repr(circuit.open_until),
+        "cooldown": repr(circuit.cooldown),
+    }
+
+
+def _log_change(endpoint: str, change: str, circuit: Circuit, now: float) -> None:
+    if change == "closed":
+        log.info("Circuit closed for %s: it answers again", endpoint)
+        return
+    wait = (circuit.open_until or now) - now
+    log.warning(
+        "Circuit %s for %s after %d consecutive failure(s): nothing is sent there for %.0f s, then one probe",
+        change,
+        endpoint,
+        circuit.failures,
+        wait,
+    )
+
+
+def describe(circuit: Circuit, now: float) -> dict[str, object]:
+    """A circuit as ``status``, the metrics and the admin pages show it."""
+    until = circuit.open_until or now
+    return {
+        "state": "open" if circuit.is_open(now) else "half-open",
+        "failures": circuit.failures,
+        "open_until": datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+        "cooldown_seconds": circuit.cooldown,
+    }
+
+
+def circuits_of(state: AppState) -> Circuits:
+    """The app's circuits, under its settings."""
+    settings = state.settings
+    return Circuits(
+        state.queues.connection, threshold=settings.circuit_failures, max_cooldown=settings.circuit_max_cooldown
+    )
