@@ -11,8 +11,8 @@
                                      │           subscriptions, insert one delivery row each
                                      ▼
     RQ event.delivery ─────────► deliver.py      claim due rows (a lease), check what can be sent
-                                     │           (attempt.py), park what an open circuit holds
-                                     │           back (flow.py), hand the sends over
+                                     │           (attempt.py), park what a rate limit or an open
+                                     │           circuit holds back (flow.py), hand the sends over
                                      ▼
                                   dispatcher.py  a worker's threads: sender.py sends (per-endpoint
                                      │           cap), journal.py notes each attempt in Redis
@@ -23,7 +23,8 @@
                                      │           then the endpoints' circuits hear of it (flow.py)
                                      ▼ retrying: RQ's scheduler starts the deliver job when due
 
-``types.py`` holds the values that pass between these stages; ``subscription_status.py`` the
+``types.py`` holds the values that pass between these stages; ``rate_limits.py`` and
+``circuits.py`` the shared state in Redis that ``flow.py`` consults; ``subscription_status.py`` the
 enabling and disabling that delivery does itself (a 410, an endpoint failing too long);
 ``dialects.py`` the few statements that differ between databases. Modules here import nothing
 from a later stage, nor from the operator tools, the web surfaces or one particular notifier.
