@@ -4,8 +4,12 @@ and a shop route that stores an order with or without publishing (the publish-ov
 from __future__ import annotations
 
 import os
+import threading
+import time
 from typing import Any
 
+import redis
+import sqlalchemy as sa
 from flask import Flask, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Mapped, mapped_column
@@ -27,6 +31,35 @@ def bench_created(id: int) -> dict[str, Any]:
     return {"id": id, "padding": PADDING}
 
 
+@events.event("bench.backlog")
+def bench_backlog(id: int) -> dict[str, Any]:
+    """What the hostile-endpoints benchmark piles up for endpoints that hang or drip."""
+    return {"id": id, "padding": PADDING}
+
+
+def count_queries(redis_url: str) -> None:
+    """Count every SQL statement this process sends, into Redis ``bench:queries`` twice a second
+    (the hostile-endpoints benchmark's queries per second)."""
+    counted = {"n": 0}
+    lock = threading.Lock()
+
+    def note(*_: Any) -> None:
+        with lock:
+            counted["n"] += 1
+
+    def flush() -> None:
+        connection = redis.Redis.from_url(redis_url)
+        while True:
+            time.sleep(0.5)
+            with lock:
+                n, counted["n"] = counted["n"], 0
+            if n:
+                connection.incrby("bench:queries", n)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", note)
+    threading.Thread(target=flush, daemon=True, name="bench-query-count").start()
+
+
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config.update(
@@ -41,6 +74,8 @@ def create_app() -> Flask:
     )
     db.init_app(app)
     events.init_app(app, db=db)
+    if os.environ.get("BENCH_COUNT_QUERIES"):
+        count_queries(os.environ["BENCH_REDIS_URL"])
 
     @app.post("/orders")
     def place_order() -> tuple[str, int]:

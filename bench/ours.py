@@ -39,22 +39,22 @@ def bench_app(env: dict[str, str]) -> Flask:
     return app
 
 
-def subscribe(app: Flask, recipients: list[str], metadata: str = "http") -> None:
+def subscribe(app: Flask, recipients: list[str], metadata: str = "http", event: str = "bench.created") -> None:
     from bench.app import db, events
 
     with app.app_context():
         for recipient in recipients:
-            events.subscribe("bench.created", recipient, verification_token=SECRET, metadata=metadata)
+            events.subscribe(event, recipient, verification_token=SECRET, metadata=metadata)
         db.session.commit()
 
 
-def publish(app: Flask, count: int, per_commit: int = 1000) -> None:
+def publish(app: Flask, count: int, per_commit: int = 1000, event: str = "bench.created") -> None:
     from bench.app import db, events
 
     with app.app_context():
         for start in range(0, count, per_commit):
             for index in range(start, min(start + per_commit, count)):
-                events.publish("bench.created", id=index)
+                events.publish(event, id=index)
             db.session.commit()
 
 
@@ -115,30 +115,13 @@ def latency_and_fanout(
 ) -> tuple[list[float], float]:
     """Milliseconds from publish()'s commit to arrival, at a steady ``rate``; then the seconds until
     one event to ``fanout`` subscriptions is delivered to all. Workers are started and warm."""
-    from bench.app import db, events
+    from bench.app import db
 
     app = bench_app(env)
     subscribe(app, [f"{receiver}/timed"])
-    count = int(rate * seconds)
     with running_workers(env, workers):
-        publish(app, 20)  # warm-up: connections open, code loaded
-        wait_for(lambda: delivered(app) == 20, 60, "the warm-up")
-        requests.delete(f"{receiver}/stats", timeout=5)
-        committed: dict[str, float] = {}
-        started = time.perf_counter()
-        with app.app_context():
-            for index in range(count):
-                due = started + index / rate
-                pause = due - time.perf_counter()
-                if pause > 0:
-                    time.sleep(pause)
-                events.publish("bench.created", id=1_000_000 + index)
-                db.session.commit()
-                committed[str(1_000_000 + index)] = time.time()
-        wait_for(lambda: requests.get(f"{receiver}/stats", timeout=5).json()["unique"] >= count, 120, "arrivals")
-        arrivals = requests.get(f"{receiver}/arrivals", timeout=5).json()
-        latencies = [(arrivals[key] - at) * 1000 for key, at in committed.items()]
-
+        warm_up(app)
+        latencies = steady_latencies(app, receiver, rate=rate, seconds=seconds)
         with app.app_context():  # the timed subscription ends; the fan-out's begin
             db.session.execute(sa.text("UPDATE async_event_subscriber SET status = false"))
             db.session.commit()
@@ -148,6 +131,36 @@ def latency_and_fanout(
         publish(app, 1)
         wait_for(lambda: delivered(app) >= before + fanout, 120, "the fan-out")
         return latencies, time.perf_counter() - started
+
+
+def warm_up(app: Flask) -> None:
+    """Twenty events through running workers: connections open, code loaded."""
+    before = delivered(app)
+    publish(app, 20)
+    wait_for(lambda: delivered(app) >= before + 20, 60, "the warm-up")
+
+
+def steady_latencies(app: Flask, receiver: str, *, rate: float, seconds: float) -> list[float]:
+    """Milliseconds from publish()'s commit to arrival at ``receiver``'s ``/timed``, for events
+    published at a steady ``rate`` for ``seconds`` to running workers."""
+    from bench.app import db, events
+
+    requests.delete(f"{receiver}/stats", timeout=5)
+    count = int(rate * seconds)
+    committed: dict[str, float] = {}
+    started = time.perf_counter()
+    with app.app_context():
+        for index in range(count):
+            due = started + index / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            events.publish("bench.created", id=1_000_000 + index)
+            db.session.commit()
+            committed[str(1_000_000 + index)] = time.time()
+    wait_for(lambda: requests.get(f"{receiver}/stats", timeout=5).json()["unique"] >= count, 120, "arrivals")
+    arrivals = requests.get(f"{receiver}/arrivals", timeout=5).json()
+    return [(arrivals[key] - at) * 1000 for key, at in committed.items()]
 
 
 def publish_overhead(env: dict[str, str], url: str, requests_each: int) -> tuple[float, float]:

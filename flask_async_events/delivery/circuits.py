@@ -37,6 +37,7 @@ log = logging.getLogger("flask_async_events")
 
 KEY = "async_events:circuit:{}"
 PROBE_KEY = "async_events:circuit-probe:{}"
+WAKER_KEY = "async_events:circuit-waker:{}"
 FIRST_COOLDOWN = 5.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
 NOT_THE_ENDPOINT = UNSENDABLE | {"ResolveError", "ForbiddenAddress"}  # failures before any request
@@ -165,21 +166,36 @@ class Circuits:
         except RedisError:
             return False
 
-    def record(self, signals: Mapping[str, Sequence[Signal]], now: float) -> None:
-        """Apply each endpoint's signals, in order, atomically; log every opening and closing."""
+    def take_waker(self, endpoint: str, seconds: float) -> bool:
+        """Whether this caller parks the one delivery that wakes in ``seconds``, when the circuit
+        may let one through; the others wait to be released. Without Redis: yes (too many wakers
+        cost a claim each; none would leave the endpoint's deliveries waiting for their fallback)."""
+        try:
+            key = WAKER_KEY.format(endpoint)
+            return bool(self.connection.set(key, 1, nx=True, px=max(1, round(seconds * 1000))))
+        except RedisError:
+            return True
+
+    def record(self, signals: Mapping[str, Sequence[Signal]], now: float) -> dict[str, str]:
+        """Apply each endpoint's signals, in order, atomically; log every opening and closing.
+        Return the endpoints whose circuit changed, with their last change."""
         if not self.threshold:
-            return
+            return {}
         touched = {endpoint: kinds for endpoint, kinds in signals.items() if any(k is not Signal.NONE for k in kinds)}
         if not touched:
-            return
+            return {}
+        changed: dict[str, str] = {}
         try:
             known = self._read_all(touched)
             for endpoint, kinds in touched.items():
                 if known[endpoint] == Circuit() and all(kind is not Signal.DOWN for kind in kinds):
                     continue  # closed and answering: nothing to write
-                self._apply(endpoint, kinds, now)
+                change = self._apply(endpoint, kinds, now)
+                if change:
+                    changed[endpoint] = change
         except RedisError as exc:
             log.warning("Could not update circuit states (%s); they catch up with the next results", exc)
+        return changed
 
     def _read_all(self, endpoints: Iterable[str]) -> dict[str, Circuit]:
         names = list(endpoints)
@@ -188,7 +204,7 @@ class Circuits:
                 pipe.hgetall(KEY.format(name))
             return {name: _parse(fields) for name, fields in zip(names, pipe.execute(), strict=True)}
 
-    def _apply(self, endpoint: str, kinds: Sequence[Signal], now: float) -> None:
+    def _apply(self, endpoint: str, kinds: Sequence[Signal], now: float) -> str | None:
         key = KEY.format(endpoint)
         with self.connection.pipeline() as pipe:
             for _ in range(WATCH_TRIES):
@@ -213,7 +229,8 @@ class Circuits:
                     continue
                 for change in changes:
                     _log_change(endpoint, change, circuit, now)
-                return
+                return changes[-1] if changes else None
+        return None
 
 
 def _fields(circuit: Circuit) -> dict[FieldT, EncodableT]:

@@ -22,8 +22,10 @@ from flask import Flask, current_app
 
 from flask_async_events.delivery.journal import AttemptJournal
 from flask_async_events.delivery.recording import record
+from flask_async_events.delivery.retry import due_at
 from flask_async_events.delivery.sender import Sender
 from flask_async_events.delivery.types import Claimed, Outcome, Parked, SendResult, SendTask
+from flask_async_events.models import utcnow
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")
@@ -78,6 +80,8 @@ class Dispatcher:
         self._unrecorded = 0
         self._lock = threading.Condition()
         self._closed = False
+        self._stopping = False
+        self._next_turn: dict[str, float] = {}  # per endpoint: the time the next expired send is parked until
         self._thread = threading.Thread(target=self._record_loop, name="async-events-record", daemon=True)
         self._thread.start()
 
@@ -101,6 +105,7 @@ class Dispatcher:
         back what has not started yet instead of sending it (a worker asked to stop)."""
         deadline = time.monotonic() + timeout
         if release_waiting:
+            self._stopping = True  # what has not started goes back due now, for another worker
             self.sender.sweep(everything=True)
         if not self.sender.wait_idle(timeout):
             return False
@@ -129,8 +134,26 @@ class Dispatcher:
     def _finished(self, task: SendTask, results: SendResult) -> None:
         self._put([Outcome(item, result, ms) for item, (result, ms) in zip(task.payload, results, strict=True)])
 
-    def _expired(self, task: SendTask) -> None:
-        self._put(task.payload)
+    def _expired(self, tasks: list[SendTask]) -> None:
+        """Sends that did not start in time: their endpoints were full. Each is parked until about
+        when a thread there would be free for it (one attempt's time, plus one attempt's time per
+        ``ASYNC_EVENTS_ENDPOINT_CONCURRENCY`` parked before it), so a deep backlog comes back at the
+        pace it can be sent, not all at once."""
+        if self._stopping:
+            self._put([item for task in tasks for item in task.payload])
+            return
+        now, moment = time.time(), utcnow()
+        attempt = self.settings.timeout
+        step = attempt / self.settings.endpoint_concurrency
+        parked: list[Parked] = []
+        with self._lock:
+            for task in tasks:
+                turn = max(now + attempt, self._next_turn.get(task.endpoint, 0.0))
+                self._next_turn[task.endpoint] = turn + step
+                parked.extend(Parked(item, due_at(moment, turn - now)) for item in task.payload)
+            for endpoint in [e for e, turn in self._next_turn.items() if turn < now]:
+                del self._next_turn[endpoint]  # long past: forget it
+        self._put(parked)
 
     def _put(self, entries: list[Outcome] | list[Claimed] | list[Parked]) -> None:
         if not entries:
@@ -169,12 +192,14 @@ class Dispatcher:
         while True:
             with self._app.app_context():
                 try:
-                    record(self._state, outcomes, released, parked)
+                    opened = record(self._state, outcomes, released, parked)
                 except Exception:  # the database is down, or a signal receiver failed
                     log.exception("Could not record %d delivery result(s); retrying in %.1fs", len(batch), pause)
                     self._state.db.session.rollback()
                 else:
                     self.journal.forget([outcome.item.attempt_key for outcome in outcomes if not outcome.cancelled])
+                    # Sends waiting for an endpoint whose circuit just opened: back to the database.
+                    self._put([item for task in self.sender.withdraw(opened) for item in task.payload])
                     return
             if time.monotonic() + pause > give_up:
                 log.error("Gave up recording %d delivery result(s); they will be sent again", len(batch))

@@ -4,21 +4,28 @@ A deliver job asks here after its claim. Deliveries that may not go yet are *par
 unsent with their due time moved to when they may, so they wait in the database (not in a loop of
 claims) and are not attempts. :func:`pace` applies rate limits (:mod:`.rate_limits`) to claimed
 deliveries, before their sends are made; :func:`hold_back` applies circuits (:mod:`.circuits`) to
-the sends; :func:`feed` tells the circuits what recorded outcomes say.
+the sends; :func:`feed` tells the circuits what recorded outcomes say, and :func:`release` lets
+what waited behind a circuit go when it closes.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import and_, func, or_, select, update
 
 from flask_async_events.delivery.circuits import Signal, circuits_of, endpoint_key, signal_of
 from flask_async_events.delivery.rate_limits import RateLimits
 from flask_async_events.delivery.retry import due_at
 from flask_async_events.delivery.types import Claimed, Outcome, Parked, SendTask
-from flask_async_events.models import utcnow
+from flask_async_events.models import DbSession, Delivery, DeliveryState, Subscription, utcnow
 from flask_async_events.state import AppState
+
+RELEASE_CHUNK = 1000
 
 
 def pace(state: AppState, items: list[Claimed]) -> tuple[list[Claimed], list[Parked]]:
@@ -41,18 +48,24 @@ def pace(state: AppState, items: list[Claimed]) -> tuple[list[Claimed], list[Par
 
 
 def hold_back(state: AppState, sends: list[SendTask]) -> tuple[list[SendTask], list[Parked]]:
-    """The sends that may start now, and the deliveries parked behind circuits: until an open one
-    cools down, or, in a cooled-down one, until its one probe (the first send) has had its answer."""
+    """The sends that may start now, and the deliveries parked behind circuits.
+
+    Behind an open circuit, one delivery (of all workers' parked there) waits until the cool-down
+    ends, to be the probe, and the others until the circuit closes, which releases them
+    (:func:`release`), or ``ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN`` after that at the latest: so a
+    backlog behind a dead endpoint is touched once, not at every probe. In a cooled-down circuit the
+    first send is the probe if no other worker's is out; otherwise one waits for its answer."""
     keys = {id(task): endpoint_key(task.payload[0].recipient_url) for task in sends if len(task.payload) == 1}
     circuits = circuits_of(state)
     found = circuits.read(key for key in keys.values() if key)
     if not any(circuit.open_until is not None for circuit in found.values()):
         return sends, []
     now, moment = time.time(), utcnow()
-    probe_window = state.settings.probe_window
+    settings = state.settings
     starting: list[SendTask] = []
     parked: list[Parked] = []
     probes: dict[str, bool] = {}
+    asked: set[str] = set()
     for task in sends:
         key = keys.get(id(task))
         circuit = found.get(key) if key else None
@@ -60,23 +73,56 @@ def hold_back(state: AppState, sends: list[SendTask]) -> tuple[list[SendTask], l
             starting.append(task)
             continue
         if circuit.is_open(now):
-            until = due_at(moment, circuit.open_until - now)
+            wait = circuit.open_until - now
         else:
             if key not in probes:
-                probes[key] = circuits.take_probe(key, probe_window)
+                probes[key] = circuits.take_probe(key, settings.probe_window)
                 if probes[key]:
                     starting.append(task)
                     continue
-            until = due_at(moment, probe_window)
-        parked.extend(Parked(item, until) for item in task.payload)
+            wait = settings.probe_window
+        wakes = key not in asked and circuits.take_waker(key, wait)
+        asked.add(key)
+        if not wakes:
+            wait += settings.circuit_max_cooldown  # released when the circuit closes
+        parked.extend(Parked(item, due_at(moment, wait)) for item in task.payload)
     return starting, parked
 
 
-def feed(state: AppState, outcomes: Sequence[Outcome]) -> None:
-    """Tell the circuits what recorded outcomes say about their endpoints, in order."""
+def feed(state: AppState, outcomes: Sequence[Outcome]) -> dict[str, str]:
+    """Tell the circuits what recorded outcomes say about their endpoints, in order; return the
+    endpoints whose circuit changed (``opened``, ``reopened``, ``closed``)."""
     signals: dict[str, list[Signal]] = defaultdict(list)
     for outcome in outcomes:
         key = endpoint_key(outcome.item.recipient_url)
         if key is not None:
             signals[key].append(signal_of(outcome))
-    circuits_of(state).record(signals, time.time())
+    return circuits_of(state).record(signals, time.time())
+
+
+def release(session: DbSession, endpoints: Collection[str], now: datetime) -> list[int]:
+    """Make every waiting delivery to ``endpoints`` due now (their circuits closed): those parked
+    behind the circuit and those waiting out a retry delay. Return their ids; the caller commits."""
+    hosts = {urlsplit(endpoint).hostname or "" for endpoint in endpoints}
+    candidates = session.execute(
+        select(Subscription.subscription_id, Subscription.recipient_url).where(
+            Subscription.status.is_(True), or_(*(func.lower(Subscription.recipient_url).contains(h) for h in hosts))
+        )
+    ).all()
+    subscription_ids = [row.subscription_id for row in candidates if endpoint_key(row.recipient_url) in endpoints]
+    if not subscription_ids:
+        return []
+    waiting = and_(
+        Delivery.subscription_id.in_(subscription_ids),
+        Delivery.state.in_(DeliveryState.CLAIMABLE),
+        Delivery.next_attempt_at > now,
+    )
+    ids = list(session.scalars(select(Delivery.id).where(waiting)))
+    for chunk in range(0, len(ids), RELEASE_CHUNK):
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids[chunk : chunk + RELEASE_CHUNK]), waiting)
+            .values(next_attempt_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ids

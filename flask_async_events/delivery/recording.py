@@ -17,9 +17,11 @@ from typing import Any, cast
 from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, insert, null, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from flask_async_events import signals
-from flask_async_events.delivery.flow import feed
+from flask_async_events.delivery.circuits import endpoint_key
+from flask_async_events.delivery.flow import feed, release
 from flask_async_events.delivery.subscription_status import disable_subscriptions
 from flask_async_events.delivery.types import Claimed, Outcome, Parked
 from flask_async_events.delivery.verdicts import Health, Notice, Verdict, hand_back, judge, log_row
@@ -63,9 +65,12 @@ _HEALTH = (
 )
 
 
-def record(state: AppState, outcomes: list[Outcome], released: list[Claimed], parked: Sequence[Parked] = ()) -> None:
+def record(
+    state: AppState, outcomes: list[Outcome], released: list[Claimed], parked: Sequence[Parked] = ()
+) -> set[str]:
     """Write ``outcomes``, hand back ``released`` (never started) due now and ``parked`` ones due
-    later, then tell RQ, the endpoints' circuits, and the signals' receivers."""
+    later, then tell RQ, the endpoints' circuits, and the signals' receivers. Return the endpoints
+    whose circuit these outcomes opened: what waits to be sent there should wait in the database."""
     session = state.db.session
     now = utcnow()
     judged = [(outcome.item, judge(outcome, now, state.settings)) for outcome in outcomes]
@@ -78,6 +83,7 @@ def record(state: AppState, outcomes: list[Outcome], released: list[Claimed], pa
     succeeded = {item.subscription_id for item, verdict in judged if verdict.health is Health.SUCCEEDED}
     failures = Counter(item.subscription_id for item, verdict in judged if verdict.health is Health.FAILED)
     gone = {item.subscription_id for item, verdict in judged if verdict.gone}
+    recovered = _recovering(state, succeeded)
     stale = _record_health(state, now, succeeded, failures)
     reasons = {subscription_id: _stale_reason(state.settings.disable_after) for subscription_id in stale - gone}
     reasons.update(dict.fromkeys(gone, GONE_REASON))
@@ -92,9 +98,35 @@ def record(state: AppState, outcomes: list[Outcome], released: list[Claimed], pa
     for entry in parked:
         retries[entry.until].append(entry.item.id)
     dead = [(item.id, item.uuid, verdict.dead_reason) for item, verdict in judged if verdict.dead_reason is not None]
-    feed(state, outcomes)  # before the retries are enqueued: a retry due now meets the circuit it opened
-    _after_commit(state, now, retries, dead, [item.id for item in released])
+    # Before the retries are enqueued: a retry due now meets the circuit it opened.
+    changes = feed(state, outcomes)
+    due_now = [item.id for item in released]
+    # An endpoint that answers again (its circuit closed, or a failing subscription succeeded, which
+    # Redis cannot forget): what waits for it goes now.
+    answering = {endpoint for endpoint, change in changes.items() if change == "closed"}
+    answering |= {endpoint_key(o.item.recipient_url) or "" for o in outcomes if o.item.subscription_id in recovered}
+    answering.discard("")
+    if answering:
+        due_now += _release(state, sorted(answering), now)
+    _after_commit(state, now, retries, dead, due_now)
     _send_signals(notices)
+    return {endpoint for endpoint, change in changes.items() if change != "closed"}
+
+
+def _release(state: AppState, endpoints: list[str], now: datetime) -> list[int]:
+    """The deliveries waiting on circuits that just closed, made due now. If the database fails
+    here the batch is still recorded: they come back at their fallback due time instead."""
+    session = state.db.session
+    try:
+        ids = release(session, endpoints, now)
+        session.commit()
+    except SQLAlchemyError:
+        log.exception("Could not release the deliveries waiting on %s; they wait for their due time", endpoints)
+        session.rollback()
+        return []
+    if ids:
+        log.info("Circuit closed for %s: %d waiting deliveries are due now", ", ".join(endpoints), len(ids))
+    return ids
 
 
 def _delivery_row(item: Claimed, verdict: Verdict, now: datetime) -> dict[str, Any]:
@@ -135,6 +167,19 @@ def _send_signals(notices: list[Notice]) -> None:
             signal.send(app, **payload)
         except Exception:  # a receiver is the host's code
             log.exception("A receiver of %s failed", signal.name)
+
+
+def _recovering(state: AppState, succeeded: set[int]) -> set[int]:
+    """The subscriptions among ``succeeded`` that were failing until now."""
+    if not succeeded:
+        return set()
+    return set(
+        state.db.session.scalars(
+            select(Subscription.subscription_id).where(
+                Subscription.subscription_id.in_(sorted(succeeded)), Subscription.failing_since.is_not(None)
+            )
+        )
+    )
 
 
 def _record_health(state: AppState, now: datetime, succeeded: set[int], failures: Counter[int]) -> set[int]:

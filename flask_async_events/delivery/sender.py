@@ -7,7 +7,8 @@ threads for the others; an endpoint alone may use up to the per-endpoint cap.
 
 Submitting never blocks: a deliver job hands its sends over and returns, and the worker goes on to
 its next job while these run. Each task ends in exactly one callback: ``finish`` with its result,
-or ``expire`` if its deadline passed before a thread was free for it.
+or ``expire`` (given a list) if its deadline passed before a thread was free for it; or it is
+taken back unstarted by :meth:`Sender.withdraw`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Sender(Generic[T, P]):
         threads: int,
         per_endpoint: int,
         finish: Callable[[Task[T, P], T], None],
-        expire: Callable[[Task[T, P]], None],
+        expire: Callable[[list[Task[T, P]]], None],
     ) -> None:
         self.threads = threads
         self.per_endpoint = per_endpoint
@@ -85,6 +86,17 @@ class Sender(Generic[T, P]):
                     self._forget(endpoint)
             self._changed.notify_all()
         self._report(expired)
+
+    def withdraw(self, endpoints: Iterable[str]) -> list[Task[T, P]]:
+        """Take back the tasks waiting at ``endpoints`` (their circuit opened): not started, not expired."""
+        taken: list[Task[T, P]] = []
+        with self._lock:
+            for endpoint in endpoints:
+                if endpoint in self._waiting:
+                    taken.extend(self._waiting[endpoint])
+                    self._forget(endpoint)
+            self._changed.notify_all()
+        return taken
 
     def startable(self) -> int:
         """How many more tasks could start at once: free threads, less what already waits for them
@@ -166,7 +178,7 @@ class Sender(Generic[T, P]):
             try:
                 result = task.run()
             except Exception:  # the caller's code failed: hand the task back rather than lose it
-                self._expire(task)
+                self._expire([task])
             else:
                 self._finish(task, result)
         finally:
@@ -186,5 +198,5 @@ class Sender(Generic[T, P]):
         self._rotation.remove(endpoint)
 
     def _report(self, expired: list[Task[T, P]]) -> None:
-        for task in expired:
-            self._expire(task)
+        if expired:
+            self._expire(expired)

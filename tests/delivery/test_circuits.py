@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -12,7 +13,7 @@ from flask import Flask
 from flask_async_events.delivery.circuits import KEY, Signal, circuits_of, endpoint_key
 from flask_async_events.models import DeliveryAttempt
 from flask_async_events.state import get_state
-from tests.conftest import AppEnv, Receiver, drain, run_burst
+from tests.conftest import AppEnv, Receiver, WorkerProcess, drain, run_burst, wait_for
 from tests.helpers import attempts, deliveries, place_order, states, subscribe, token
 
 SETTINGS = {
@@ -102,3 +103,52 @@ def test_a_probe_another_worker_holds_keeps_the_others_parked(env: AppEnv, recei
     [delivery] = deliveries(app)
     assert delivery.state == "pending" and delivery.attempt_count == 0  # parked, not an attempt
     assert delivery.next_attempt_at.timestamp() > time.time() + 1  # due again after the probe's window
+
+
+def test_a_backlog_behind_an_open_circuit_waits_once_and_goes_when_it_closes(env: AppEnv, receiver: Receiver) -> None:
+    app, url = open_a_circuit(env, receiver, "/backlog")
+    for _ in range(20):
+        place_order(app)
+    run_burst(app)
+    waiting = deliveries(app)
+    assert len(waiting) == 21 and {d.state for d in waiting} == {"pending", "retrying"}
+    settings = get_state(app).settings
+    [soon] = [d for d in waiting if d.next_attempt_at.timestamp() < time.time() + 10]
+    assert soon.attempt_count == 3  # the failed one's retry wakes when the cool-down ends, to be the probe
+    later = time.time() + settings.circuit_max_cooldown  # the twenty new ones wait for the circuit to close
+    assert all(d.next_attempt_at.timestamp() > later for d in waiting if d.id != soon.id)
+    drain(app, lambda: states(app) == ["delivered"] * 21, timeout=60)  # the probe succeeded: all released
+    assert len(receiver.at("/backlog")) == 3 + 1 + 20 and circuit_fields(app, url) == {}
+
+
+def test_sends_queued_for_an_endpoint_whose_circuit_opens_are_not_attempted(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(**SETTINGS, ASYNC_EVENTS_ENDPOINT_CONCURRENCY=1)
+    url = receiver.respond("/sinking", [503], delay=0.3)
+    subscribe(app, url)
+    for _ in range(12):
+        place_order(app)
+    run_burst(app)  # one job claims all twelve; they queue for the endpoint's one thread
+    assert circuit_fields(app, url)[b"failures"] == b"3"
+    # Opened by the third failure: what still waited was taken back, at most one had started.
+    assert len(receiver.at("/sinking")) <= 4
+    assert sum(d.attempt_count == 0 for d in deliveries(app)) >= 8  # never attempted, nothing counted
+
+
+def test_two_worker_processes_share_one_circuit_and_send_one_probe(
+    env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    app = env.app(**SETTINGS, ASYNC_EVENTS_ENDPOINT_CONCURRENCY=1)
+    url = receiver.respond("/shared", [503])
+    subscribe(app, url)
+    for _ in range(10):
+        place_order(app)
+    worker_process()
+    worker_process()
+    wait_for(lambda: circuit_fields(app, url).get(b"open_until", b"") != b"", timeout=30)
+    opened_at = time.time()
+    before = len(receiver.at("/shared"))  # the failures that opened it, and those already under way
+    time.sleep(14)  # 5 s of cool-down, one probe (it fails), then 10 s more
+    during = [r.at for r in receiver.at("/shared")][before:]
+    assert len(during) == 1, during  # one probe between both workers, none while it cooled down
+    assert during[0] - opened_at >= 4
+    assert all(d.attempt_count <= 4 for d in deliveries(app))  # waiting behind it was never an attempt

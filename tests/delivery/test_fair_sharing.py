@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.conftest import AppEnv, run_burst
-from tests.helpers import attempts, place_order, subscribe
+from tests.conftest import AppEnv, Receiver, drain, run_burst
+from tests.helpers import attempts, deliveries, place_order, states, subscribe
 from tests.notifiers.hostile import HostileServer, drip_headers, healthy, hostile
 
 TIMEOUT = 3
@@ -38,7 +38,9 @@ def test_five_dripping_subscribers_do_not_hold_up_a_healthy_one(env: AppEnv) -> 
             arrivals: list[float] = []
             watcher = threading.Thread(target=watch, args=(fine, published, arrivals), daemon=True)
             watcher.start()
-            run_burst(app)  # RQ's worker needs the main thread
+            # RQ's worker needs the main thread. Sends that found their host's share of threads full
+            # for a whole send budget wait in the database for a later turn: drain until all ended.
+            drain(app, lambda: len(attempts(app)) == EVENTS * 6, timeout=90)
             watcher.join(1)
         finally:
             for context in drippers:
@@ -50,3 +52,20 @@ def test_five_dripping_subscribers_do_not_hold_up_a_healthy_one(env: AppEnv) -> 
     assert len(logged) == EVENTS * 6
     assert sum(attempt.success for attempt in logged) == EVENTS
     assert {attempt.error_class for attempt in logged if not attempt.success} == {"Timeout"}
+
+
+def test_sends_that_find_their_endpoint_full_wait_in_the_database_spaced_out(env: AppEnv, receiver: Receiver) -> None:
+    """One thread for a slow endpoint and a send budget of two seconds: what could not start in
+    time is parked, each a little later than the one before, not handed back due at once."""
+    app = env.app(ASYNC_EVENTS_TIMEOUT=1, ASYNC_EVENTS_ENDPOINT_CONCURRENCY=1, ASYNC_EVENTS_CIRCUIT_FAILURES=0)
+    subscribe(app, receiver.respond("/slow", delay=0.6))
+    for _ in range(10):
+        place_order(app)
+    started = time.time()
+    run_burst(app)
+    waiting = [d for d in deliveries(app) if d.attempt_count == 0]
+    assert waiting and {d.state for d in waiting} == {"pending"}
+    dues = sorted(d.next_attempt_at.timestamp() - started for d in waiting)
+    assert dues[0] > 2 and len(set(dues)) == len(dues)  # one per second after the budget: the pace of one thread
+    drain(app, lambda: states(app) == ["delivered"] * 10, timeout=60)
+    assert all(d.attempt_count == 1 for d in deliveries(app))  # waiting was never an attempt

@@ -23,9 +23,9 @@ class Collected:
         with self.lock:
             self.finished[task.payload] = result
 
-    def expire(self, task: Task[object, int]) -> None:
+    def expire(self, tasks: list[Task[object, int]]) -> None:
         with self.lock:
-            self.expired.append(task.payload)
+            self.expired.extend(task.payload for task in tasks)
 
 
 def test_the_per_endpoint_cap_leaves_threads_for_others() -> None:
@@ -83,6 +83,23 @@ def test_a_full_endpoint_is_saturated_and_its_waiting_tasks_leave_room_for_other
     assert sender.wait_idle(5)
     sender.shutdown()
     assert sorted(collected.finished) == [0, 1]
+
+
+def test_withdrawing_an_endpoint_takes_back_its_waiting_tasks_only() -> None:
+    collected = Collected()
+    release = threading.Event()
+    sender: Sender[object, int] = Sender(4, 1, collected.finish, collected.expire)
+    deadline = time.monotonic() + 10
+    sender.submit(
+        [*(Task("dead", release.wait, deadline, index) for index in range(4)), Task("ok", release.wait, deadline, 9)]
+    )
+    taken = sender.withdraw(["dead", "unknown"])
+    assert sorted(task.payload for task in taken) == [1, 2, 3]  # the one running stays; the rest come back
+    assert sender.saturated() == []
+    release.set()
+    assert sender.wait_idle(5)
+    sender.shutdown()
+    assert sorted(collected.finished) == [0, 9] and collected.expired == []
 
 
 def test_a_task_that_raises_is_handed_back_not_lost() -> None:
