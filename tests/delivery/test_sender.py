@@ -90,9 +90,8 @@ def test_withdrawing_an_endpoint_takes_back_its_waiting_tasks_only() -> None:
     release = threading.Event()
     sender: Sender[object, int] = Sender(4, 1, collected.finish, collected.expire)
     deadline = time.monotonic() + 10
-    sender.submit(
-        [*(Task("dead", release.wait, deadline, index) for index in range(4)), Task("ok", release.wait, deadline, 9)]
-    )
+    tasks: list[Task[object, int]] = [Task("dead", release.wait, deadline, index) for index in range(4)]
+    sender.submit([*tasks, Task("ok", release.wait, deadline, 9)])
     taken = sender.withdraw(["dead", "unknown"])
     assert sorted(task.payload for task in taken) == [1, 2, 3]  # the one running stays; the rest come back
     assert sender.saturated() == []
