@@ -4,8 +4,9 @@ A deliver job asks here after its claim. Deliveries that may not go yet are *par
 unsent with their due time moved to when they may, so they wait in the database (not in a loop of
 claims) and are not attempts. :func:`pace` applies rate limits (:mod:`.rate_limits`) to claimed
 deliveries, before their sends are made; :func:`hold_back` applies circuits (:mod:`.circuits`) to
-the sends; :func:`feed` tells the circuits what recorded outcomes say, and :func:`release` lets
-what waited behind a circuit go when it closes.
+the sends; :func:`feed` tells the circuits what recorded outcomes say; :func:`hold` moves what
+waits for an endpoint out of the way when its circuit opens, and :func:`release` lets it go when
+the endpoint answers again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
 from flask_async_events.delivery.circuits import Signal, circuits_of, endpoint_key, signal_of
 from flask_async_events.delivery.rate_limits import RateLimits
@@ -101,22 +102,12 @@ def feed(state: AppState, outcomes: Sequence[Outcome]) -> dict[str, str]:
 
 
 def release(session: DbSession, endpoints: Collection[str], now: datetime) -> list[int]:
-    """Make every waiting delivery to ``endpoints`` due now (their circuits closed): those parked
-    behind the circuit and those waiting out a retry delay. Return their ids; the caller commits."""
-    hosts = {urlsplit(endpoint).hostname or "" for endpoint in endpoints}
-    candidates = session.execute(
-        select(Subscription.subscription_id, Subscription.recipient_url).where(
-            Subscription.status.is_(True), or_(*(func.lower(Subscription.recipient_url).contains(h) for h in hosts))
-        )
-    ).all()
-    subscription_ids = [row.subscription_id for row in candidates if endpoint_key(row.recipient_url) in endpoints]
-    if not subscription_ids:
+    """Make every waiting delivery to ``endpoints`` due now (they answer again): those parked
+    behind their circuits and those waiting out a retry delay. Return their ids; the caller commits."""
+    waiting = _waiting_for(session, endpoints)
+    if waiting is None:
         return []
-    waiting = and_(
-        Delivery.subscription_id.in_(subscription_ids),
-        Delivery.state.in_(DeliveryState.CLAIMABLE),
-        Delivery.next_attempt_at > now,
-    )
+    waiting = and_(waiting, Delivery.next_attempt_at > now)
     ids = list(session.scalars(select(Delivery.id).where(waiting)))
     for chunk in range(0, len(ids), RELEASE_CHUNK):
         session.execute(
@@ -126,3 +117,34 @@ def release(session: DbSession, endpoints: Collection[str], now: datetime) -> li
             .execution_options(synchronize_session=False)
         )
     return ids
+
+
+def hold(session: DbSession, endpoints: Collection[str], until: datetime, keep: Collection[int]) -> None:
+    """Move every waiting delivery to ``endpoints`` (their circuits just opened) to ``until``,
+    except ``keep`` (the failures just recorded, whose retries meet the open circuit and wake
+    for its probe): one statement, instead of each coming back to find the circuit open. The
+    caller commits; :func:`release` brings them back when the endpoint answers."""
+    waiting = _waiting_for(session, endpoints)
+    if waiting is None:
+        return
+    session.execute(
+        update(Delivery)
+        .where(waiting, Delivery.next_attempt_at < until, Delivery.id.not_in(sorted(keep)))
+        .values(next_attempt_at=until)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _waiting_for(session: DbSession, endpoints: Collection[str]) -> ColumnElement[bool] | None:
+    """The condition for deliveries to ``endpoints`` that wait to be claimed (None: there are
+    no enabled subscriptions there). Subscriptions are matched by host, then by endpoint."""
+    hosts = {urlsplit(endpoint).hostname or "" for endpoint in endpoints}
+    candidates = session.execute(
+        select(Subscription.subscription_id, Subscription.recipient_url).where(
+            Subscription.status.is_(True), or_(*(func.lower(Subscription.recipient_url).contains(h) for h in hosts))
+        )
+    ).all()
+    subscription_ids = [row.subscription_id for row in candidates if endpoint_key(row.recipient_url) in endpoints]
+    if not subscription_ids:
+        return None
+    return and_(Delivery.subscription_id.in_(subscription_ids), Delivery.state.in_(DeliveryState.CLAIMABLE))

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from flask_async_events import signals
 from flask_async_events.delivery.circuits import endpoint_key
-from flask_async_events.delivery.flow import feed, release
+from flask_async_events.delivery.flow import feed, hold, release
 from flask_async_events.delivery.subscription_status import disable_subscriptions
 from flask_async_events.delivery.types import Claimed, Outcome, Parked
 from flask_async_events.delivery.verdicts import Health, Notice, Verdict, hand_back, judge, log_row
@@ -83,7 +83,9 @@ def record(
     succeeded = {item.subscription_id for item, verdict in judged if verdict.health is Health.SUCCEEDED}
     failures = Counter(item.subscription_id for item, verdict in judged if verdict.health is Health.FAILED)
     gone = {item.subscription_id for item, verdict in judged if verdict.gone}
-    recovered = _recovering(state, succeeded)
+    recovered = {
+        item.subscription_id for item, verdict in judged if verdict.health is Health.SUCCEEDED and item.failing
+    }
     stale = _record_health(state, now, succeeded, failures)
     reasons = {subscription_id: _stale_reason(state.settings.disable_after) for subscription_id in stale - gone}
     reasons.update(dict.fromkeys(gone, GONE_REASON))
@@ -100,17 +102,33 @@ def record(
     dead = [(item.id, item.uuid, verdict.dead_reason) for item, verdict in judged if verdict.dead_reason is not None]
     # Before the retries are enqueued: a retry due now meets the circuit it opened.
     changes = feed(state, outcomes)
-    due_now = [item.id for item in released]
+    opened = {endpoint for endpoint, change in changes.items() if change != "closed"}
+    if opened:
+        _hold(state, opened, now, {outcome.item.id for outcome in outcomes})
     # An endpoint that answers again (its circuit closed, or a failing subscription succeeded, which
     # Redis cannot forget): what waits for it goes now.
     answering = {endpoint for endpoint, change in changes.items() if change == "closed"}
     answering |= {endpoint_key(o.item.recipient_url) or "" for o in outcomes if o.item.subscription_id in recovered}
     answering.discard("")
+    due_now = [item.id for item in released]
     if answering:
         due_now += _release(state, sorted(answering), now)
     _after_commit(state, now, retries, dead, due_now)
     _send_signals(notices)
-    return {endpoint for endpoint, change in changes.items() if change != "closed"}
+    return opened
+
+
+def _hold(state: AppState, endpoints: set[str], now: datetime, keep: set[int]) -> None:
+    """What waits for endpoints whose circuit just opened, moved out of the way (until twice the
+    longest cool-down at most). If the database fails here the batch is still recorded: those
+    deliveries come back as they were and meet the open circuit one by one instead."""
+    session = state.db.session
+    try:
+        hold(session, endpoints, now + timedelta(seconds=2 * state.settings.circuit_max_cooldown), keep)
+        session.commit()
+    except SQLAlchemyError:
+        log.exception("Could not hold back the deliveries waiting on %s", sorted(endpoints))
+        session.rollback()
 
 
 def _release(state: AppState, endpoints: list[str], now: datetime) -> list[int]:
@@ -167,19 +185,6 @@ def _send_signals(notices: list[Notice]) -> None:
             signal.send(app, **payload)
         except Exception:  # a receiver is the host's code
             log.exception("A receiver of %s failed", signal.name)
-
-
-def _recovering(state: AppState, succeeded: set[int]) -> set[int]:
-    """The subscriptions among ``succeeded`` that were failing until now."""
-    if not succeeded:
-        return set()
-    return set(
-        state.db.session.scalars(
-            select(Subscription.subscription_id).where(
-                Subscription.subscription_id.in_(sorted(succeeded)), Subscription.failing_since.is_not(None)
-            )
-        )
-    )
 
 
 def _record_health(state: AppState, now: datetime, succeeded: set[int], failures: Counter[int]) -> set[int]:
