@@ -2,7 +2,7 @@
 rate while five endpoints hang or drip with a backlog of deliveries each, against the same run
 without them; and the database queries per second that backlog costs.
 
-    python -m bench.hostile [--backlog 10000] [--rate 200] [--seconds 30] [--quiet 30]
+    python -m bench.hostile [--backlog 10000] [--rate 200] [--seconds 30] [--settle 20] [--quiet 30]
 
 Two workers, default settings (15 s timeout, circuits after 10 failures). Three hostile endpoints
 accept and never answer, two send their headers a byte a second; each on its own loopback address.
@@ -34,12 +34,19 @@ BEGIN, END = "<!-- hostile:begin -->", "<!-- hostile:end -->"
 
 
 @dataclass
-class Run:
-    """One run's healthy latencies (ms) and the queries per second while it ran and while only
-    the backlog was there."""
+class Window:
+    """One measurement window: the healthy latencies (ms) and the workers' queries per second."""
 
     latencies: list[float]
-    busy_queries: float
+    queries: float
+
+
+@dataclass
+class Run:
+    """One run: two windows back to back (the first starting ``settle`` seconds after the
+    backlog was made), the queries per second while only the backlog was left, what stayed open."""
+
+    windows: list[Window]
     quiet_queries: float
     backlog: int
 
@@ -79,38 +86,48 @@ def one_run(env: dict[str, str], receiver: str, endpoints: int, args: argparse.N
                 ours.wait_for(lambda: waiting(app) >= expected, 300, "the backlog's fan-out", every=0.5)
                 time.sleep(args.settle)  # the first attempts time out and the circuits open
             redis_url = env["BENCH_REDIS_URL"]
-            before, started = queries(redis_url), time.monotonic()
-            latencies = ours.steady_latencies(app, receiver, rate=args.rate, seconds=args.seconds)
-            busy = (queries(redis_url) - before) / (time.monotonic() - started)
+            windows = []
+            for _ in range(2):
+                before, started = queries(redis_url), time.monotonic()
+                latencies = ours.steady_latencies(app, receiver, rate=args.rate, seconds=args.seconds)
+                windows.append(Window(latencies, (queries(redis_url) - before) / (time.monotonic() - started)))
             before, started = queries(redis_url), time.monotonic()
             time.sleep(args.quiet)
             quiet = (queries(redis_url) - before) / (time.monotonic() - started)
             backlog = waiting(app)
-    return Run(latencies, busy, quiet, backlog)
+    return Run(windows, quiet, backlog)
 
 
-def table(calm: Run, hostile_run: Run, args: argparse.Namespace) -> str:
-    def row(name: str, run: Run) -> str:
-        p50, p99 = percentile(run.latencies, 0.5), percentile(run.latencies, 0.99)
+def table(calm: Run, rough: Run, args: argparse.Namespace) -> str:
+    def row(name: str, window: Window, run: Run) -> str:
+        p50, p99 = percentile(window.latencies, 0.5), percentile(window.latencies, 0.99)
         return (
-            f"| {name} | {p50:.1f} | {p99:.1f} | {run.busy_queries:,.0f} | {run.quiet_queries:,.1f} | {run.backlog:,} |"
+            f"| {name} | {p50:.1f} | {p99:.1f} | {window.queries:,.0f} | {run.quiet_queries:,.1f} | {run.backlog:,} |"
         )
 
-    ratio = percentile(hostile_run.latencies, 0.99) / percentile(calm.latencies, 0.99)
+    later = args.settle + args.seconds
+    rows = []
+    for index, name in enumerate((f"{args.settle:.0f} s", f"{later:.0f} s")):
+        rows.append(row(f"no hostile endpoints, window {index + 1}", calm.windows[index], calm))
+        rows.append(row(f"5 hostile x {args.backlog:,}, from {name} after the backlog", rough.windows[index], rough))
+    ratios = [
+        percentile(rough.windows[i].latencies, 0.99) / percentile(calm.windows[i].latencies, 0.99) for i in (0, 1)
+    ]
     return "\n".join(
         [
             BEGIN,
-            f"Healthy subscriber at {args.rate:.0f} events/s for {args.seconds:.0f} s, two workers, PostgreSQL;"
-            f" hostile: 3 endpoints that never answer and 2 that drip their headers, {args.backlog:,} deliveries"
-            " each (`python -m bench.hostile`). Queries: every SQL statement the workers sent, per second,"
-            f" while the healthy events flowed and over {args.quiet:.0f} s after (only the backlog left).",
+            f"Healthy subscriber at {args.rate:.0f} events/s, two windows of {args.seconds:.0f} s back to back,"
+            f" two workers, PostgreSQL; hostile: 3 endpoints that never answer and 2 that drip their headers,"
+            f" {args.backlog:,} deliveries each, the first window starting {args.settle:.0f} s after they were all"
+            " made (`python -m bench.hostile`). Queries: every SQL statement the workers sent, per second, in"
+            f" the window, and over {args.quiet:.0f} s after both (no healthy traffic: only the backlog).",
             "",
             "| run | p50 ms | p99 ms | queries/s, healthy traffic | queries/s, backlog only | deliveries open |",
             "|---|---|---|---|---|---|",
-            row("no hostile endpoints", calm),
-            row(f"5 hostile endpoints x {args.backlog:,}", hostile_run),
+            *rows,
             "",
-            f"p99 with the hostile endpoints: {ratio:.2f}x the p99 without them.",
+            f"p99 with the hostile endpoints: {ratios[0]:.2f}x (first window) and {ratios[1]:.2f}x (second) the"
+            " p99 without them in the same window.",
             END,
         ]
     )
@@ -136,9 +153,9 @@ def main() -> None:
     services = Services(Path(tempfile.mkdtemp(prefix="fae-hostile-")), "postgresql")
     try:
         calm = services.with_database(lambda env: one_run(env, services.url, 0, args))
-        print(f"no hostile endpoints: p99 {percentile(calm.latencies, 0.99):.1f} ms", flush=True)
+        print(f"no hostile endpoints: p99 {percentile(calm.windows[0].latencies, 0.99):.1f} ms", flush=True)
         rough = services.with_database(lambda env: one_run(env, services.url, 5, args))
-        print(f"5 hostile endpoints: p99 {percentile(rough.latencies, 0.99):.1f} ms", flush=True)
+        print(f"5 hostile endpoints: p99 {percentile(rough.windows[0].latencies, 0.99):.1f} ms", flush=True)
     finally:
         services.stop()
     text = table(calm, rough, args)

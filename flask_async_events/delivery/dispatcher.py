@@ -20,6 +20,7 @@ from functools import partial
 
 from flask import Flask, current_app
 
+from flask_async_events.delivery.flow import hold_back
 from flask_async_events.delivery.journal import AttemptJournal
 from flask_async_events.delivery.recording import record
 from flask_async_events.delivery.retry import due_at
@@ -135,17 +136,19 @@ class Dispatcher:
         self._put([Outcome(item, result, ms) for item, (result, ms) in zip(task.payload, results, strict=True)])
 
     def _expired(self, tasks: list[SendTask]) -> None:
-        """Sends that did not start in time: their endpoints were full. Each is parked until about
-        when a thread there would be free for it (one attempt's time, plus one attempt's time per
-        ``ASYNC_EVENTS_ENDPOINT_CONCURRENCY`` parked before it), so a deep backlog comes back at the
-        pace it can be sent, not all at once."""
+        """Sends that did not start in time: their endpoints were full. Those behind a circuit that
+        has opened meanwhile wait for it (:func:`~flask_async_events.delivery.flow.hold_back`);
+        each other one is parked until about when a thread there would be free for it (one
+        attempt's time, plus one attempt's time per ``ASYNC_EVENTS_ENDPOINT_CONCURRENCY`` parked
+        before it), so a deep backlog comes back at the pace it can be sent, not all at once."""
         if self._stopping:
             self._put([item for task in tasks for item in task.payload])
             return
+        tasks, held = hold_back(self._state, tasks)
         now, moment = time.time(), utcnow()
         attempt = self.settings.timeout
         step = attempt / self.settings.endpoint_concurrency
-        parked: list[Parked] = []
+        parked: list[Parked] = list(held)
         with self._lock:
             for task in tasks:
                 turn = max(now + attempt, self._next_turn.get(task.endpoint, 0.0))
@@ -199,7 +202,9 @@ class Dispatcher:
                 else:
                     self.journal.forget([outcome.item.attempt_key for outcome in outcomes if not outcome.cancelled])
                     # Sends waiting for an endpoint whose circuit just opened: back to the database.
-                    self._put([item for task in self.sender.withdraw(opened) for item in task.payload])
+                    withdrawn = self.sender.withdraw(opened)
+                    if withdrawn:
+                        self._expired(withdrawn)
                     return
             if time.monotonic() + pause > give_up:
                 log.error("Gave up recording %d delivery result(s); they will be sent again", len(batch))
