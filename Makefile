@@ -49,10 +49,12 @@ test-mysql: $(STAMP)
 
 ## The benchmark suite: throughput (1 and 2 workers) against a plain loop, RQ and Celery in the
 ## same run, latency at 200 events/s, fan-out to 1,000, publish overhead, worker memory over
-## 100,000 deliveries; writes bench/RESULTS.md. Then EventBridge batching against moto.
+## 100,000 deliveries; writes bench/RESULTS.md. Then EventBridge batching against moto, and a healthy
+## subscriber's latency beside five hanging or dripping endpoints with 10,000 deliveries each.
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.eventbridge --events 1000 --repeat 2
+	$(BIN)/python -m bench.hostile
 
 ## Fault injection: 5 seeded runs of 10,000 events x 3 subscriptions against PostgreSQL, with
 ## worker kills, Redis restarted empty, database connections dropped and a misbehaving receiver.
