@@ -35,7 +35,9 @@ def test_metrics_agree_with_the_database_after_two_workers(
     for _ in range(10):
         place_order(app)
     wait_for(lambda: sorted(states(app)) == ["dead"] * 10 + ["delivered"] * 10, 60)
-    samples = scrape(app, token(app, "prometheus", admin=True))
+    headers = token(app, "prometheus", admin=True)
+    wait_for(lambda: scrape(app, headers)["async_events_workers"] == 2, 30)  # the later one may still be starting
+    samples = scrape(app, headers)
     logged = attempts(app)
     assert samples['async_events_attempts_total{notifier="http",outcome="success"}'] == 10
     assert samples['async_events_attempts_total{notifier="http",outcome="failure"}'] == 10

@@ -166,6 +166,13 @@ class Circuits:
         except RedisError:
             return False
 
+    def probe_out(self, endpoint: str) -> bool:
+        """Whether a worker's probe of ``endpoint`` is out (unknown without Redis: yes)."""
+        try:
+            return bool(self.connection.exists(PROBE_KEY.format(endpoint)))
+        except RedisError:
+            return True
+
     def take_waker(self, endpoint: str, seconds: float) -> bool:
         """Whether this caller parks the one delivery that wakes in ``seconds``, when the circuit
         may let one through; the others wait to be released. Without Redis: yes (too many wakers

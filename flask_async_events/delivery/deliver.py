@@ -107,7 +107,6 @@ def claim(
             Subscription.store_id,
             Subscription.status,
             Subscription.rate_limit,
-            Subscription.failing_since,
         )
         .join(Event, Delivery.event_id == Event.id)
         .join(Subscription, Delivery.subscription_id == Subscription.subscription_id)
@@ -138,7 +137,6 @@ def _claimed(row: Any, token: str) -> Claimed:
         store_id=row.store_id,
         enabled=row.status,
         rate_limit=row.rate_limit,
-        failing=row.failing_since is not None,
     )
 
 

@@ -135,6 +135,18 @@ def hold(session: DbSession, endpoints: Collection[str], until: datetime, keep: 
     )
 
 
+def wake(session: DbSession, endpoint: str, now: datetime) -> int | None:
+    """Make the next delivery waiting for ``endpoint`` due now, to be the probe of its cooled-down
+    circuit (maintenance does this when no delivery came back for it); return its id."""
+    waiting = _waiting_for(session, [endpoint])
+    if waiting is None:
+        return None
+    first = session.scalar(select(Delivery.id).where(waiting).order_by(Delivery.next_attempt_at).limit(1))
+    if first is not None:
+        session.execute(update(Delivery).where(Delivery.id == first, waiting).values(next_attempt_at=now))
+    return first
+
+
 def _waiting_for(session: DbSession, endpoints: Collection[str]) -> ColumnElement[bool] | None:
     """The condition for deliveries to ``endpoints`` that wait to be claimed (None: there are
     no enabled subscriptions there). Subscriptions are matched by host, then by endpoint."""

@@ -83,9 +83,7 @@ def record(
     succeeded = {item.subscription_id for item, verdict in judged if verdict.health is Health.SUCCEEDED}
     failures = Counter(item.subscription_id for item, verdict in judged if verdict.health is Health.FAILED)
     gone = {item.subscription_id for item, verdict in judged if verdict.gone}
-    recovered = {
-        item.subscription_id for item, verdict in judged if verdict.health is Health.SUCCEEDED and item.failing
-    }
+    recovered = _recovering(state, succeeded)  # answering again: what waits behind its endpoint may go
     stale = _record_health(state, now, succeeded, failures)
     reasons = {subscription_id: _stale_reason(state.settings.disable_after) for subscription_id in stale - gone}
     reasons.update(dict.fromkeys(gone, GONE_REASON))
@@ -185,6 +183,20 @@ def _send_signals(notices: list[Notice]) -> None:
             signal.send(app, **payload)
         except Exception:  # a receiver is the host's code
             log.exception("A receiver of %s failed", signal.name)
+
+
+def _recovering(state: AppState, succeeded: set[int]) -> set[int]:
+    """The subscriptions among ``succeeded`` that were failing until now (read before the health
+    update: a snapshot taken at claim time could be stale, and a release missed)."""
+    if not succeeded:
+        return set()
+    return set(
+        state.db.session.scalars(
+            select(Subscription.subscription_id).where(
+                Subscription.subscription_id.in_(sorted(succeeded)), Subscription.failing_since.is_not(None)
+            )
+        )
+    )
 
 
 def _record_health(state: AppState, now: datetime, succeeded: set[int], failures: Counter[int]) -> set[int]:

@@ -40,7 +40,6 @@ class Claimed:
     store_id: int
     enabled: bool
     rate_limit: float | None = None  # deliveries per second to its subscription
-    failing: bool = False  # its subscription had failed since its last success, when claimed
 
     @property
     def attempt_key(self) -> AttemptKey:

@@ -13,14 +13,17 @@ empty replica): then every open job is rebuilt from the database at once, not tr
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, select, update
 
+from flask_async_events.delivery.circuits import circuits_of
+from flask_async_events.delivery.flow import wake
 from flask_async_events.delivery.outbox import relay_untriggered
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.operations.retention import prune
@@ -50,7 +53,7 @@ def run_maintenance(state: AppState, owner: str, *, force: bool = False) -> Swee
             relayed, requeued = rebuild(state)
         else:
             relayed = relay_untriggered(state) if state.queues.trigger.count == 0 else 0
-            requeued = requeue_stalled(state)
+            requeued = requeue_stalled(state) + wake_probes(state)
         if state.settings.prune_after:
             prune(state, timedelta(seconds=state.settings.prune_after), max_batches=PRUNE_BATCHES_PER_SWEEP)
     finally:
@@ -60,9 +63,27 @@ def run_maintenance(state: AppState, owner: str, *, force: bool = False) -> Swee
     return SweepReport(relayed, requeued)
 
 
+def wake_probes(state: AppState) -> int:
+    """For each circuit that has cooled down with no probe out, make one delivery waiting for its
+    endpoint due now: the probe, whoever parked what (and whatever was lost on the way)."""
+    now, moment = time.time(), utcnow()
+    circuits = circuits_of(state)
+    woken = []
+    for endpoint, circuit in circuits.not_closed().items():
+        if circuit.is_half_open(now) and not circuits.probe_out(endpoint):
+            delivery_id = wake(state.db.session, endpoint, moment)
+            if delivery_id is not None:
+                woken.append(delivery_id)
+    state.db.session.commit()
+    state.queues.enqueue_deliveries(woken, retry_queue=True)
+    return len(woken)
+
+
 def rebuild(state: AppState) -> tuple[int, int]:
     """Redis is new or lost its data: enqueue every untriggered event and every open delivery
-    (due now, or scheduled for its retry time). Claimed ones are left to their lease."""
+    (due now, or scheduled for its retry time). Claimed ones are left to their lease. Deliveries
+    due further away than ``ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN`` are held behind circuits Redis
+    has forgotten: they are due now (a circuit that is still needed opens again)."""
     session = state.db.session
     now = utcnow()
     relayed = 0
@@ -70,15 +91,24 @@ def rebuild(state: AppState) -> tuple[int, int]:
         state.queues.enqueue_trigger([event_id for event_id, _ in chunk])
         relayed += len(chunk)
     due: list[int] = []
+    forgotten: list[int] = []
     later: dict[datetime, list[int]] = defaultdict(list)
+    held = now + timedelta(seconds=state.settings.circuit_max_cooldown)
+    held_back = and_(Delivery.state.in_(DeliveryState.CLAIMABLE), Delivery.next_attempt_at > held)
     open_deliveries = select(Delivery.id, Delivery.next_attempt_at).where(Delivery.state.in_(DeliveryState.CLAIMABLE))
     for chunk in _id_chunks(session, open_deliveries):
         for delivery_id, next_attempt_at in chunk:
-            if next_attempt_at <= now:
+            if next_attempt_at > held:
+                forgotten.append(delivery_id)
+            elif next_attempt_at <= now:
                 due.append(delivery_id)
             else:
                 later[next_attempt_at].append(delivery_id)
-    session.rollback()
+    for start in range(0, len(forgotten), SWEEP_LIMIT):
+        ids = forgotten[start : start + SWEEP_LIMIT]
+        session.execute(update(Delivery).where(Delivery.id.in_(ids), held_back).values(next_attempt_at=now))
+    session.commit()
+    due += forgotten
     state.queues.enqueue_deliveries(due, retry_queue=True)
     state.queues.schedule_deliveries(later, now)
     scheduled = sum(len(ids) for ids in later.values())

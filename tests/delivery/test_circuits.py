@@ -152,3 +152,27 @@ def test_two_worker_processes_share_one_circuit_and_send_one_probe(
     assert len(during) == 1, during  # one probe between both workers, none while it cooled down
     assert during[0] - opened_at >= 4
     assert all(d.attempt_count <= 4 for d in deliveries(app))  # waiting behind it was never an attempt
+
+
+def test_maintenance_wakes_a_probe_when_no_parked_delivery_comes_back_for_it(env: AppEnv, receiver: Receiver) -> None:
+    from flask_async_events.worker.maintenance import wake_probes
+
+    app = env.app(**SETTINGS)
+    url = receiver.respond("/forgotten", [200])
+    subscribe(app, url)
+    key = endpoint_key(url)
+    assert key is not None
+    circuits = circuits_of(get_state(app))
+    circuits.record({key: [Signal.DOWN] * 3}, time.time())  # open for 5 s
+    assert circuits.take_waker(key, 60)  # as if the delivery meant to wake for the probe were lost
+    for _ in range(3):
+        place_order(app)
+    run_burst(app)
+    assert receiver.at("/forgotten") == [] and all(
+        d.next_attempt_at.timestamp() > time.time() + 60 for d in deliveries(app)
+    )
+    time.sleep(5.5)  # cooled down: nothing comes back by itself
+    with app.app_context():
+        assert wake_probes(get_state()) == 1
+    drain(app, lambda: states(app) == ["delivered"] * 3, timeout=30)  # the probe succeeded: the rest released
+    assert len(receiver.at("/forgotten")) == 3 and circuit_fields(app, url) == {}
