@@ -24,7 +24,12 @@ from flask_async_events.operations.replay import ReplayError, count_dead, recove
 from flask_async_events.operations.retention import DEFAULT_BATCH, count_prunable, parse_age, parse_moment, prune
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.operations.status import dead_letters, system_status
-from flask_async_events.operations.subscriptions import check_rate_limit, create_subscription, set_rate_limit
+from flask_async_events.operations.subscriptions import (
+    check_rate_limit,
+    create_subscription,
+    describe_rate_limit,
+    set_rate_limit,
+)
 from flask_async_events.operations.trace import attempt_dict, load_trace
 from flask_async_events.signing import generate_secret
 from flask_async_events.state import NOTIFIER_ALIASES, get_state
@@ -257,8 +262,7 @@ def rate_limit_command(subscription_ids: tuple[int, ...], rate: str) -> None:
         raise click.ClickException(f"No subscription {', '.join(map(str, missing))}; nothing changed")
     set_rate_limit(session, list(subscription_ids), limit)
     session.commit()
-    what = f"at most {limit:g} deliveries per second" if limit else "no rate limit"
-    click.echo(f"{len(subscription_ids)} subscription(s) now have {what}")
+    click.echo(f"{len(subscription_ids)} subscription(s) now have {describe_rate_limit(limit)}")
 
 
 @cli.command()

@@ -17,7 +17,7 @@ from flask_async_events.operations.replay import ReplayError, count_dead, recove
 from flask_async_events.operations.retention import parse_moment
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.operations.status import count_rows, dead_letters, system_status
-from flask_async_events.operations.subscriptions import set_rate_limit
+from flask_async_events.operations.subscriptions import describe_rate_limit, set_rate_limit
 from flask_async_events.operations.trace import load_trace
 from flask_async_events.state import AppState, get_state
 
@@ -124,8 +124,7 @@ def _set_rate_limit(session: DbSession, ids: list[int], raw: str) -> None:
         flash(message, "error")
         return
     session.commit()
-    limit = f"at most {rate:g} deliveries per second" if rate else "no rate limit"
-    flash(f"{len(ids)} subscription(s) now have {limit}.", "ok")
+    flash(f"{len(ids)} subscription(s) now have {describe_rate_limit(rate)}.", "ok")
 
 
 @admin.get("/logs")

@@ -69,6 +69,11 @@ def check_rate_limit(rate_limit: object) -> float | None:
     return float(rate_limit)
 
 
+def describe_rate_limit(rate_limit: float | None) -> str:
+    """A rate limit as the CLI and the admin pages report it."""
+    return f"at most {rate_limit:g} deliveries per second" if rate_limit else "no rate limit"
+
+
 def set_rate_limit(session: DbSession, subscription_ids: list[int], rate_limit: float | None) -> None:
     """Change the rate limit of subscriptions; deliveries already given a slot keep it."""
     session.execute(
