@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -20,8 +20,10 @@ from flask_async_events.delivery.outbox import publish_event
 from flask_async_events.delivery.queues import QUEUE_NAMES
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.models import ApiToken, DeliveryAttempt, Subscription
+from flask_async_events.operations.headers import parse_header_lines, set_headers, shown_headers, stored_headers
 from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay, retry_dead
 from flask_async_events.operations.retention import DEFAULT_BATCH, count_prunable, parse_age, parse_moment, prune
+from flask_async_events.operations.rotation import rotate_secret
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.operations.status import dead_letters, system_status
 from flask_async_events.operations.subscriptions import (
@@ -101,7 +103,12 @@ def worker(
     help="A service argument; VALUE is parsed as JSON when it can be (repeatable).",
 )
 @click.option("--json-args", help="All arguments as one JSON object, e.g. '{\"id\": 1}'.")
-def publish(event_name: str, store_id: int, args: tuple[str, ...], json_args: str | None) -> None:
+@click.option(
+    "--idempotency-key", help="Publish once per key: a repeat within the idempotency window prints the first id."
+)
+def publish(
+    event_name: str, store_id: int, args: tuple[str, ...], json_args: str | None, idempotency_key: str | None
+) -> None:
     """Publish an event now (committed at once)."""
     arguments: dict[str, Any] = {}
     if json_args:
@@ -120,7 +127,7 @@ def publish(event_name: str, store_id: int, args: tuple[str, ...], json_args: st
         except json.JSONDecodeError:
             arguments[key] = raw
     try:
-        event_id = publish_event(get_state(), event_name, store_id, arguments)
+        event_id = publish_event(get_state(), event_name, store_id, arguments, idempotency_key)
     except (ValueError, TypeError) as exc:
         raise click.ClickException(str(exc)) from None
     state = get_state()
@@ -158,6 +165,7 @@ def list_(as_json: bool) -> None:
 @click.option("--notifier", "metadata", default="http", show_default=True, help="The subscription's metadata.")
 @click.option("--store-id", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--rate-limit", type=float, help="At most this many deliveries per second (default: no limit).")
+@click.option("--header", "header_lines", multiple=True, help="An extra request header, 'Name: value' (repeatable).")
 @json_option
 def subscribe(
     event_name: str,
@@ -166,6 +174,7 @@ def subscribe(
     metadata: str,
     store_id: int,
     rate_limit: float | None,
+    header_lines: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Subscribe RECIPIENT_URL to EVENT_NAME (which may hold * wildcards)."""
@@ -180,6 +189,7 @@ def subscribe(
             metadata=metadata,
             store_id=store_id,
             rate_limit=rate_limit,
+            headers=_header_lines(header_lines, "--header"),
         )
         state.db.session.commit()
     except ValueError as exc:
@@ -193,6 +203,85 @@ def subscribe(
     click.echo(f"Subscription {result['subscription_id']} created for {result['event_name']}")
     if verification_token is None:
         click.echo(f"Verification token (shown once): {secret}")
+
+
+def _header_lines(lines: Sequence[str], option: str) -> dict[str, str]:
+    """``Name: value`` options as headers."""
+    try:
+        return parse_header_lines(lines)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _subscription(subscription_id: int) -> Subscription:
+    """The subscription with this id, or a clear error."""
+    subscription = get_state().db.session.get(Subscription, subscription_id)
+    if subscription is None or subscription.deleted_at is not None:
+        raise click.ClickException(f"No subscription {subscription_id}")
+    return subscription
+
+
+@cli.command("headers")
+@click.argument("subscription_id", type=int)
+@click.option("--set", "to_set", multiple=True, help="Add or replace a header, 'Name: value' (repeatable).")
+@click.option("--remove", "to_remove", multiple=True, help="Remove a header by name (repeatable).")
+@click.option("--clear", is_flag=True, help="Remove every header first.")
+@json_option
+def headers_command(
+    subscription_id: int, to_set: tuple[str, ...], to_remove: tuple[str, ...], clear: bool, as_json: bool
+) -> None:
+    """Show or change the extra request headers a subscription sends (credential-like values masked)."""
+    state = get_state()
+    subscription = _subscription(subscription_id)
+    if to_set or to_remove or clear:
+        current = {} if clear else stored_headers(state, subscription)
+        removed = {name.lower() for name in to_remove}
+        changes = _header_lines(to_set, "--set")
+        replaced = {name.lower() for name in changes}
+        kept = {name: value for name, value in current.items() if name.lower() not in removed | replaced}
+        try:
+            set_headers(state, subscription, {**kept, **changes})
+        except ValueError as exc:
+            state.db.session.rollback()
+            raise click.ClickException(str(exc)) from None
+        state.db.session.commit()
+    shown = shown_headers(state, subscription)
+    if as_json:
+        _print_json(shown)
+        return
+    if not shown:
+        click.echo(f"Subscription {subscription_id} sends no extra headers")
+    for name, value in shown.items():
+        click.echo(f"{name}: {value}")
+
+
+@cli.command("rotate-secret")
+@click.argument("subscription_id", type=int)
+@click.option("--grace", default="24h", show_default=True, help="How long the old secret also signs: 24h, 7d, 0s.")
+@click.option("--token", "verification_token", help="The new secret (default: a new whsec_ secret).")
+@json_option
+def rotate_secret_command(subscription_id: int, grace: str, verification_token: str | None, as_json: bool) -> None:
+    """Give a subscription a new signing secret; the old one keeps signing beside it for --grace."""
+    state = get_state()
+    try:
+        period = parse_age(grace).total_seconds()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grace") from None
+    try:
+        rotation = rotate_secret(state, _subscription(subscription_id), token=verification_token, grace=period)
+    except ValueError as exc:
+        state.db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    state.db.session.commit()
+    result = {
+        "verification_token": rotation.verification_token,
+        "previous_valid_until": rotation.previous_valid_until.isoformat(),
+    }
+    if as_json:
+        _print_json(result)
+        return
+    click.echo(f"New verification token (shown once): {rotation.verification_token}")
+    click.echo(f"The previous one also signs until {result['previous_valid_until']}")
 
 
 @cli.command()
@@ -209,6 +298,7 @@ def subscriptions(as_json: bool) -> None:
             "metadata": s.notifier,
             "store_id": s.store_id,
             "rate_limit": s.rate_limit,
+            "headers": shown_headers(get_state(), s),
             "subscribed_at": s.subscribed_at.isoformat(),
             "disabled_reason": s.disabled_reason,
         }

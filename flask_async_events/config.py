@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_RELAY_AFTER": 30,
     "ASYNC_EVENTS_DISABLE_AFTER": 5 * 24 * 3600,
     "ASYNC_EVENTS_PRUNE_AFTER": 0,
+    "ASYNC_EVENTS_IDEMPOTENCY_WINDOW": 24 * 3600,
     "ASYNC_EVENTS_ENCRYPTION_KEYS": None,
     "ASYNC_EVENTS_EVENTBRIDGE_SOURCE": None,
     "ASYNC_EVENTS_EVENTBRIDGE_REGION": None,
@@ -69,6 +70,7 @@ class Settings:
     relay_after: float
     disable_after: float
     prune_after: float
+    idempotency_window: float  # a publish repeating an idempotency key within it creates nothing
     encryption_keys: tuple[str, ...]
     eventbridge_source: str | None
     eventbridge_region: str | None
@@ -184,6 +186,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         relay_after=_number(config, "ASYNC_EVENTS_RELAY_AFTER", minimum=0),
         disable_after=_number(config, "ASYNC_EVENTS_DISABLE_AFTER", minimum=0),
         prune_after=_number(config, "ASYNC_EVENTS_PRUNE_AFTER", minimum=0),
+        idempotency_window=_number(config, "ASYNC_EVENTS_IDEMPOTENCY_WINDOW", minimum=0),
         encryption_keys=_keys(config),
         eventbridge_source=config.get("ASYNC_EVENTS_EVENTBRIDGE_SOURCE"),
         eventbridge_region=config.get("ASYNC_EVENTS_EVENTBRIDGE_REGION"),

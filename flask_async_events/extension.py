@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ from flask_async_events.notifiers.eventbridge import EventBridgeNotifier
 from flask_async_events.notifiers.http import HttpNotifier
 from flask_async_events.notifiers.plugins import load_entry_point_notifiers
 from flask_async_events.operations.replay import replay
+from flask_async_events.operations.rotation import DEFAULT_GRACE, Rotation, rotate_secret
 from flask_async_events.operations.subscriptions import create_subscription, has_subscribers
 from flask_async_events.signing import generate_secret
 from flask_async_events.ssrf import AddressPolicy
@@ -128,13 +129,16 @@ class AsyncEvents:
 
         app.cli.add_command(cli)
 
-    def publish(self, name: str, *, store_id: int = 0, **arguments: Any) -> str:
+    def publish(self, name: str, *, store_id: int = 0, idempotency_key: str | None = None, **arguments: Any) -> str:
         """Write an event into the current ``db.session``; it leaves after the outermost commit.
 
         Returns the event's id. An undefined event, a bad store id or arguments the service does
-        not accept raise ``ValueError``/``TypeError`` here, never later in a worker.
+        not accept raise ``ValueError``/``TypeError`` here, never later in a worker. A second
+        publish of ``name`` with the same ``idempotency_key`` within
+        ``ASYNC_EVENTS_IDEMPOTENCY_WINDOW`` (also from another process, also racing) creates
+        nothing and returns the first event's id.
         """
-        return publish_event(get_state(), name, store_id, arguments)
+        return publish_event(get_state(), name, store_id, arguments, idempotency_key)
 
     def has_subscribers(self, name: str, store_id: int = 0) -> bool:
         """Whether anyone would receive ``name`` published for ``store_id`` (wildcards included)."""
@@ -149,9 +153,11 @@ class AsyncEvents:
         metadata: str = "http",
         store_id: int = 0,
         rate_limit: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Subscription:
         """Add a subscription to the current session (the caller commits). ``rate_limit``: at
-        most that many deliveries per second to it, across all workers (None: no limit)."""
+        most that many deliveries per second to it, across all workers (None: no limit);
+        ``headers``: extra request headers sent with every delivery."""
         return create_subscription(
             get_state(),
             event_name=event_name,
@@ -160,7 +166,15 @@ class AsyncEvents:
             metadata=metadata,
             store_id=store_id,
             rate_limit=rate_limit,
+            headers=headers,
         )
+
+    def rotate_secret(
+        self, subscription: Subscription, *, verification_token: str | None = None, grace_period: float = DEFAULT_GRACE
+    ) -> Rotation:
+        """Give ``subscription`` a new verification token (a new ``whsec_`` secret if none is
+        given); the old one keeps signing beside it for ``grace_period`` seconds (the caller commits)."""
+        return rotate_secret(get_state(), subscription, token=verification_token, grace=grace_period)
 
     @staticmethod
     def generate_secret() -> str:

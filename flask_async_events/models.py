@@ -112,6 +112,10 @@ class Subscription(Base):
     owner: Mapped[str | None] = mapped_column(String(255), index=True)
     deleted_at: Mapped[datetime | None]  # unsubscribed: hidden and disabled, its logs kept
     rate_limit: Mapped[float | None] = mapped_column(Float)  # deliveries per second; None: unlimited
+    # Tokens replaced by a rotation, still signing until their time, and extra request headers:
+    # encrypted JSON documents (see delivery/credentials.py), NULL when there are none.
+    previous_tokens: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_async_event_subscriber_status_event_name", "status", "event_name"),)
 
@@ -130,6 +134,11 @@ class Event(Base):
     resolve_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     triggered_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The publisher's key: one event per name and key (NULLs never collide); cleared once its
+    # window has passed, so the key may be used again.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (UniqueConstraint("event_name", "idempotency_key"),)
 
 
 class Delivery(Base):

@@ -82,7 +82,7 @@ def token(app: Flask, name: str, *resources: str, admin: bool = False) -> dict[s
     return {"Authorization": f"Bearer {secret}"}
 
 
-def create(client: FlaskClient, headers: dict[str, str], **fields: Any) -> Any:
+def create(client: FlaskClient, auth: dict[str, str], **fields: Any) -> Any:
     """POST a subscription to the REST API (sales.order.created over http unless told otherwise)."""
     body = {"asyncEvent": {"event_name": "sales.order.created", "metadata": "http", **fields}}
-    return client.post(f"{PREFIX}/async_event", json=body, headers=headers)
+    return client.post(f"{PREFIX}/async_event", json=body, headers=auth)

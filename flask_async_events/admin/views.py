@@ -10,11 +10,14 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import or_, select
 
 from flask_async_events.admin.security import NotAllowed, check_csrf, csrf_token, current_admin, log_in, log_out
+from flask_async_events.delivery.credentials import open_previous
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.errors import AuthError
-from flask_async_events.models import DbSession, DeliveryAttempt, Subscription
+from flask_async_events.models import DbSession, DeliveryAttempt, Subscription, utcnow
+from flask_async_events.operations.headers import parse_header_lines, set_headers, shown_headers
 from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay
-from flask_async_events.operations.retention import parse_moment
+from flask_async_events.operations.retention import parse_age, parse_moment
+from flask_async_events.operations.rotation import rotate_secret
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.operations.status import count_rows, dead_letters, system_status
 from flask_async_events.operations.subscriptions import describe_rate_limit, set_rate_limit
@@ -125,6 +128,65 @@ def _set_rate_limit(session: DbSession, ids: list[int], raw: str) -> None:
         return
     session.commit()
     flash(f"{len(ids)} subscription(s) now have {describe_rate_limit(rate)}.", "ok")
+
+
+def _owned(subscription_id: int) -> Subscription:
+    subscription = state().db.session.get(Subscription, subscription_id)
+    if subscription is None or subscription.deleted_at is not None:
+        abort(404)
+    return subscription
+
+
+def _subscription_view(subscription: Subscription, new_secret: str | None = None) -> ResponseReturnValue:
+    app_state = state()
+    try:
+        previous = open_previous(app_state.box, subscription.previous_tokens, utcnow())
+    except ValueError:
+        previous = []
+    return render_template(
+        "async_events_admin/subscription.html",
+        s=subscription,
+        headers=shown_headers(app_state, subscription),
+        rate_limit=describe_rate_limit(subscription.rate_limit),
+        previous_valid_until=max((entry.valid_until for entry in previous), default=None),
+        new_secret=new_secret,
+    )
+
+
+@admin.get("/subscriptions/<int:subscription_id>")
+def subscription_page(subscription_id: int) -> ResponseReturnValue:
+    return _subscription_view(_owned(subscription_id))
+
+
+@admin.post("/subscriptions/<int:subscription_id>/rotate")
+def rotate_subscription_secret(subscription_id: int) -> ResponseReturnValue:
+    """The new secret is shown on the page this answers with, once (never in a flash message,
+    which the session cookie would carry)."""
+    subscription = _owned(subscription_id)
+    try:
+        grace = parse_age(request.form.get("grace", "24h")).total_seconds()
+        rotation = rotate_secret(state(), subscription, grace=grace)
+    except ValueError as exc:
+        state().db.session.rollback()
+        flash(f"grace: {exc}" if "age" in str(exc) else str(exc), "error")
+        return redirect(url_for(".subscription_page", subscription_id=subscription_id))
+    state().db.session.commit()
+    return _subscription_view(subscription, new_secret=rotation.verification_token)
+
+
+@admin.post("/subscriptions/<int:subscription_id>/headers")
+def subscription_headers(subscription_id: int) -> ResponseReturnValue:
+    subscription = _owned(subscription_id)
+    try:
+        headers = parse_header_lines(request.form.get("headers", "").splitlines())
+        set_headers(state(), subscription, headers)
+    except ValueError as exc:
+        state().db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        state().db.session.commit()
+        flash(f"Saved {len(headers)} header(s).", "ok")
+    return redirect(url_for(".subscription_page", subscription_id=subscription_id))
 
 
 @admin.get("/logs")

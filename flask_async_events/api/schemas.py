@@ -6,7 +6,11 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
 
+from flask_async_events.models import Subscription
+from flask_async_events.operations.headers import MAX_HEADERS, shown_headers
+from flask_async_events.operations.rotation import DEFAULT_GRACE, MAX_GRACE
 from flask_async_events.operations.subscriptions import MAX_RATE_LIMIT, MIN_RATE_LIMIT
+from flask_async_events.state import get_state
 
 MAX_PAGE = 1_000_000
 MAX_ID = 2**31 - 1
@@ -28,6 +32,19 @@ def rate_limit_field() -> fields.Float:
         allow_none=True,
         validate=validate.Range(MIN_RATE_LIMIT, MAX_RATE_LIMIT),
         metadata={"description": "At most this many deliveries per second, across all workers; null: no limit"},
+    )
+
+
+def headers_field() -> fields.Dict:
+    return fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        allow_none=True,
+        metadata={
+            "description": f"Extra request headers sent with every delivery (at most {MAX_HEADERS}); values of"
+            " names holding authorization, token, secret, key or password are shown masked. On PUT the whole"
+            " set is replaced; a masked value sent back keeps the stored one."
+        },
     )
 
 
@@ -54,6 +71,7 @@ class SubscriptionFields(StrictSchema):
     )
     store_id = fields.Integer(load_default=0, validate=validate.Range(0, 65535))
     rate_limit = rate_limit_field()
+    headers = headers_field()
 
 
 class SubscriptionCreate(StrictSchema):
@@ -65,6 +83,7 @@ class SubscriptionChanges(StrictSchema):
     metadata = fields.String(validate=validate.Length(1, 64))
     recipient_url = fields.String(validate=validate.Length(1, 1024))
     rate_limit = rate_limit_field()
+    headers = headers_field()
 
     @pre_load
     def refuse_read_only(self, data: Any, **kwargs: Any) -> Any:
@@ -80,6 +99,13 @@ class SubscriptionUpdate(StrictSchema):
     asyncEvent = fields.Nested(SubscriptionChanges, required=True)
 
 
+def _masked_headers(subscription: Subscription | dict[str, Any]) -> dict[str, str]:
+    """A subscription's headers as responses show them (masked)."""
+    # A response built by hand (a creation's) holds its model.
+    model = subscription["subscription"] if isinstance(subscription, dict) else subscription
+    return shown_headers(get_state(), model)
+
+
 class SubscriptionOut(Schema):
     subscription_id = fields.Integer()
     event_name = fields.String()
@@ -90,6 +116,7 @@ class SubscriptionOut(Schema):
     metadata = fields.String(attribute="notifier")
     store_id = fields.Integer()
     rate_limit = fields.Float(allow_none=True)
+    headers = fields.Function(_masked_headers, metadata={"type": "object", "additionalProperties": {"type": "string"}})
     disabled_reason = fields.String(allow_none=True)
 
 
@@ -170,6 +197,23 @@ class TraceOut(Schema):
     next_attempt_at = fields.DateTime(allow_none=True)
     attempts = fields.List(fields.Nested(AttemptOut))
     payload = fields.Raw(allow_none=True, metadata={"description": "The exact body sent, parsed"})
+
+
+class RotateIn(StrictSchema):
+    verification_token = fields.String(
+        validate=validate.Length(1, 255),
+        metadata={"description": "The new secret; a new whsec_ secret is generated if left out"},
+    )
+    grace_period = fields.Integer(
+        load_default=DEFAULT_GRACE,
+        validate=validate.Range(0, MAX_GRACE),
+        metadata={"description": "Seconds the replaced secret keeps signing beside the new one (0 to 7 days)"},
+    )
+
+
+class RotateOut(Schema):
+    verification_token = fields.String(metadata={"description": "The new secret: shown this once"})
+    previous_valid_until = fields.DateTime(metadata={"description": "Until when the replaced secret also signs"})
 
 
 class RecoverIn(StrictSchema):

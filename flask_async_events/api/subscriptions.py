@@ -16,6 +16,8 @@ from flask_async_events.api.schemas import (
     PingOut,
     RecoverIn,
     RecoverOut,
+    RotateIn,
+    RotateOut,
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionList,
@@ -27,8 +29,10 @@ from flask_async_events.auth import UNAUTHORIZED_RESOURCES, required_resources, 
 from flask_async_events.definitions import normalise_pattern
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.models import Subscription, utcnow
+from flask_async_events.operations.headers import check_sends_headers, set_headers
 from flask_async_events.operations.ping import ping
 from flask_async_events.operations.replay import ReplayError, recover
+from flask_async_events.operations.rotation import DEFAULT_GRACE, rotate_secret
 from flask_async_events.operations.status import count_rows
 from flask_async_events.operations.subscriptions import create_subscription, validate_target
 from flask_async_events.signing import generate_secret
@@ -75,11 +79,13 @@ class AsyncEventCreate(MethodView):
                 store_id=fields["store_id"],
                 owner=caller.owner,
                 rate_limit=fields.get("rate_limit"),
+                headers=fields.get("headers"),
             )
             app_state.db.session.commit()
         except ValueError as exc:
             bad_request(exc)
         result = {name: getattr(subscription, name) for name in SUBSCRIPTION_ATTRIBUTES}
+        result["subscription"] = subscription
         if "verification_token" not in fields:
             result["verification_token"] = token  # generated: returned this once
         return result
@@ -98,7 +104,8 @@ class AsyncEvent(MethodView):
     @blp.alt_response(400, description="A field is invalid or cannot be changed")
     @blp.alt_response(404, description="Async event with subscription ID N does not exist")
     def put(self, body: dict[str, Any], subscription_id: str) -> Subscription:
-        """Change status, metadata, recipient_url or rate_limit; fields left out stay as they were."""
+        """Change status, metadata, recipient_url, rate_limit or headers; fields left out stay as
+        they were."""
         changes = body["asyncEvent"]
         app_state = state()
         subscription = owned_subscription(subscription_id)
@@ -107,10 +114,18 @@ class AsyncEvent(MethodView):
         if "metadata" in changes or "recipient_url" in changes:
             try:
                 validate_target(app_state, metadata, recipient_url)
+                if subscription.headers and "headers" not in changes:
+                    check_sends_headers(app_state, metadata)
             except ValueError as exc:
                 bad_request(exc)
             subscription.notifier = metadata.lower()
             subscription.recipient_url = recipient_url
+            subscription.modified = utcnow()
+        if "headers" in changes:
+            try:
+                set_headers(app_state, subscription, changes["headers"])
+            except ValueError as exc:
+                bad_request(exc)
             subscription.modified = utcnow()
         if "rate_limit" in changes:
             subscription.rate_limit = changes["rate_limit"]
@@ -189,6 +204,32 @@ class Recover(MethodView):
             state().db.session.rollback()
             fail(409, str(exc))
         return {"recovered": len(uuids), "uuids": uuids}
+
+
+@blp.route("/async_event/<subscription_id>/rotate_secret")
+class RotateSecret(MethodView):
+    @blp.arguments(RotateIn, required=False)
+    @blp.response(200, RotateOut)
+    @blp.alt_response(400, description="A field is invalid; the message names it")
+    @blp.alt_response(404, description="Async event with subscription ID N does not exist")
+    def post(self, body: dict[str, Any], subscription_id: str) -> dict[str, Any]:
+        """Give the subscription a new signing secret; the old one also signs for the grace period."""
+        app_state = state()
+        subscription = owned_subscription(subscription_id)
+        try:
+            rotation = rotate_secret(
+                app_state,
+                subscription,
+                token=body.get("verification_token"),
+                grace=body.get("grace_period", DEFAULT_GRACE),
+            )
+        except ValueError as exc:
+            bad_request(exc)
+        app_state.db.session.commit()
+        return {
+            "verification_token": rotation.verification_token,
+            "previous_valid_until": rotation.previous_valid_until,
+        }
 
 
 @blp.route("/async_event/<subscription_id>/ping")

@@ -11,7 +11,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from flask_async_events.delivery.credentials import Credentials, open_credentials
 from flask_async_events.delivery.types import SendResult
+from flask_async_events.models import utcnow
 from flask_async_events.notifiers.base import BatchNotifier, Message, Notifier, NotifyResult, Recipient
 from flask_async_events.state import AppState
 
@@ -23,10 +25,10 @@ UNSENDABLE = frozenset({UNKNOWN_NOTIFIER, SECRET_ERROR})
 
 @dataclass(frozen=True)
 class Sendable:
-    """What a subscription is sent with: its notifier and its decrypted verification token."""
+    """What a subscription is sent with: its notifier and its decrypted secrets."""
 
     notifier: Notifier
-    secret: str
+    credentials: Credentials
 
 
 def unsendable(reason: str, error_class: str) -> NotifyResult:
@@ -46,23 +48,43 @@ def find_notifier(state: AppState, name: str) -> Notifier | NotifyResult:
     return notifier
 
 
-def decrypt_secret(state: AppState, encrypted: str) -> str | NotifyResult:
-    """A subscription's verification token in clear, or why it cannot be decrypted."""
+def decrypt_credentials(
+    state: AppState, verification_token: str, previous_tokens: str | None, headers: str | None
+) -> Credentials | NotifyResult:
+    """A subscription's secrets in clear (as stored in its row), or why they cannot be decrypted."""
     try:
-        return state.box.decrypt(encrypted)
+        return open_credentials(state.box, verification_token, previous_tokens, headers, utcnow())
     except ValueError as exc:
         return unsendable(str(exc), SECRET_ERROR)
 
 
-def sendable(state: AppState, notifier_name: str, encrypted_secret: str) -> Sendable | NotifyResult:
+def sendable(
+    state: AppState, notifier_name: str, verification_token: str, previous_tokens: str | None, headers: str | None
+) -> Sendable | NotifyResult:
     """Both checks at once, for a single send (a ping)."""
     notifier = find_notifier(state, notifier_name)
     if isinstance(notifier, NotifyResult):
         return notifier
-    secret = decrypt_secret(state, encrypted_secret)
-    if isinstance(secret, NotifyResult):
-        return secret
-    return Sendable(notifier, secret)
+    credentials = decrypt_credentials(state, verification_token, previous_tokens, headers)
+    if isinstance(credentials, NotifyResult):
+        return credentials
+    return Sendable(notifier, credentials)
+
+
+def recipient_for(
+    credentials: Credentials, subscription_id: int, pattern: str, recipient_url: str, notifier: str, store_id: int
+) -> Recipient:
+    """The notifier's view of a subscription, with its secrets in clear."""
+    return Recipient(
+        subscription_id,
+        pattern,
+        recipient_url,
+        credentials.token,
+        notifier,
+        store_id,
+        credentials.previous,
+        credentials.headers,
+    )
 
 
 def attempt(notifier: Notifier, recipient: Recipient, message: Message) -> SendResult:

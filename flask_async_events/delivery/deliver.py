@@ -27,8 +27,16 @@ from typing import Any
 
 from sqlalchemy import and_, select, update
 
-from flask_async_events.delivery.attempt import attempt, attempt_batch, decrypt_secret, find_notifier, unsendable
+from flask_async_events.delivery.attempt import (
+    attempt,
+    attempt_batch,
+    decrypt_credentials,
+    find_notifier,
+    recipient_for,
+    unsendable,
+)
 from flask_async_events.delivery.circuits import endpoint_key
+from flask_async_events.delivery.credentials import Credentials
 from flask_async_events.delivery.dispatcher import dispatcher_of
 from flask_async_events.delivery.flow import hold_back, pace
 from flask_async_events.delivery.payloads import CONTENT_TYPES, describe_error, resolve_body
@@ -103,6 +111,8 @@ def claim(
             Subscription.event_name.label("pattern"),
             Subscription.recipient_url,
             Subscription.verification_token,
+            Subscription.previous_tokens,
+            Subscription.headers,
             Subscription.notifier,
             Subscription.store_id,
             Subscription.status,
@@ -133,6 +143,8 @@ def _claimed(row: Any, token: str) -> Claimed:
         pattern=row.pattern,
         recipient_url=row.recipient_url,
         verification_token=row.verification_token,
+        previous_tokens=row.previous_tokens,
+        headers=row.headers,
         notifier=row.notifier,
         store_id=row.store_id,
         enabled=row.status,
@@ -147,7 +159,7 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
     sends: list[SendTask] = []
     batches: dict[str, list[tuple[Claimed, Recipient, Message]]] = defaultdict(list)
     resolved: dict[int, str | Exception] = {}
-    secrets: dict[int, str | NotifyResult] = {}
+    secrets: dict[int, Credentials | NotifyResult] = {}
     content_type = CONTENT_TYPES[state.settings.payload_format]
     for item in items:
         if not item.enabled:
@@ -164,12 +176,14 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
             continue
         secret = secrets.get(item.subscription_id)
         if secret is None:
-            secret = secrets[item.subscription_id] = decrypt_secret(state, item.verification_token)
+            secret = secrets[item.subscription_id] = decrypt_credentials(
+                state, item.verification_token, item.previous_tokens, item.headers
+            )
         if isinstance(secret, NotifyResult):
             outcomes.append(Outcome(item, secret))
             continue
-        recipient = Recipient(
-            item.subscription_id, item.pattern, item.recipient_url, secret, item.notifier, item.store_id
+        recipient = recipient_for(
+            secret, item.subscription_id, item.pattern, item.recipient_url, item.notifier, item.store_id
         )
         message = Message(
             item.uuid, item.event_uuid, item.event_name, body, content_type, item.created_at, item.attempt_count + 1

@@ -19,21 +19,28 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 from flask_async_events import signals
 from flask_async_events.definitions import check_store_id
+from flask_async_events.delivery.dialects import has_row_locks
 from flask_async_events.models import Event, utcnow
 from flask_async_events.state import EXTENSION_KEY, AppState
 
 PENDING_KEY = "async_events.pending_event_ids"
+MAX_IDEMPOTENCY_KEY = 255
 INSTALLED_FLAG = "_async_events_outbox_hooks"
 
 log = logging.getLogger("flask_async_events")
 
 
-def publish_event(state: AppState, name: str, store_id: int, arguments: dict[str, Any]) -> str:
-    """Check an event and add it to the current session; return its id (see ``AsyncEvents.publish``)."""
+def publish_event(
+    state: AppState, name: str, store_id: int, arguments: dict[str, Any], idempotency_key: str | None = None
+) -> str:
+    """Check an event and add it to the current session; return its id (see ``AsyncEvents.publish``).
+    With an ``idempotency_key`` already used for this event within the idempotency window, add
+    nothing and return the first event's id."""
     definition = state.definitions.get(name)
     if definition is None:
         defined = ", ".join(d.name for d in state.definitions) or "none"
@@ -45,7 +52,12 @@ def publish_event(state: AppState, name: str, store_id: int, arguments: dict[str
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the arguments of event {definition.name!r} must be JSON-serialisable: {exc}") from None
     event = Event(uuid=str(uuid.uuid4()), event_name=definition.name, store_id=store_id, arguments=encoded)
-    state.db.session.add(event)
+    if idempotency_key is None:
+        state.db.session.add(event)
+    else:
+        first = _add_once(state, event, _check_key(idempotency_key))
+        if first is not None:
+            return first
     if signals.event_published.receivers:
         signals.event_published.send(
             current_app._get_current_object(),  # type: ignore[attr-defined]
@@ -54,6 +66,45 @@ def publish_event(state: AppState, name: str, store_id: int, arguments: dict[str
             store_id=store_id,
         )
     return event.uuid
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ValueError(f"idempotency_key must be text of 1 to {MAX_IDEMPOTENCY_KEY} characters, got {key!r}")
+    return key
+
+
+def _add_once(state: AppState, event: Event, key: str) -> str | None:
+    """Add ``event`` under ``key`` unless an event of its name holds that key within the window:
+    then return that event's id. The unique index on (name, key) decides a race, inside a
+    savepoint, so a losing publisher's transaction goes on; only then is the winner read with a
+    locking read, which sees it committed whatever the isolation level (a locking read of a key
+    nobody holds yet would take a gap lock in MySQL, and two racers would deadlock)."""
+    session = state.db.session
+    first = _holder(session, event.event_name, key, lock=False)
+    if first is not None:
+        if first.created_at > utcnow() - timedelta(seconds=state.settings.idempotency_window):
+            return first.uuid
+        first.idempotency_key = None  # its window has passed: the key may be used again
+    event.idempotency_key = key
+    try:
+        with session.begin_nested():
+            session.add(event)
+    except IntegrityError:
+        winner = _holder(session, event.event_name, key, lock=True)
+        if winner is None:  # it was rolled back meanwhile: ours may take the key after all
+            raise
+        return winner.uuid
+    return None
+
+
+def _holder(session: Any, event_name: str, key: str, *, lock: bool) -> Event | None:
+    """The event holding ``key`` for ``event_name``; with ``lock``, a locking read where the
+    database has them."""
+    query = select(Event).where(Event.event_name == event_name, Event.idempotency_key == key)
+    if lock and has_row_locks(session):
+        query = query.with_for_update(read=True)
+    return session.scalar(query.execution_options(populate_existing=True))
 
 
 def install_session_hooks(session: scoped_session[Any]) -> None:

@@ -36,6 +36,8 @@ class Claimed:
     pattern: str
     recipient_url: str
     verification_token: str  # encrypted, as stored
+    previous_tokens: str | None  # encrypted, as stored
+    headers: str | None  # encrypted, as stored
     notifier: str
     store_id: int
     enabled: bool

@@ -14,7 +14,9 @@ from typing import Protocol, runtime_checkable
 @dataclass(frozen=True)
 class Recipient:
     """The subscription a message goes to, with its decrypted verification token. ``event_name`` is
-    what it subscribed to (a wildcard, perhaps); ``notifier`` its ``metadata``."""
+    what it subscribed to (a wildcard, perhaps); ``notifier`` its ``metadata``. ``previous_tokens``
+    are the tokens a rotation replaced that still sign, newest first; ``headers`` the extra request
+    headers its owner set, in order."""
 
     subscription_id: int
     event_name: str
@@ -22,6 +24,8 @@ class Recipient:
     verification_token: str
     notifier: str
     store_id: int
+    previous_tokens: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class Notifier(Protocol):
 
     - ``validate_recipient(recipient_url) -> None``: raise ``ValueError`` for a recipient it cannot
       send to; called when a subscription is created or changed.
+    - ``sends_headers: bool``: True if it sends a subscription's ``headers`` (``Recipient.headers``);
+      subscriptions of a notifier without it cannot be given headers.
     - ``max_batch: int`` and ``notify_batch(batch) -> list[NotifyResult]`` (see :class:`BatchNotifier`):
       deliveries due together are handed over up to ``max_batch`` at a time.
     """

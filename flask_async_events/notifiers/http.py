@@ -74,6 +74,8 @@ class _Answer:
 class HttpNotifier:
     """Posts messages with Standard Webhooks headers and the Magento module's hex signature header."""
 
+    sends_headers = True  # a subscription's own request headers go with each message
+
     def __init__(
         self,
         *,
@@ -105,15 +107,19 @@ class HttpNotifier:
             raise ValueError(f"recipient_url: {exc}") from None
 
     def headers(self, recipient: Recipient, message: Message, timestamp: int) -> dict[str, str]:
-        """Every header of one attempt, signatures included."""
+        """Every header of one attempt: the subscription's own first, then ours, signatures included
+        (``webhook-signature`` with one signature per valid token, the newest first; the hex header
+        with the current token only, since it holds one)."""
         key = signing_key(recipient.verification_token)
+        keys = [key, *(signing_key(token) for token in recipient.previous_tokens)]
         body = message.body.encode("utf-8")
         return {
+            **dict(recipient.headers),
             "Content-Type": message.content_type,
             "User-Agent": USER_AGENT,
             "webhook-id": message.delivery_uuid,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": standard_signature([key], message.delivery_uuid, timestamp, body),
+            "webhook-signature": standard_signature(keys, message.delivery_uuid, timestamp, body),
             self.signature_header: legacy_signature(key, body),
             "x-async-events-event": message.event_name,
         }

@@ -47,6 +47,8 @@ class Sent:
 class MemoryNotifier:
     """Records every message it is asked to send, and answers with ``handler``."""
 
+    sends_headers = True  # it stands in for "http": its subscriptions may have headers
+
     def __init__(self, handler: Handler = answer_ok) -> None:
         self.handler = handler
         self._sent: list[Sent] = []

@@ -7,10 +7,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from flask_async_events.delivery.attempt import attempt, sendable
+from flask_async_events.delivery.attempt import attempt, recipient_for, sendable
 from flask_async_events.delivery.payloads import CONTENT_TYPES, render_body
 from flask_async_events.models import Event, Subscription, utcnow
-from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
+from flask_async_events.notifiers.base import Message, NotifyResult
 from flask_async_events.state import AppState
 
 PING_EVENT = "async_events.ping"
@@ -28,7 +28,13 @@ class PingAnswer:
 
 def ping(state: AppState, subscription: Subscription) -> PingAnswer:
     """Send a signed ``async_events.ping`` event to ``subscription`` and wait for the answer."""
-    checked = sendable(state, subscription.notifier, subscription.verification_token)
+    checked = sendable(
+        state,
+        subscription.notifier,
+        subscription.verification_token,
+        subscription.previous_tokens,
+        subscription.headers,
+    )
     if isinstance(checked, NotifyResult):
         return PingAnswer(checked, 0, sent=False)
     now = utcnow()
@@ -36,11 +42,11 @@ def ping(state: AppState, subscription: Subscription) -> PingAnswer:
     payload_format = state.settings.payload_format
     body = render_body({"ping": True, "subscription_id": subscription.subscription_id}, event, payload_format)
     message = Message(str(uuid.uuid4()), event.uuid, PING_EVENT, body, CONTENT_TYPES[payload_format], now, 1)
-    recipient = Recipient(
+    recipient = recipient_for(
+        checked.credentials,
         subscription.subscription_id,
         subscription.event_name,
         subscription.recipient_url,
-        checked.secret,
         subscription.notifier,
         subscription.store_id,
     )

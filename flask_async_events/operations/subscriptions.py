@@ -8,12 +8,14 @@ These functions write into the session and leave the commit to the caller.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from sqlalchemy import or_, select, update
 
 from flask_async_events.definitions import check_store_id, normalise_pattern, receives
 from flask_async_events.errors import InvalidSubscription
 from flask_async_events.models import DbSession, Subscription, utcnow
+from flask_async_events.operations.headers import set_headers
 from flask_async_events.state import AppState
 
 MIN_RATE_LIMIT = 0.001  # one delivery every 1,000 s
@@ -30,8 +32,10 @@ def create_subscription(
     store_id: int = 0,
     owner: str | None = None,
     rate_limit: float | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Subscription:
-    """Add an enabled subscription to the session, checking what the caller gave."""
+    """Add an enabled subscription to the session, checking what the caller gave. ``headers``:
+    extra request headers sent with every delivery (see :mod:`~flask_async_events.operations.headers`)."""
     pattern = normalise_pattern(event_name)
     if "*" not in pattern and state.definitions.get(pattern) is None:
         raise InvalidSubscription(f"event_name {event_name!r} is not a defined event")
@@ -50,6 +54,7 @@ def create_subscription(
         owner=owner,
         rate_limit=rate_limit,
     )
+    set_headers(state, subscription, headers)
     state.db.session.add(subscription)
     return subscription
 

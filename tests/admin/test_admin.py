@@ -12,13 +12,14 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 from sqlalchemy import select
+from standardwebhooks import Webhook
 from werkzeug.serving import make_server
 
 from flask_async_events.auth import create_token
 from flask_async_events.models import Subscription
 from tests.appfactory import db
 from tests.conftest import IN_CI, ROOT, AppEnv, Receiver, run_burst
-from tests.helpers import place_order, states, subscribe
+from tests.helpers import MAGENTO_TOKEN, place_order, states, subscribe
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
@@ -144,6 +145,47 @@ def test_an_operator_finds_replays_disables_and_retries_in_the_browser(served: t
         page.get_by_role("link", name="Queue health").click()
         expect(page.locator("h1")).to_have_text("Queue health")
         browser.close()
+
+
+def test_an_operator_rotates_a_secret_and_sets_headers_in_the_browser(
+    served: tuple[Flask, str, str], receiver: Receiver
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    app, base, secret = served
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{base}/subscriptions/1")
+        page.fill("#token", secret)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("h1")).to_have_text("Subscription 1")
+
+        # Headers: one a credential (masked once saved), one plain; a reserved name is refused.
+        page.fill("textarea[name=headers]", "Host: evil.example")
+        page.get_by_role("button", name="Save headers").click()
+        expect(page.get_by_role("status")).to_contain_text("'Host' is set by flask-async-events")
+        page.fill("textarea[name=headers]", "Authorization: Bearer shop-42\nX-Tenant: acme")
+        page.get_by_role("button", name="Save headers").click()
+        expect(page.get_by_role("status")).to_contain_text("Saved 2 header(s).")
+        expect(page.locator("textarea[name=headers]")).to_have_value("Authorization: ********\nX-Tenant: acme\n")
+        page.get_by_role("button", name="Save headers").click()  # saved again as shown: the credential stays
+
+        # Rotate: the new secret is shown once; both sign for the grace period.
+        page.get_by_role("button", name="Rotate secret").click()
+        new_secret = page.locator("#new-secret code").inner_text()
+        assert new_secret.startswith("whsec_")
+        page.screenshot(path=str(SCREENSHOTS / "subscription.png"), full_page=True)
+        page.goto(f"{base}/subscriptions/1")  # shown once: never again
+        expect(page.locator("#new-secret")).to_have_count(0)
+        expect(page.locator("dd", has_text="the previous secret also signs until")).to_be_visible()
+        browser.close()
+    place_order(app)
+    run_burst(app)
+    request = receiver.at("/ok")[-1]
+    assert request.headers["Authorization"] == "Bearer shop-42" and request.headers["X-Tenant"] == "acme"
+    Webhook(new_secret).verify(request.body, request.headers)
+    Webhook(MAGENTO_TOKEN.encode()).verify(request.body, request.headers)
 
 
 def test_the_pages_need_an_admin_login_and_forms_their_csrf_token(env: AppEnv, receiver: Receiver) -> None:
