@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_EVENTBRIDGE_REGION": None,
     "ASYNC_EVENTS_EVENTBRIDGE_ENDPOINT_URL": None,
     "ASYNC_EVENTS_EVENTBRIDGE_BATCH_SIZE": 10,
+    "ASYNC_EVENTS_SQS_REGION": None,
+    "ASYNC_EVENTS_SQS_ENDPOINT_URL": None,
     "ASYNC_EVENTS_ALLOWED_NETWORKS": [],
     "ASYNC_EVENTS_URL_PREFIX": "/rest/V1",
     "ASYNC_EVENTS_METRICS_URL": "/async-events/metrics",
@@ -76,6 +78,8 @@ class Settings:
     eventbridge_region: str | None
     eventbridge_endpoint_url: str | None
     eventbridge_batch_size: int
+    sqs_region: str | None
+    sqs_endpoint_url: str | None
     allowed_networks: tuple[IPNetwork, ...]
     url_prefix: str
     metrics_url: str | None
@@ -192,6 +196,8 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         eventbridge_region=config.get("ASYNC_EVENTS_EVENTBRIDGE_REGION"),
         eventbridge_endpoint_url=config.get("ASYNC_EVENTS_EVENTBRIDGE_ENDPOINT_URL"),
         eventbridge_batch_size=_batch_size(config),
+        sqs_region=config.get("ASYNC_EVENTS_SQS_REGION"),
+        sqs_endpoint_url=config.get("ASYNC_EVENTS_SQS_ENDPOINT_URL"),
         allowed_networks=_networks(config),
         url_prefix=_url_prefix(config),
         metrics_url=_optional_path(config, "ASYNC_EVENTS_METRICS_URL"),

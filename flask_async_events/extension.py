@@ -34,6 +34,7 @@ from flask_async_events.notifiers.base import Notifier
 from flask_async_events.notifiers.eventbridge import EventBridgeNotifier
 from flask_async_events.notifiers.http import HttpNotifier
 from flask_async_events.notifiers.plugins import load_entry_point_notifiers
+from flask_async_events.notifiers.sqs import SqsNotifier
 from flask_async_events.operations.replay import replay
 from flask_async_events.operations.rotation import DEFAULT_GRACE, Rotation, rotate_secret
 from flask_async_events.operations.subscriptions import create_subscription, has_subscribers
@@ -203,6 +204,12 @@ def _builtin_notifiers(app: Flask, settings: Settings) -> dict[str, Notifier]:
             region=settings.eventbridge_region,
             endpoint_url=settings.eventbridge_endpoint_url,
             max_batch=settings.eventbridge_batch_size,
+            connect_timeout=settings.connect_timeout,
+            timeout=settings.timeout,
+        ),
+        "sqs": SqsNotifier(
+            region=settings.sqs_region,
+            endpoint_url=settings.sqs_endpoint_url,
             connect_timeout=settings.connect_timeout,
             timeout=settings.timeout,
         ),

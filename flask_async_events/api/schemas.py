@@ -67,7 +67,7 @@ class SubscriptionFields(StrictSchema):
     metadata = fields.String(
         required=True,
         validate=validate.Length(1, 64),
-        metadata={"description": "The notifier: http, eventbridge or event_bridge"},
+        metadata={"description": "The notifier: http, eventbridge (or event_bridge) or sqs"},
     )
     store_id = fields.Integer(load_default=0, validate=validate.Range(0, 65535))
     rate_limit = rate_limit_field()

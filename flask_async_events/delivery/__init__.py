@@ -11,7 +11,8 @@
                                      │           subscriptions, insert one delivery row each
                                      ▼
     RQ event.delivery ─────────► deliver.py      claim due rows (a lease), check what can be sent
-                                     │           (attempt.py), park what a rate limit or an open
+                                     │           (attempt.py: the notifier, the secrets and headers
+                                     │           credentials.py decrypts), park what a rate limit or an open
                                      │           circuit holds back (flow.py), hand the sends over
                                      ▼
                                   dispatcher.py  a worker's threads: sender.py sends (per-endpoint

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from flask_async_events.notifiers.aws import Clients, chunks_within, failed_call, no_result
 from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
 
 MAX_ENTRIES = 10
@@ -69,36 +69,13 @@ class EventBridgeNotifier:
         timeout: float = 15.0,
     ) -> None:
         self.source = source
-        self.region = region
-        self.endpoint_url = endpoint_url
         self.max_batch = max_batch
-        self.connect_timeout = connect_timeout
-        self.timeout = timeout
-        self._clients: dict[str | None, Any] = {}
-        self._lock = threading.Lock()
+        self.client = Clients(
+            "events", region=region, endpoint_url=endpoint_url, connect_timeout=connect_timeout, timeout=timeout
+        )
 
     def validate_recipient(self, recipient: str) -> None:
         event_bus(recipient)
-
-    def client(self, region: str | None) -> Any:
-        """The boto3 ``events`` client for a region (default: configured, then boto3's chain)."""
-        region = region or self.region
-        with self._lock:
-            if region not in self._clients:
-                import boto3  # imported on first use: web processes that never send do not pay for it
-                from botocore.config import Config
-
-                # The package's timeouts, and no retries of botocore's own: a failed call is an
-                # attempt like any other, retried on the delivery's schedule.
-                config = Config(
-                    connect_timeout=self.connect_timeout,
-                    read_timeout=self.timeout,
-                    retries={"total_max_attempts": 1},
-                )
-                self._clients[region] = boto3.session.Session().client(
-                    "events", region_name=region, endpoint_url=self.endpoint_url, config=config
-                )
-            return self._clients[region]
 
     def notify(self, recipient: Recipient, message: Message) -> NotifyResult:
         return self.notify_batch([(recipient, message)])[0]
@@ -127,7 +104,10 @@ class EventBridgeNotifier:
                 continue
             by_region[region].append((index, entry))
         for region, entries in by_region.items():
-            for chunk in _chunks_within_limits(entries):
+            calls = chunks_within(
+                entries, lambda item: entry_size(item[1]), max_entries=MAX_ENTRIES, max_bytes=MAX_BATCH_BYTES
+            )
+            for chunk in calls:
                 for index, result in zip((i for i, _ in chunk), self._put(region, [e for _, e in chunk]), strict=True):
                     results[index] = result
         return [result for result in results if result is not None]
@@ -137,22 +117,8 @@ class EventBridgeNotifier:
 
         try:
             response = self.client(region).put_events(Entries=entries)
-        except ClientError as exc:  # the whole call failed: throttling and server errors are retried
-            error = exc.response.get("Error", {})
-            code = error.get("Code", "ClientError")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            retryable = code in RETRYABLE_CODES or status is None or status == 429 or status >= 500
-            failure = NotifyResult(
-                False,
-                retryable=retryable,
-                status_code=status,
-                response_data=f"{code}: {error.get('Message', '')}",
-                error_class=code,
-            )
-            return [failure] * len(entries)
-        except BotoCoreError as exc:  # no credentials, no region, endpoint unreachable: fixable, so retried
-            failure = NotifyResult(False, retryable=True, response_data=str(exc), error_class=type(exc).__name__)
-            return [failure] * len(entries)
+        except (ClientError, BotoCoreError) as exc:
+            return [failed_call(exc, RETRYABLE_CODES)] * len(entries)
         results = []
         for outcome in response.get("Entries", []):
             code = outcome.get("ErrorCode")
@@ -167,24 +133,4 @@ class EventBridgeNotifier:
                 )
             else:
                 results.append(NotifyResult(True, response_data=json.dumps({"EventId": outcome.get("EventId")})))
-        if len(results) != len(entries):
-            missing = NotifyResult(False, retryable=True, response_data="PutEvents returned no result for this entry")
-            results.extend([missing] * (len(entries) - len(results)))
-        return results
-
-
-def _chunks_within_limits(entries: list[tuple[int, dict[str, Any]]]) -> list[list[tuple[int, dict[str, Any]]]]:
-    """Split entries into PutEvents calls of at most 10 entries and 256 KiB."""
-    chunks: list[list[tuple[int, dict[str, Any]]]] = []
-    current: list[tuple[int, dict[str, Any]]] = []
-    size = 0
-    for item in entries:
-        item_size = entry_size(item[1])
-        if current and (len(current) == MAX_ENTRIES or size + item_size > MAX_BATCH_BYTES):
-            chunks.append(current)
-            current, size = [], 0
-        current.append(item)
-        size += item_size
-    if current:
-        chunks.append(current)
-    return chunks
+        return (results + [no_result("PutEvents")] * len(entries))[: len(entries)]

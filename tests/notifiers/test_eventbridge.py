@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-import requests
 from flask import Flask
 
 from flask_async_events.notifiers.eventbridge import EventBridgeNotifier, event_bus
@@ -23,54 +18,7 @@ from tests.appfactory import db, events
 from tests.conftest import AppEnv, drain, run_burst
 from tests.helpers import attempts, publish, states, subscribe
 from tests.notifiers.hostile import hostile, never_answer
-
-REGION = "us-east-1"
-ACCOUNT = "123456789012"  # moto's default account
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"{url}/moto-api/", timeout=1)
-            break
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(10)
-
-
-@pytest.fixture
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    for key, value in AWS_ENV.items():
-        monkeypatch.setenv(key, value)
-    requests.post(f"{moto_url}/moto-api/reset", timeout=5)
-    return moto_url
-
-
-def boto(service: str, url: str) -> Any:
-    return boto3.session.Session().client(service, region_name=REGION, endpoint_url=url)
+from tests.notifiers.moto import ACCOUNT, REGION, boto
 
 
 def bus_to_queue(url: str, bus: str, source: str) -> str:
