@@ -30,7 +30,7 @@ def test_list_shows_events_and_notifiers(app: Flask) -> None:
     assert "sales.order.created" in names and "customer.created" in names
     created = next(e for e in listing["events"] if e["name"] == "sales.order.created")
     assert created == {"name": "sales.order.created", "description": "An order was placed", "resources": ["sales"]}
-    assert listing["notifiers"] == ["eventbridge", "http"]
+    assert listing["notifiers"] == ["eventbridge", "http", "sqs"]
     assert listing["aliases"] == {"event_bridge": "eventbridge"}
     assert "sales.order.created  [sales]  An order was placed" in cli(app, "list")
 
