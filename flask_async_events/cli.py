@@ -16,10 +16,11 @@ from sqlalchemy import select
 
 from flask_async_events import migrate
 from flask_async_events.auth import Principal, create_token, revoke_token
+from flask_async_events.delivery.filters import check_filter
 from flask_async_events.delivery.outbox import publish_event
 from flask_async_events.delivery.queues import QUEUE_NAMES
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
-from flask_async_events.models import ApiToken, DeliveryAttempt, Subscription
+from flask_async_events.models import ApiToken, DeliveryAttempt, Subscription, utcnow
 from flask_async_events.operations.headers import parse_header_lines, set_headers, shown_headers, stored_headers
 from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay, retry_dead
 from flask_async_events.operations.retention import DEFAULT_BATCH, count_prunable, parse_age, parse_moment, prune
@@ -166,6 +167,7 @@ def list_(as_json: bool) -> None:
 @click.option("--store-id", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--rate-limit", type=float, help="At most this many deliveries per second (default: no limit).")
 @click.option("--header", "header_lines", multiple=True, help="An extra request header, 'Name: value' (repeatable).")
+@click.option("--filter", "query", help="Deliver only events matching this query, e.g. 'data.total:>=100'.")
 @json_option
 def subscribe(
     event_name: str,
@@ -175,6 +177,7 @@ def subscribe(
     store_id: int,
     rate_limit: float | None,
     header_lines: tuple[str, ...],
+    query: str | None,
     as_json: bool,
 ) -> None:
     """Subscribe RECIPIENT_URL to EVENT_NAME (which may hold * wildcards)."""
@@ -190,6 +193,7 @@ def subscribe(
             store_id=store_id,
             rate_limit=rate_limit,
             headers=_header_lines(header_lines, "--header"),
+            filter=query,
         )
         state.db.session.commit()
     except ValueError as exc:
@@ -255,6 +259,31 @@ def headers_command(
         click.echo(f"{name}: {value}")
 
 
+@cli.command("filter")
+@click.argument("subscription_id", type=int)
+@click.argument("query", required=False)
+@click.option("--clear", is_flag=True, help="Remove the filter: every event is delivered.")
+@json_option
+def filter_command(subscription_id: int, query: str | None, clear: bool, as_json: bool) -> None:
+    """Show or set the query an event must match to be delivered to a subscription."""
+    state = get_state()
+    subscription = _subscription(subscription_id)
+    if query is not None or clear:
+        try:
+            subscription.filter = check_filter(None if clear else query)
+        except ValueError as exc:
+            state.db.session.rollback()
+            raise click.ClickException(str(exc)) from None
+        subscription.modified = utcnow()
+        state.db.session.commit()
+    if as_json:
+        _print_json({"subscription_id": subscription_id, "filter": subscription.filter})
+    elif subscription.filter:
+        click.echo(f"Subscription {subscription_id} receives only events matching: {subscription.filter}")
+    else:
+        click.echo(f"Subscription {subscription_id} receives every event it subscribed to (no filter)")
+
+
 @cli.command("rotate-secret")
 @click.argument("subscription_id", type=int)
 @click.option("--grace", default="24h", show_default=True, help="How long the old secret also signs: 24h, 7d, 0s.")
@@ -299,6 +328,7 @@ def subscriptions(as_json: bool) -> None:
             "store_id": s.store_id,
             "rate_limit": s.rate_limit,
             "headers": shown_headers(get_state(), s),
+            "filter": s.filter,
             "subscribed_at": s.subscribed_at.isoformat(),
             "disabled_reason": s.disabled_reason,
         }

@@ -155,10 +155,12 @@ class AsyncEvents:
         store_id: int = 0,
         rate_limit: float | None = None,
         headers: Mapping[str, str] | None = None,
+        filter: str | None = None,
     ) -> Subscription:
         """Add a subscription to the current session (the caller commits). ``rate_limit``: at
         most that many deliveries per second to it, across all workers (None: no limit);
-        ``headers``: extra request headers sent with every delivery."""
+        ``headers``: extra request headers sent with every delivery; ``filter``: a query (the
+        attempt-log search's language) an event must match to be delivered to it."""
         return create_subscription(
             get_state(),
             event_name=event_name,
@@ -168,6 +170,7 @@ class AsyncEvents:
             store_id=store_id,
             rate_limit=rate_limit,
             headers=headers,
+            filter=filter,
         )
 
     def rotate_secret(

@@ -107,6 +107,12 @@ def render(state: AppState) -> str:
             [_sample("async_events_pending_events", status["pending_events"])],
         ),
         *_family(
+            "async_events_filtered_total",
+            "counter",
+            "Events a matching subscription's filter left out (no delivery was made).",
+            [_sample("async_events_filtered_total", status["filtered"])],
+        ),
+        *_family(
             "async_events_oldest_undelivered_seconds",
             "gauge",
             "Age of the oldest event or delivery still open.",

@@ -116,6 +116,8 @@ class Subscription(Base):
     # encrypted JSON documents (see delivery/credentials.py), NULL when there are none.
     previous_tokens: Mapped[str | None] = mapped_column(Text)
     headers: Mapped[str | None] = mapped_column(Text)
+    # A query over each event's name, store and payload (delivery/filters.py); NULL: every event.
+    filter: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_async_event_subscriber_status_event_name", "status", "event_name"),)
 

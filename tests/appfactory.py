@@ -77,6 +77,21 @@ def sized(id: int, size: int) -> dict[str, Any]:
     return {"id": id, "blob": "x" * size}
 
 
+@events.event("echo.event", description="Its payload is what was published")
+def echo(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload
+
+
+FLAKY = {"failing": False}
+
+
+@events.event("flaky.echo", description="Its payload is what was published, unless FLAKY says it fails")
+def flaky_echo(payload: dict[str, Any]) -> dict[str, Any]:
+    if FLAKY["failing"]:
+        raise RuntimeError("the shop's database hiccupped")
+    return payload
+
+
 @events.event("broken.query", description="Its service runs a failing SQL query")
 def broken_query(id: int) -> dict[str, Any]:
     db.session.execute(text("SELECT * FROM no_such_table"))

@@ -11,6 +11,7 @@ from sqlalchemy import or_, select
 
 from flask_async_events.admin.security import NotAllowed, check_csrf, csrf_token, current_admin, log_in, log_out
 from flask_async_events.delivery.credentials import open_previous
+from flask_async_events.delivery.filters import check_filter
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.errors import AuthError
 from flask_async_events.models import DbSession, DeliveryAttempt, Subscription, utcnow
@@ -186,6 +187,21 @@ def subscription_headers(subscription_id: int) -> ResponseReturnValue:
     else:
         state().db.session.commit()
         flash(f"Saved {len(headers)} header(s).", "ok")
+    return redirect(url_for(".subscription_page", subscription_id=subscription_id))
+
+
+@admin.post("/subscriptions/<int:subscription_id>/filter")
+def subscription_filter(subscription_id: int) -> ResponseReturnValue:
+    subscription = _owned(subscription_id)
+    try:
+        subscription.filter = check_filter(request.form.get("filter", "").strip())
+    except ValueError as exc:
+        state().db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        subscription.modified = utcnow()
+        state().db.session.commit()
+        flash("Filter saved." if subscription.filter else "Filter removed: every event is delivered.", "ok")
     return redirect(url_for(".subscription_page", subscription_id=subscription_id))
 
 

@@ -10,6 +10,7 @@ from flask_async_events.models import Subscription
 from flask_async_events.operations.headers import MAX_HEADERS, shown_headers
 from flask_async_events.operations.rotation import DEFAULT_GRACE, MAX_GRACE
 from flask_async_events.operations.subscriptions import MAX_RATE_LIMIT, MIN_RATE_LIMIT
+from flask_async_events.query import MAX_QUERY
 from flask_async_events.state import get_state
 
 MAX_PAGE = 1_000_000
@@ -48,6 +49,17 @@ def headers_field() -> fields.Dict:
     )
 
 
+def filter_field() -> fields.String:
+    return fields.String(
+        allow_none=True,
+        validate=validate.Length(max=MAX_QUERY),
+        metadata={
+            "description": 'Deliver only events that match this query, e.g. "data.total:>=100 AND store:1";'
+            " null or empty: every event"
+        },
+    )
+
+
 class SubscriptionFields(StrictSchema):
     event_name = fields.String(
         required=True,
@@ -72,6 +84,7 @@ class SubscriptionFields(StrictSchema):
     store_id = fields.Integer(load_default=0, validate=validate.Range(0, 65535))
     rate_limit = rate_limit_field()
     headers = headers_field()
+    filter = filter_field()
 
 
 class SubscriptionCreate(StrictSchema):
@@ -84,6 +97,7 @@ class SubscriptionChanges(StrictSchema):
     recipient_url = fields.String(validate=validate.Length(1, 1024))
     rate_limit = rate_limit_field()
     headers = headers_field()
+    filter = filter_field()
 
     @pre_load
     def refuse_read_only(self, data: Any, **kwargs: Any) -> Any:
@@ -117,6 +131,7 @@ class SubscriptionOut(Schema):
     store_id = fields.Integer()
     rate_limit = fields.Float(allow_none=True)
     headers = fields.Function(_masked_headers, metadata={"type": "object", "additionalProperties": {"type": "string"}})
+    filter = fields.String(allow_none=True)
     disabled_reason = fields.String(allow_none=True)
 
 

@@ -27,6 +27,7 @@ from flask_async_events.api.schemas import (
 )
 from flask_async_events.auth import UNAUTHORIZED_RESOURCES, required_resources, visible_subscriptions
 from flask_async_events.definitions import normalise_pattern
+from flask_async_events.delivery.filters import check_filter
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.models import Subscription, utcnow
 from flask_async_events.operations.headers import check_sends_headers, set_headers
@@ -47,6 +48,7 @@ SUBSCRIPTION_ATTRIBUTES = (
     "notifier",
     "store_id",
     "rate_limit",
+    "filter",
     "disabled_reason",
 )
 
@@ -80,6 +82,7 @@ class AsyncEventCreate(MethodView):
                 owner=caller.owner,
                 rate_limit=fields.get("rate_limit"),
                 headers=fields.get("headers"),
+                filter=fields.get("filter"),
             )
             app_state.db.session.commit()
         except ValueError as exc:
@@ -104,8 +107,8 @@ class AsyncEvent(MethodView):
     @blp.alt_response(400, description="A field is invalid or cannot be changed")
     @blp.alt_response(404, description="Async event with subscription ID N does not exist")
     def put(self, body: dict[str, Any], subscription_id: str) -> Subscription:
-        """Change status, metadata, recipient_url, rate_limit or headers; fields left out stay as
-        they were."""
+        """Change status, metadata, recipient_url, rate_limit, headers or filter; fields left out
+        stay as they were."""
         changes = body["asyncEvent"]
         app_state = state()
         subscription = owned_subscription(subscription_id)
@@ -124,6 +127,12 @@ class AsyncEvent(MethodView):
         if "headers" in changes:
             try:
                 set_headers(app_state, subscription, changes["headers"])
+            except ValueError as exc:
+                bad_request(exc)
+            subscription.modified = utcnow()
+        if "filter" in changes:
+            try:
+                subscription.filter = check_filter(changes["filter"])
             except ValueError as exc:
                 bad_request(exc)
             subscription.modified = utcnow()

@@ -18,6 +18,7 @@ journal.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -38,6 +39,7 @@ from flask_async_events.delivery.attempt import (
 from flask_async_events.delivery.circuits import endpoint_key
 from flask_async_events.delivery.credentials import Credentials
 from flask_async_events.delivery.dispatcher import dispatcher_of
+from flask_async_events.delivery.filters import admits
 from flask_async_events.delivery.flow import hold_back, pace
 from flask_async_events.delivery.payloads import CONTENT_TYPES, describe_error, resolve_body
 from flask_async_events.delivery.sender import Task
@@ -49,6 +51,7 @@ from flask_async_events.state import AppState
 log = logging.getLogger("flask_async_events")
 
 CANCELLED_REASON = "Cancelled: the subscription is disabled"
+FILTERED_REASON = "Cancelled: the event does not match the subscription's filter"
 CLOCK_SLACK = timedelta(seconds=1)
 
 
@@ -117,6 +120,8 @@ def claim(
             Subscription.store_id,
             Subscription.status,
             Subscription.rate_limit,
+            Subscription.filter,
+            Event.store_id.label("event_store_id"),
         )
         .join(Event, Delivery.event_id == Event.id)
         .join(Subscription, Delivery.subscription_id == Subscription.subscription_id)
@@ -149,6 +154,8 @@ def _claimed(row: Any, token: str) -> Claimed:
         store_id=row.store_id,
         enabled=row.status,
         rate_limit=row.rate_limit,
+        filter=row.filter,
+        event_store_id=row.event_store_id,
     )
 
 
@@ -165,11 +172,15 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
         if not item.enabled:
             outcomes.append(Outcome(item, NotifyResult(False, response_data=CANCELLED_REASON), cancelled=True))
             continue
+        late = item.body is None  # its payload did not resolve at fan-out, so nor did its filter
         body = item.body if item.body is not None else _resolve_once(state, item, resolved)
         if isinstance(body, Exception):
             outcomes.append(Outcome(item, unsendable(describe_error(body), "ResolveError")))
             continue
         item.body = body
+        if late and admits(item.filter, json.loads(body), item.event_name, item.event_store_id) is False:
+            outcomes.append(Outcome(item, NotifyResult(False, response_data=FILTERED_REASON), cancelled=True))
+            continue
         notifier = find_notifier(state, item.notifier)
         if isinstance(notifier, NotifyResult):
             outcomes.append(Outcome(item, notifier))

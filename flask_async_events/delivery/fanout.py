@@ -11,6 +11,7 @@ batches and RQ's per-job cost is paid per batch; when idle, each event still get
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from sqlalchemy import Table, and_, bindparam, or_, select
 from flask_async_events.definitions import receives
 from flask_async_events.delivery.deliver import deliver
 from flask_async_events.delivery.dialects import has_row_locks, insert_ignoring_duplicates
+from flask_async_events.delivery.filters import admits
 from flask_async_events.delivery.payloads import describe_error, resolve_body
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
 from flask_async_events.owners import owner_resources
@@ -56,23 +58,30 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         return 0
     names = {event.event_name for event in events}
     candidates = session.execute(
-        select(Subscription.subscription_id, Subscription.event_name, Subscription.store_id, Subscription.owner).where(
+        select(
+            Subscription.subscription_id,
+            Subscription.event_name,
+            Subscription.store_id,
+            Subscription.owner,
+            Subscription.filter,
+        ).where(
             Subscription.status.is_(True),
             or_(Subscription.event_name.in_(names), Subscription.event_name.contains("*")),
         )
     ).all()
     grants = owner_resources(session, {candidate.owner for candidate in candidates if candidate.owner})
     now = utcnow()
-    matches: dict[int, list[int]] = {}
+    matches: dict[int, list[Any]] = {}
     for event in events:
         needed = _resources(state, event.event_name)
         matches[event.id] = [
-            candidate.subscription_id
+            candidate
             for candidate in candidates
             if receives(candidate.event_name, candidate.store_id, event.event_name, event.store_id)
             and _granted(grants.get(candidate.owner or ""), needed)
         ]
     bodies = _resolve_all(state, [event for event in events if matches[event.id]])
+    filtered = _apply_filters(events, matches, bodies)
     marks: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     for event in events:
@@ -110,6 +119,8 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
             )
         )
     session.commit()
+    if filtered:
+        state.queues.count_filtered(filtered)
     if delivery_ids:
         # The first batch goes straight to this worker's senders (no second job, no queue hop);
         # the rest are deliver jobs, for any worker.
@@ -125,6 +136,27 @@ _MARK_TRIGGERED = (
     .where(_EVENT.c.id == bindparam("b_id"))
     .values(triggered_at=bindparam("b_now"), body=bindparam("b_body"), resolve_error=bindparam("b_error"))
 )
+
+
+def _apply_filters(events: list[Event], matches: dict[int, list[Any]], bodies: dict[int, str | Exception]) -> int:
+    """Keep, in ``matches``, the ids of the subscriptions each event passes the filter of (or
+    might, if its payload did not resolve); return how many were filtered out. Each body is
+    parsed once, and only for an event a filtered subscription matched."""
+    filtered = 0
+    for event in events:
+        document: dict[str, Any] | None = None
+        kept: list[int] = []
+        for candidate in matches[event.id]:
+            if candidate.filter:
+                body = bodies.get(event.id)
+                if document is None and isinstance(body, str):
+                    document = json.loads(body)
+                if admits(candidate.filter, document, event.event_name, event.store_id) is False:
+                    filtered += 1
+                    continue
+            kept.append(candidate.subscription_id)
+        matches[event.id] = kept
+    return filtered
 
 
 def _resolve_all(state: AppState, events: list[Event]) -> dict[int, str | Exception]:

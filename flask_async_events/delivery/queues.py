@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.job import Job
 from rq.registry import FailedJobRegistry
@@ -32,6 +33,7 @@ REPLAY_JOB = "flask_async_events.jobs.replay_dead"
 # Set while a trigger job is waiting to run; see Queues.request_trigger.
 TRIGGER_REQUESTED = "async_events:trigger_requested"
 TRIGGER_REQUEST_TTL = 30
+FILTERED_KEY = "async_events:filtered"  # how many matching subscriptions' filters left an event out
 CRASH_RETRY = Retry(max=3, interval=[2, 10, 30])
 
 log = logging.getLogger("flask_async_events")
@@ -125,6 +127,17 @@ class Queues:
                     else:
                         self.retry.enqueue_at(when, DELIVER_JOB, chunk, result_ttl=0, retry=CRASH_RETRY, pipeline=pipe)
             pipe.execute()
+
+    def count_filtered(self, count: int) -> None:
+        """Count events a subscription's filter left out; a count lost with Redis is only a metric."""
+        try:
+            self.connection.incrby(FILTERED_KEY, count)
+        except RedisError as exc:
+            log.warning("Could not count %d filtered event(s) (%s)", count, exc)
+
+    def filtered_total(self) -> int:
+        """How many (event, subscription) pairs filters have left out since Redis began counting."""
+        return int(self.connection.get(FILTERED_KEY) or 0)
 
     def record_dead_letters(self, dead: Sequence[tuple[int, str, str]]) -> None:
         """Put a failed job in RQ's FailedJobRegistry per dead delivery ``(id, uuid, reason)``.

@@ -42,6 +42,8 @@ class Claimed:
     store_id: int
     enabled: bool
     rate_limit: float | None = None  # deliveries per second to its subscription
+    filter: str | None = None  # its subscription's filter
+    event_store_id: int = 0  # the store the event was published for
 
     @property
     def attempt_key(self) -> AttemptKey:

@@ -26,7 +26,7 @@ def count_rows(session: DbSession, query: Select[*tuple[Any, ...]]) -> int:
 
 def system_status(state: AppState) -> dict[str, Any]:
     """Queue depths, registries, workers, outbox backlog, deliveries by state, oldest undelivered
-    age, and the endpoints whose circuit is open."""
+    age, events left out by subscriptions' filters, and the endpoints whose circuit is open."""
     session = state.db.session
     queues = {}
     for queue in state.queues.all():
@@ -48,6 +48,7 @@ def system_status(state: AppState) -> dict[str, Any]:
         "queues": queues,
         "workers": Worker.count(connection=state.queues.connection),
         "pending_events": untriggered,
+        "filtered": state.queues.filtered_total(),
         "deliveries": {
             name: by_state.get(name, 0)
             for name in (

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from sqlalchemy import or_, select, update
 
 from flask_async_events.definitions import check_store_id, normalise_pattern, receives
+from flask_async_events.delivery.filters import check_filter
 from flask_async_events.errors import InvalidSubscription
 from flask_async_events.models import DbSession, Subscription, utcnow
 from flask_async_events.operations.headers import set_headers
@@ -33,9 +34,11 @@ def create_subscription(
     owner: str | None = None,
     rate_limit: float | None = None,
     headers: Mapping[str, str] | None = None,
+    filter: str | None = None,
 ) -> Subscription:
     """Add an enabled subscription to the session, checking what the caller gave. ``headers``:
-    extra request headers sent with every delivery (see :mod:`~flask_async_events.operations.headers`)."""
+    extra request headers sent with every delivery (see :mod:`~flask_async_events.operations.headers`);
+    ``filter``: a query an event must match to be delivered (see :mod:`~flask_async_events.delivery.filters`)."""
     pattern = normalise_pattern(event_name)
     if "*" not in pattern and state.definitions.get(pattern) is None:
         raise InvalidSubscription(f"event_name {event_name!r} is not a defined event")
@@ -53,6 +56,7 @@ def create_subscription(
         store_id=store_id,
         owner=owner,
         rate_limit=rate_limit,
+        filter=check_filter(filter),
     )
     set_headers(state, subscription, headers)
     state.db.session.add(subscription)

@@ -94,7 +94,7 @@ def test_an_operator_finds_replays_disables_and_retries_in_the_browser(served: t
         page.screenshot(path=str(SCREENSHOTS / "attempt-log.png"), full_page=True)
         page.fill("input[name=q]", "status:[500 TO")
         page.get_by_role("button", name="Search").click()
-        expect(page.get_by_role("alert")).to_contain_text("status takes a whole number")
+        expect(page.get_by_role("alert")).to_contain_text("the range at position 1 is not closed")
 
         # Open the trace of the dead delivery and replay it: the new attempt shows up.
         page.fill("input[name=q]", 'data.customer_email:"first@example.com" AND status:500')
@@ -147,7 +147,7 @@ def test_an_operator_finds_replays_disables_and_retries_in_the_browser(served: t
         browser.close()
 
 
-def test_an_operator_rotates_a_secret_and_sets_headers_in_the_browser(
+def test_an_operator_sets_headers_and_a_filter_and_rotates_a_secret_in_the_browser(
     served: tuple[Flask, str, str], receiver: Receiver
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -170,6 +170,15 @@ def test_an_operator_rotates_a_secret_and_sets_headers_in_the_browser(
         expect(page.get_by_role("status")).to_contain_text("Saved 2 header(s).")
         expect(page.locator("textarea[name=headers]")).to_have_value("Authorization: ********\nX-Tenant: acme\n")
         page.get_by_role("button", name="Save headers").click()  # saved again as shown: the credential stays
+
+        # A filter: one that cannot be read is refused with its position; a good one is kept.
+        page.fill("input[name=filter]", "data.total:>=")
+        page.get_by_role("button", name="Save filter").click()
+        expect(page.get_by_role("status")).to_contain_text("filter: data.total: >= needs a value (position 1)")
+        page.fill("input[name=filter]", "data.customer_email:*@example.com")
+        page.get_by_role("button", name="Save filter").click()
+        expect(page.get_by_role("status")).to_contain_text("Filter saved.")
+        expect(page.locator("input[name=filter]")).to_have_value("data.customer_email:*@example.com")
 
         # Rotate: the new secret is shown once; both sign for the grace period.
         page.get_by_role("button", name="Rotate secret").click()

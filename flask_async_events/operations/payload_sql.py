@@ -1,0 +1,136 @@
+"""SQL over the JSON body an attempt delivered, for each database: the scalars at a path (the value
+itself, or the elements of a list there), each with its JSON type, its text and its number, so the
+search can say of them what :mod:`flask_async_events.delivery.filters` says in Python.
+
+SQLite walks a path with ``json_each`` (a scalar is one row, a list one row per element; an
+object is left out), PostgreSQL with ``jsonb_array_elements`` over the value or a list made of it,
+MySQL and MariaDB with ``JSON_TABLE`` over a list (the element's type read back by its position)
+and ``JSON_EXTRACT`` for a scalar. Path keys are letters, digits, ``_`` and ``-`` (the parser
+checks), so a JSON path written into the statement cannot break out of its quotes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement
+
+from flask_async_events.models import DeliveryAttempt
+
+Condition = ColumnElement[bool]
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """One JSON scalar as SQL sees it: which kind it is, and its value as text and as a number."""
+
+    is_string: Condition
+    is_number: Condition
+    is_true: Condition
+    is_false: Condition
+    text: Any  # the string's characters (for a string)
+    number: Any  # the number (for a number; NULL otherwise, never a failed cast)
+
+
+Test = Callable[[Scalar], Condition]
+
+
+def json_path(keys: tuple[str, ...]) -> str:
+    """``$."data"."total"``: a JSON path of object keys."""
+    return "$" + "".join(f'."{key}"' for key in keys)
+
+
+class Payload:
+    """Conditions on the delivered body at a path, in one database's SQL."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+
+    def any_scalar(self, keys: tuple[str, ...], test: Test) -> Condition:
+        """Some scalar at ``keys`` (the value, or an element of a list there) passes ``test``."""
+        if self.dialect == "sqlite":
+            return self._sqlite(keys, test)
+        if self.dialect == "postgresql":
+            return self._postgresql(keys, test)
+        return self._mysql(keys, test)
+
+    def exists(self, keys: tuple[str, ...]) -> Condition:
+        """There is a value at ``keys``, and it is not null."""
+        body = DeliveryAttempt.serialized_data
+        path = json_path(keys)
+        if self.dialect == "sqlite":
+            kind: Any = sa.func.json_type(body, path)
+            return sa.and_(kind.is_not(None), kind != "null")
+        if self.dialect == "postgresql":
+            kind = sa.func.jsonb_typeof(sa.func.jsonb_extract_path(sa.cast(body, postgresql.JSONB), *keys))
+            return sa.and_(kind.is_not(None), kind != "null")
+        kind = sa.func.json_type(sa.func.json_extract(body, path))
+        return sa.and_(kind.is_not(None), kind != "NULL")
+
+    def _sqlite(self, keys: tuple[str, ...], test: Test) -> Condition:
+        body = DeliveryAttempt.serialized_data
+        path = json_path(keys)
+        each = sa.func.json_each(body, path).table_valued("type", "atom").alias("element")
+        kind, atom = each.c.type, each.c.atom
+        scalar = Scalar(
+            is_string=kind == "text",
+            is_number=kind.in_(("integer", "real")),
+            is_true=kind == "true",
+            is_false=kind == "false",
+            text=atom,
+            number=sa.case((kind.in_(("integer", "real")), atom)),
+        )
+        found = sa.exists(sa.select(sa.literal(1)).select_from(each).where(test(scalar)))
+        return sa.and_(sa.func.json_type(body, path) != "object", found)
+
+    def _postgresql(self, keys: tuple[str, ...], test: Test) -> Condition:
+        value = sa.func.jsonb_extract_path(sa.cast(DeliveryAttempt.serialized_data, postgresql.JSONB), *keys)
+        listed = sa.case((sa.func.jsonb_typeof(value) == "array", value), else_=sa.func.jsonb_build_array(value))
+        elements = sa.func.jsonb_array_elements(listed).table_valued("value").alias("element")
+        element = elements.c.value
+        kind = sa.func.jsonb_typeof(element)
+        text = element.op("#>>")(sa.literal_column("'{}'::text[]"))  # the scalar, unquoted
+        scalar = Scalar(
+            is_string=kind == "string",
+            is_number=kind == "number",
+            is_true=sa.and_(kind == "boolean", text == "true"),
+            is_false=sa.and_(kind == "boolean", text == "false"),
+            text=text,
+            number=sa.case((kind == "number", sa.cast(text, sa.Numeric))),
+        )
+        return sa.exists(sa.select(sa.literal(1)).select_from(elements).where(test(scalar)))
+
+    def _mysql(self, keys: tuple[str, ...], test: Test) -> Condition:
+        body = DeliveryAttempt.serialized_data
+        path = json_path(keys)
+        value = sa.func.json_extract(body, path)
+        itself = test(_mysql_scalar(sa.func.json_type(value), sa.func.json_unquote(value)))
+        table = DeliveryAttempt.__tablename__
+        elements = sa.text(
+            f"JSON_TABLE({table}.serialized_data, '{path}[*]' "
+            "COLUMNS (position FOR ORDINALITY, item LONGTEXT PATH '$')) AS element"
+        )
+        element_kind = sa.func.json_type(
+            sa.func.json_extract(body, sa.func.concat(path, "[", sa.literal_column("element.position") - 1, "]"))
+        )
+        element = _mysql_scalar(element_kind, sa.literal_column("element.item"))
+        in_list = sa.exists(sa.select(sa.literal(1)).select_from(elements).where(test(element)))
+        # JSON_TYPE of a missing path is NULL, which NOT would keep NULL: say false instead.
+        listed = sa.func.coalesce(sa.func.json_type(value) == "ARRAY", sa.false())
+        return sa.or_(sa.and_(sa.not_(listed), value.is_not(None), itself), sa.and_(listed, in_list))
+
+
+def _mysql_scalar(kind: Any, text: Any) -> Scalar:
+    numeric = kind.in_(("INTEGER", "DOUBLE", "DECIMAL", "UNSIGNED INTEGER"))
+    return Scalar(
+        is_string=kind == "STRING",
+        is_number=numeric,
+        is_true=sa.and_(kind == "BOOLEAN", text == "true"),
+        is_false=sa.and_(kind == "BOOLEAN", text == "false"),
+        text=text,
+        number=sa.case((numeric, sa.cast(text, sa.Numeric(65, 30)))),
+    )
