@@ -20,6 +20,9 @@ SUBSCRIPTION_PATTERN = re.compile(r"^[a-z0-9._*-]+$")
 TOML_KEYS = {"name", "service", "resources", "description"}
 
 
+OPERATIONAL_PREFIX = "async_events."  # the package's own events (delivery/operational.py)
+
+
 def _normalise(name: str, allowed: re.Pattern[str], characters: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"event name must be a string, got {type(name).__name__}")
@@ -60,8 +63,11 @@ def pattern_matches(pattern: str, event_name: str) -> bool:
 
 
 def receives(pattern: str, subscription_store: int, event_name: str, event_store: int) -> bool:
-    """The Magento module's routing rule: store 0 events reach every store; store N events only store N."""
+    """The Magento module's routing rule: store 0 events reach every store; store N events only store N.
+    Operational events reach only patterns that name them (``async_events.*``, not ``*``)."""
     if event_store != 0 and subscription_store != event_store:
+        return False
+    if event_name.startswith(OPERATIONAL_PREFIX) and not pattern.startswith(OPERATIONAL_PREFIX):
         return False
     return pattern_matches(pattern, event_name)
 

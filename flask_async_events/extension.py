@@ -25,9 +25,12 @@ from flask_async_events.definitions import (
 )
 from flask_async_events.delivery.dialects import has_row_locks
 from flask_async_events.delivery.nudger import Nudger
+from flask_async_events.delivery.operational import PREFIX as OPERATIONAL_PREFIX
+from flask_async_events.delivery.operational import define as define_operational_events
+from flask_async_events.delivery.operational import is_operational
 from flask_async_events.delivery.outbox import install_session_hooks, publish_event
 from flask_async_events.delivery.queues import Queues, connect_redis
-from flask_async_events.errors import NotSetUp
+from flask_async_events.errors import ConfigError, NotSetUp
 from flask_async_events.metrics import metrics_view
 from flask_async_events.models import Delivery, Subscription
 from flask_async_events.notifiers.base import Notifier
@@ -102,6 +105,13 @@ class AsyncEvents:
         definitions = self._definitions.copy()
         if settings.definitions_file:
             load_definitions_file(os.path.join(app.root_path, settings.definitions_file), definitions)
+        reserved = [definition.name for definition in definitions if is_operational(definition.name)]
+        if reserved:
+            raise ConfigError(
+                f"event {reserved[0]!r}: names starting with {OPERATIONAL_PREFIX!r} are flask-async-events'"
+                " own operational events"
+            )
+        define_operational_events(definitions)
         queues = Queues(
             connect_redis(settings.redis_url, app.instance_path),
             job_timeout=settings.job_timeout,

@@ -24,6 +24,7 @@ from flask_async_events.definitions import receives
 from flask_async_events.delivery.deliver import deliver
 from flask_async_events.delivery.dialects import has_row_locks, insert_ignoring_duplicates
 from flask_async_events.delivery.filters import admits
+from flask_async_events.delivery.operational import event_owner, is_operational, sees
 from flask_async_events.delivery.payloads import describe_error, resolve_body
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
 from flask_async_events.owners import owner_resources
@@ -74,11 +75,14 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     matches: dict[int, list[Any]] = {}
     for event in events:
         needed = _resources(state, event.event_name)
+        operational = is_operational(event.event_name)
+        about = event_owner(event.arguments) if operational else None
         matches[event.id] = [
             candidate
             for candidate in candidates
             if receives(candidate.event_name, candidate.store_id, event.event_name, event.store_id)
             and _granted(grants.get(candidate.owner or ""), needed)
+            and (not operational or sees(candidate.owner, about, grants))
         ]
     bodies = _resolve_all(state, [event for event in events if matches[event.id]])
     filtered = _apply_filters(events, matches, bodies)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from flask_async_events import signals
 from flask_async_events.delivery.circuits import endpoint_key
 from flask_async_events.delivery.flow import feed, hold, release
+from flask_async_events.delivery.operational import publish_dead, publish_disabled, publish_endpoint
 from flask_async_events.delivery.subscription_status import disable_subscriptions
 from flask_async_events.delivery.types import Claimed, Outcome, Parked
 from flask_async_events.delivery.verdicts import Health, Notice, Verdict, hand_back, judge, log_row
@@ -89,6 +90,10 @@ def record(
     reasons.update(dict.fromkeys(gone, GONE_REASON))
     notices = [notice for _, verdict in judged for notice in verdict.notices]
     _disable(state, reasons, now, notices)
+    if reasons:
+        errors = {o.item.subscription_id: _error_of(o) for o in outcomes if not o.result.success}
+        publish_disabled(state, {sid: (reason, errors.get(sid)) for sid, reason in reasons.items()})
+    publish_dead(state, [_dead_entry(o, v) for o, (_, v) in zip(outcomes, judged, strict=False) if v.dead_reason])
     session.commit()
 
     retries: dict[datetime, list[int]] = defaultdict(list)
@@ -105,12 +110,14 @@ def record(
         _hold(state, opened, now, {outcome.item.id for outcome in outcomes})
     # An endpoint that answers again (its circuit closed, or a failing subscription succeeded, which
     # Redis cannot forget): what waits for it goes now.
-    answering = {endpoint for endpoint, change in changes.items() if change == "closed"}
-    answering |= {endpoint_key(o.item.recipient_url) or "" for o in outcomes if o.item.subscription_id in recovered}
+    closed = {endpoint for endpoint, change in changes.items() if change == "closed"}
+    answering = closed | {
+        endpoint_key(o.item.recipient_url) or "" for o in outcomes if o.item.subscription_id in recovered
+    }
     answering.discard("")
     due_now = [item.id for item in released]
     if answering:
-        due_now += _release(state, sorted(answering), now)
+        due_now += _release(state, sorted(answering), now, closed)
     _after_commit(state, now, retries, dead, due_now)
     _send_signals(notices)
     return opened
@@ -123,18 +130,21 @@ def _hold(state: AppState, endpoints: set[str], now: datetime, keep: set[int]) -
     session = state.db.session
     try:
         hold(session, endpoints, now + timedelta(seconds=2 * state.settings.circuit_max_cooldown), keep)
+        publish_endpoint(state, endpoints, failing=True)
         session.commit()
     except SQLAlchemyError:
         log.exception("Could not hold back the deliveries waiting on %s", sorted(endpoints))
         session.rollback()
 
 
-def _release(state: AppState, endpoints: list[str], now: datetime) -> list[int]:
-    """The deliveries waiting on circuits that just closed, made due now. If the database fails
-    here the batch is still recorded: they come back at their fallback due time instead."""
+def _release(state: AppState, endpoints: list[str], now: datetime, closed: set[str]) -> list[int]:
+    """The deliveries waiting on endpoints that answer again, made due now (and, for circuits that
+    closed, ``endpoint.recovered`` published). If the database fails here the batch is still
+    recorded: they come back at their fallback due time instead."""
     session = state.db.session
     try:
         ids = release(session, endpoints, now)
+        publish_endpoint(state, closed, failing=False)
         session.commit()
     except SQLAlchemyError:
         log.exception("Could not release the deliveries waiting on %s; they wait for their due time", endpoints)
@@ -143,6 +153,27 @@ def _release(state: AppState, endpoints: list[str], now: datetime) -> list[int]:
     if ids:
         log.info("Circuit closed for %s: %d waiting deliveries are due now", ", ".join(endpoints), len(ids))
     return ids
+
+
+def _error_of(outcome: Outcome) -> str:
+    """A failed attempt's error, as an operational event reports it."""
+    result = outcome.result
+    head = f"{result.status_code}" if result.status_code else result.error_class or "failed"
+    return f"{head}: {result.response_data[:200]}" if result.response_data else head
+
+
+def _dead_entry(outcome: Outcome, verdict: Verdict) -> dict[str, Any]:
+    """What ``async_events.delivery.dead`` says of a delivery that failed for good."""
+    item = outcome.item
+    return {
+        "subscription_id": item.subscription_id,
+        "delivery_uuid": item.uuid,
+        "event_name": item.event_name,
+        "attempts": item.attempt_count + (1 if verdict.attempted else 0),
+        "status_code": outcome.result.status_code,
+        "error": _error_of(outcome),
+        "reason": verdict.dead_reason,
+    }
 
 
 def _delivery_row(item: Claimed, verdict: Verdict, now: datetime) -> dict[str, Any]:
