@@ -22,6 +22,7 @@ from flask_async_events.delivery.queues import QUEUE_NAMES
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.models import ApiToken, DeliveryAttempt, Subscription, utcnow
 from flask_async_events.operations.headers import parse_header_lines, set_headers, shown_headers, stored_headers
+from flask_async_events.operations.missed import count_unreceived, recover_missed
 from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay, retry_dead
 from flask_async_events.operations.retention import DEFAULT_BATCH, count_prunable, parse_age, parse_moment, prune
 from flask_async_events.operations.rotation import rotate_secret
@@ -487,9 +488,11 @@ def dead_letters_command(
 @click.option("--subscription", "subscription_id", type=click.IntRange(min=1), required=True)
 @click.option("--since", required=True, help="A time (2026-01-31T12:00) or an age ago (2h, 3d).")
 @click.option("--dry-run", is_flag=True, help="Count, replay nothing.")
+@click.option("--missed", is_flag=True, help="Also deliver the events since then it would receive now but never got.")
 @json_option
-def recover_command(subscription_id: int, since: str, dry_run: bool, as_json: bool) -> None:
-    """Replay a subscription's dead deliveries created since a time (after an outage)."""
+def recover_command(subscription_id: int, since: str, dry_run: bool, missed: bool, as_json: bool) -> None:
+    """Replay a subscription's dead deliveries created since a time (after an outage); with
+    --missed, also deliver the events it missed meanwhile (while disabled, or filtered out)."""
     state = get_state()
     since_time = _moment(since)
     count = count_dead(state, subscription_id=subscription_id, since=since_time)
@@ -504,7 +507,26 @@ def recover_command(subscription_id: int, since: str, dry_run: bool, as_json: bo
             )
         except ReplayError as exc:
             raise click.ClickException(str(exc)) from None
-    _report_replayed(count if dry_run else len(uuids), uuids, dry_run, as_json)
+    if not missed:
+        _report_replayed(count if dry_run else len(uuids), uuids, dry_run, as_json)
+        return
+    subscription = _subscription(subscription_id)
+    if not subscription.status:
+        raise click.ClickException(f"subscription {subscription_id} is disabled; enable it before recovering")
+    examined = count_unreceived(state, subscription, since_time)
+    found = _with_progress(
+        "Looking for missed events",
+        examined,
+        lambda progress: recover_missed(state, subscription, since_time, dry_run=dry_run, progress=progress),
+        as_json,
+    )
+    replayed = count if dry_run else len(uuids)
+    if as_json:
+        _print_json({"count": replayed, "missed": len(found), "dry_run": dry_run, "uuids": uuids + found})
+        return
+    _report_replayed(replayed, uuids, dry_run, as_json)
+    verb = "Would deliver" if dry_run else "Delivering"
+    click.echo(f"{verb} {len(found)} missed event(s), of {examined} published since then that it never received.")
 
 
 def _report_replayed(count: int, uuids: list[str], dry_run: bool, as_json: bool) -> None:

@@ -16,6 +16,7 @@ from flask_async_events.delivery.subscription_status import disable_subscription
 from flask_async_events.errors import AuthError
 from flask_async_events.models import DbSession, DeliveryAttempt, Subscription, utcnow
 from flask_async_events.operations.headers import parse_header_lines, set_headers, shown_headers
+from flask_async_events.operations.missed import recover_missed
 from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay
 from flask_async_events.operations.retention import parse_age, parse_moment
 from flask_async_events.operations.rotation import rotate_secret
@@ -284,11 +285,14 @@ def recover_subscription() -> ResponseReturnValue:
         if not raw_id.isdecimal() or len(raw_id) > 18:
             raise ValueError(f"subscription: {raw_id!r} is not a subscription id")
         uuids = recover(state(), int(raw_id), since)
+        subscription = state().db.session.get(Subscription, int(raw_id))
+        missed = recover_missed(state(), subscription, since) if subscription and request.form.get("missed") else []
     except (ValueError, ReplayError) as exc:
         state().db.session.rollback()
         flash(f"{exc}", "error")
     else:
-        flash(f"Replaying {len(uuids)} dead letter(s) of subscription {raw_id}.", "ok")
+        also = f" and delivering {len(missed)} missed event(s)" if request.form.get("missed") else ""
+        flash(f"Replaying {len(uuids)} dead letter(s) of subscription {raw_id}{also}.", "ok")
     return redirect(url_for(".dead_letters_page"))
 
 

@@ -233,11 +233,19 @@ class RotateOut(Schema):
 
 class RecoverIn(StrictSchema):
     since = fields.DateTime(required=True, metadata={"description": "Re-deliver dead deliveries created since"})
+    missed = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Also deliver the events published since then that the subscription would receive now"
+            " but never got (while they are still in the outbox)"
+        },
+    )
 
 
 class RecoverOut(Schema):
-    recovered = fields.Integer()
-    uuids = fields.List(fields.String())
+    recovered = fields.Integer(metadata={"description": "Dead deliveries replayed"})
+    missed = fields.Integer(metadata={"description": "Missed events delivered (with missed: true)"})
+    uuids = fields.List(fields.String(), metadata={"description": "The deliveries sent, replayed and new"})
 
 
 class ReplayOut(Schema):

@@ -31,6 +31,7 @@ from flask_async_events.delivery.filters import check_filter
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.models import Subscription, utcnow
 from flask_async_events.operations.headers import check_sends_headers, set_headers
+from flask_async_events.operations.missed import recover_missed
 from flask_async_events.operations.ping import ping
 from flask_async_events.operations.replay import ReplayError, recover
 from flask_async_events.operations.rotation import DEFAULT_GRACE, rotate_secret
@@ -202,7 +203,8 @@ class Recover(MethodView):
     @blp.response(202, RecoverOut)
     @blp.alt_response(409, description="The subscription is disabled")
     def post(self, body: dict[str, Any], subscription_id: str) -> dict[str, Any]:
-        """Deliver again every dead delivery of this subscription created since a time."""
+        """Deliver again every dead delivery of this subscription created since a time; with
+        ``missed``, also the events since then it would receive now but never got."""
         subscription = owned_subscription(subscription_id)
         since: datetime = body["since"]
         if since.tzinfo is None:
@@ -212,7 +214,8 @@ class Recover(MethodView):
         except ReplayError as exc:
             state().db.session.rollback()
             fail(409, str(exc))
-        return {"recovered": len(uuids), "uuids": uuids}
+        missed = recover_missed(state(), subscription, since) if body["missed"] else []
+        return {"recovered": len(uuids), "missed": len(missed), "uuids": uuids + missed}
 
 
 @blp.route("/async_event/<subscription_id>/rotate_secret")

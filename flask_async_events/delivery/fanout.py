@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from redis.exceptions import RedisError
@@ -41,6 +41,24 @@ def _resources(state: AppState, event_name: str) -> frozenset[str]:
 def _granted(held: frozenset[str] | None, needed: frozenset[str]) -> bool:
     """A token-owned subscription (a wildcard, say) gets only events whose resources its token holds."""
     return held is None or needed <= held
+
+
+def recipients(
+    state: AppState, event: Event | Any, candidates: Sequence[Any], grants: Mapping[str, frozenset[str] | None]
+) -> list[Any]:
+    """The candidate subscriptions (rows with ``event_name``, ``store_id`` and ``owner``) an event
+    reaches by name, store scope and its owner's resources; operational events reach only their
+    owner's. Filters, which need the payload, are asked afterwards."""
+    needed = _resources(state, event.event_name)
+    operational = is_operational(event.event_name)
+    about = event_owner(event.arguments) if operational else None
+    return [
+        candidate
+        for candidate in candidates
+        if receives(candidate.event_name, candidate.store_id, event.event_name, event.store_id)
+        and _granted(grants.get(candidate.owner or ""), needed)
+        and (not operational or sees(candidate.owner, about, grants))
+    ]
 
 
 def trigger(state: AppState, event_ids: Sequence[int]) -> int:
@@ -72,18 +90,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     ).all()
     grants = owner_resources(session, {candidate.owner for candidate in candidates if candidate.owner})
     now = utcnow()
-    matches: dict[int, list[Any]] = {}
-    for event in events:
-        needed = _resources(state, event.event_name)
-        operational = is_operational(event.event_name)
-        about = event_owner(event.arguments) if operational else None
-        matches[event.id] = [
-            candidate
-            for candidate in candidates
-            if receives(candidate.event_name, candidate.store_id, event.event_name, event.store_id)
-            and _granted(grants.get(candidate.owner or ""), needed)
-            and (not operational or sees(candidate.owner, about, grants))
-        ]
+    matches = {event.id: recipients(state, event, candidates, grants) for event in events}
     bodies = _resolve_all(state, [event for event in events if matches[event.id]])
     filtered = _apply_filters(events, matches, bodies)
     marks: list[dict[str, Any]] = []
