@@ -15,6 +15,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from redis.exceptions import RedisError
@@ -41,6 +42,21 @@ def _resources(state: AppState, event_name: str) -> frozenset[str]:
 def _granted(held: frozenset[str] | None, needed: frozenset[str]) -> bool:
     """A token-owned subscription (a wildcard, say) gets only events whose resources its token holds."""
     return held is None or needed <= held
+
+
+def delivery_row(event_id: int, subscription_id: int, now: datetime) -> dict[str, Any]:
+    """A new delivery, due now, as inserted (ignoring one that exists: unique per event and subscription)."""
+    return {
+        "uuid": str(uuid.uuid4()),
+        "event_id": event_id,
+        "subscription_id": subscription_id,
+        "state": DeliveryState.PENDING,
+        "attempt_count": 0,
+        "round_attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def recipients(
@@ -103,20 +119,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         marks.append(
             {"b_id": event.id, "b_now": now, "b_body": body if isinstance(body, str) else None, "b_error": error}
         )
-        rows.extend(
-            {
-                "uuid": str(uuid.uuid4()),
-                "event_id": event.id,
-                "subscription_id": subscription_id,
-                "state": DeliveryState.PENDING,
-                "attempt_count": 0,
-                "round_attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for subscription_id in matches[event.id]
-        )
+        rows.extend(delivery_row(event.id, subscription_id, now) for subscription_id in matches[event.id])
     session.execute(_MARK_TRIGGERED, marks)
     triggered_ids = [event.id for event in events]
     insert_ignoring_duplicates(session, Delivery.__table__, rows)  # type: ignore[arg-type]

@@ -5,12 +5,15 @@ splitting of a batch into calls within a service's limits."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Generic, TypeVar
 
 from flask_async_events.notifiers.base import NotifyResult
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+Entry = dict[str, Any]
 
 
 class Clients:
@@ -85,6 +88,45 @@ def chunks_within(
     if current:
         chunks.append(current)
     return chunks
+
+
+class Batch(Generic[K]):
+    """The entries of one ``notify_batch`` call, grouped by where they go (a region, a queue), one
+    result per message in the order given. An entry over the service's size limit is refused, not
+    sent; the rest go out in calls within the service's limits."""
+
+    def __init__(
+        self, count: int, *, size_of: Callable[[Entry], int], max_entries: int, max_bytes: int, too_large: str
+    ) -> None:
+        self.results: list[NotifyResult | None] = [None] * count
+        self.size_of = size_of
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.too_large = too_large  # the error class of a refused entry, e.g. EntryTooLarge
+        self._groups: dict[K, list[tuple[int, Entry]]] = defaultdict(list)
+
+    def refuse(self, index: int, result: NotifyResult) -> None:
+        self.results[index] = result
+
+    def add(self, index: int, destination: K, entry: Entry, service: str) -> None:
+        size = self.size_of(entry)
+        if size > self.max_bytes:
+            reason = f"Too large: {size} bytes, over {service}'s {self.max_bytes}-byte limit; not sent"
+            self.refuse(index, NotifyResult(False, response_data=reason, error_class=self.too_large))
+            return
+        self._groups[destination].append((index, entry))
+
+    def send(self, call: Callable[[K, list[Entry]], list[NotifyResult]]) -> list[NotifyResult]:
+        """Make the calls, one per chunk of a destination's entries; every message's result."""
+        for destination, entries in self._groups.items():
+            chunks = chunks_within(
+                entries, lambda item: self.size_of(item[1]), max_entries=self.max_entries, max_bytes=self.max_bytes
+            )
+            for chunk in chunks:
+                sent = call(destination, [entry for _, entry in chunk])
+                for (index, _), result in zip(chunk, sent, strict=True):
+                    self.results[index] = result
+        return [result for result in self.results if result is not None]
 
 
 def no_result(operation: str) -> NotifyResult:

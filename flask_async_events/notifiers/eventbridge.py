@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from flask_async_events.notifiers.aws import Clients, chunks_within, failed_call, no_result
+from flask_async_events.notifiers.aws import Batch, Clients, failed_call, no_result
 from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
 
 MAX_ENTRIES = 10
@@ -82,13 +81,18 @@ class EventBridgeNotifier:
 
     def notify_batch(self, batch: Sequence[tuple[Recipient, Message]]) -> list[NotifyResult]:
         """Send a batch; one result per entry, in order. Oversized entries are refused, not sent."""
-        results: list[NotifyResult | None] = [None] * len(batch)
-        by_region: dict[str | None, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        calls: Batch[str | None] = Batch(
+            len(batch),
+            size_of=entry_size,
+            max_entries=MAX_ENTRIES,
+            max_bytes=MAX_BATCH_BYTES,
+            too_large="EntryTooLarge",
+        )
         for index, (recipient, message) in enumerate(batch):
             try:
                 region, bus = event_bus(recipient.recipient_url)
             except ValueError as exc:
-                results[index] = NotifyResult(False, response_data=str(exc), error_class="InvalidRecipient")
+                calls.refuse(index, NotifyResult(False, response_data=str(exc), error_class="InvalidRecipient"))
                 continue
             entry = {
                 "Source": self.source,
@@ -97,20 +101,8 @@ class EventBridgeNotifier:
                 "EventBusName": bus,
                 "Time": message.created_at,
             }
-            size = entry_size(entry)
-            if size > MAX_BATCH_BYTES:
-                reason = f"Entry is {size} bytes, over EventBridge's {MAX_BATCH_BYTES}-byte limit; not sent"
-                results[index] = NotifyResult(False, response_data=reason, error_class="EntryTooLarge")
-                continue
-            by_region[region].append((index, entry))
-        for region, entries in by_region.items():
-            calls = chunks_within(
-                entries, lambda item: entry_size(item[1]), max_entries=MAX_ENTRIES, max_bytes=MAX_BATCH_BYTES
-            )
-            for chunk in calls:
-                for index, result in zip((i for i, _ in chunk), self._put(region, [e for _, e in chunk]), strict=True):
-                    results[index] = result
-        return [result for result in results if result is not None]
+            calls.add(index, region, entry, "EventBridge")
+        return calls.send(self._put)
 
     def _put(self, region: str | None, entries: list[dict[str, Any]]) -> list[NotifyResult]:
         from botocore.exceptions import BotoCoreError, ClientError

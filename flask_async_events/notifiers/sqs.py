@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask_async_events.notifiers.aws import Clients, chunks_within, failed_call, no_result
+from flask_async_events.notifiers.aws import Batch, Clients, failed_call, no_result
 from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
 from flask_async_events.signing import signing_key, standard_signature
 
@@ -106,31 +105,18 @@ class SqsNotifier:
 
     def notify_batch(self, batch: Sequence[tuple[Recipient, Message]]) -> list[NotifyResult]:
         """Send a batch; one result per message, in order. Oversized messages are refused, not sent."""
-        results: list[NotifyResult | None] = [None] * len(batch)
-        by_queue: dict[Queue, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        calls: Batch[Queue] = Batch(
+            len(batch), size_of=_size, max_entries=MAX_ENTRIES, max_bytes=MAX_BATCH_BYTES, too_large="MessageTooLong"
+        )
         timestamp = int(time.time())
         for index, (recipient, message) in enumerate(batch):
             try:
                 queue = parse_queue(recipient.recipient_url, self.endpoint_url)
             except ValueError as exc:
-                results[index] = NotifyResult(False, response_data=str(exc), error_class="InvalidRecipient")
+                calls.refuse(index, NotifyResult(False, response_data=str(exc), error_class="InvalidRecipient"))
                 continue
-            entry = _entry(recipient, message, queue, timestamp)
-            size = _size(entry)
-            if size > MAX_BATCH_BYTES:
-                reason = f"Message is {size} bytes, over SQS's {MAX_BATCH_BYTES}-byte limit; not sent"
-                results[index] = NotifyResult(False, response_data=reason, error_class="MessageTooLong")
-                continue
-            by_queue[queue].append((index, entry))
-        for queue, entries in by_queue.items():
-            calls = chunks_within(
-                entries, lambda item: _size(item[1]), max_entries=MAX_ENTRIES, max_bytes=MAX_BATCH_BYTES
-            )
-            for chunk in calls:
-                sent = self._send(queue, [entry for _, entry in chunk])
-                for (index, _), result in zip(chunk, sent, strict=True):
-                    results[index] = result
-        return [result for result in results if result is not None]
+            calls.add(index, queue, _entry(recipient, message, queue, timestamp), "SQS")
+        return calls.send(self._send)
 
     def _queue_url(self, queue: Queue) -> str:
         """A queue's URL; for an ARN, looked up once per process."""

@@ -11,7 +11,6 @@ recovery running at the same time creates nothing twice.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -19,10 +18,10 @@ from typing import Any
 from sqlalchemy import and_, exists, func, select
 
 from flask_async_events.delivery.dialects import insert_ignoring_duplicates
-from flask_async_events.delivery.fanout import recipients
+from flask_async_events.delivery.fanout import delivery_row, recipients
 from flask_async_events.delivery.filters import admits
 from flask_async_events.delivery.payloads import resolve_body
-from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
+from flask_async_events.models import Delivery, Event, Subscription, utcnow
 from flask_async_events.owners import owner_resources
 from flask_async_events.state import AppState
 
@@ -128,20 +127,7 @@ def _deliver(state: AppState, subscription_id: int, event_ids: list[int]) -> lis
         session.rollback()
         return []
     now = utcnow()
-    rows = [
-        {
-            "uuid": str(uuid.uuid4()),
-            "event_id": event_id,
-            "subscription_id": subscription_id,
-            "state": DeliveryState.PENDING,
-            "attempt_count": 0,
-            "round_attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for event_id in event_ids
-    ]
+    rows = [delivery_row(event_id, subscription_id, now) for event_id in event_ids]
     insert_ignoring_duplicates(session, Delivery.__table__, rows)  # type: ignore[arg-type]
     made = session.execute(
         select(Delivery.id, Delivery.uuid).where(
