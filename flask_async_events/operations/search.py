@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from flask_async_events.errors import QueryError
 from flask_async_events.models import Delivery, DeliveryAttempt, Event, Subscription
-from flask_async_events.operations.payload_sql import Payload, Scalar
+from flask_async_events.operations.payload_sql import Payload, Scalar, json_path_range, json_path_term
 from flask_async_events.query import (
     OPEN,
     Both,
@@ -191,6 +191,8 @@ class Translator:
         if term.value == OPEN and not term.phrase:
             return self.body.exists(keys)
         wanted = number(term.value) if OPEN not in term.value or term.phrase else None
+        if self.dialect == "postgresql":
+            return json_path_term(keys, term.value, phrase=term.phrase, wanted=wanted)
         truth = term.value.lower()
         pattern = _escape(term.value.lower()) if term.phrase else _escape(term.value.lower()).replace("*", "%")
 
@@ -209,6 +211,8 @@ class Translator:
     def payload_range(self, node: Range) -> ColumnElement[bool]:
         """Numbers (number bounds) or strings (text bounds, in code point order) at a payload path."""
         kind, low, high = payload_bounds(node)
+        if self.dialect == "postgresql":
+            return json_path_range(path_of(node.field), kind, low, high, node.include_low, node.include_high)
 
         def test(scalar: Scalar) -> ColumnElement[bool]:
             if kind == "any":
@@ -229,8 +233,6 @@ class Translator:
 
     def binary(self, text: Any) -> Any:
         """Text compared by code point, whatever the column's collation."""
-        if self.dialect == "postgresql":
-            return text.collate("C")
         if self.dialect in ("mysql", "mariadb"):
             return sa.cast(text, mysql.BINARY())
         return text

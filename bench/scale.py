@@ -1,0 +1,284 @@
+"""The data-scale benchmark (``python -m bench.scale``, part of ``make bench``): fills a database with
+millions of delivery attempts, then times, through the product, what operators and scrapers ask for
+and what the jobs query, with that much history present. Writes ``bench/SCALE.md``.
+
+    python -m bench.scale [--attempts 5000000] [--database postgresql|sqlite] [--repeat 7]
+
+The rows are written by the database itself (``generate_series``, a recursive CTE on SQLite): one
+event and one delivery per two attempts, 100 subscriptions, 30 days of history, a failure in ten,
+two dead letters in a hundred. Each read is timed ``--repeat`` times after one warm-up; the table
+gives the median and the slowest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.common import ROOT, drop_database, fresh_database, start_redis
+
+RESULTS = ROOT / "bench" / "SCALE.md"
+SUBSCRIPTIONS = 100
+DAYS = 30
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def delivery_uuid(number: int) -> str:
+    """The uuid the fill gives delivery ``number`` (the same expression as the SQL's)."""
+    return str(uuid.UUID(hashlib.md5(f"{number}d".encode()).hexdigest()))
+
+
+FILL_POSTGRESQL = [
+    """INSERT INTO async_event (id, uuid, event_name, store_id, arguments, body, created_at, triggered_at)
+       SELECT i, md5(i || 'e')::uuid::text, 'bench.created', 0, '{}',
+              '{"data":{"id":' || i || ',"customer":{"email":"c' || (i % 1000) || '@example.com"},"total":'
+              || (i % 500) || '}}',
+              :start + (i::bigint * :span / :events) * interval '1 second',
+              :start + (i::bigint * :span / :events) * interval '1 second'
+       FROM generate_series(1, :events) AS i""",
+    """INSERT INTO async_event_delivery (id, uuid, event_id, subscription_id, state, attempt_count,
+              round_attempts, next_attempt_at, created_at, updated_at)
+       SELECT i, md5(i || 'd')::uuid::text, i, i % :subscriptions + 1,
+              CASE WHEN i % 50 = 0 THEN 'dead' ELSE 'delivered' END, 2, 2,
+              e.created_at, e.created_at, e.created_at
+       FROM generate_series(1, :events) AS i JOIN async_event e ON e.id = i""",
+    """INSERT INTO async_event_subscriber_log (log_id, uuid, subscription_id, delivery_id, attempt, success,
+              status_code, duration_ms, error_class, response_data, created, serialized_data)
+       SELECT 2 * d.id - 2 + a, d.uuid, d.subscription_id, d.id, a,
+              a = 2 AND d.state <> 'dead',
+              CASE WHEN a = 2 AND d.state <> 'dead' THEN 200 WHEN d.id % 7 = 0 THEN NULL ELSE 500 END,
+              20 + (d.id * 7 + a) % 300,
+              CASE WHEN a = 2 AND d.state <> 'dead' THEN NULL WHEN d.id % 7 = 0 THEN 'Timeout' ELSE NULL END,
+              CASE WHEN a = 2 AND d.state <> 'dead' THEN 'ok' ELSE 'upstream failed' END,
+              d.created_at + a * interval '1 second', e.body
+       FROM async_event_delivery d JOIN async_event e ON e.id = d.event_id CROSS JOIN generate_series(1, 2) AS a""",
+]
+
+
+def _fill_sqlite(connection: sa.Connection, events: int, start: datetime, span: int) -> None:
+    """SQLite has no generate_series by default: a recursive CTE does the same."""
+    numbers = f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {events})"
+    moment = f"datetime('{start:%Y-%m-%d %H:%M:%S}', '+' || (i * {span} / {events}) || ' seconds')"
+    connection.execute(
+        sa.text(
+            f"""{numbers} INSERT INTO async_event (id, uuid, event_name, store_id, arguments, body, created_at,
+                triggered_at)
+            SELECT i, lower(hex(randomblob(16))), 'bench.created', 0, '{{}}',
+                   '{{"data":{{"id":' || i || ',"customer":{{"email":"c' || (i % 1000) || '@example.com"}},"total":'
+                   || (i % 500) || '}}}}', {moment}, {moment} FROM n"""
+        )
+    )
+    connection.execute(
+        sa.text(
+            f"""{numbers} INSERT INTO async_event_delivery (id, uuid, event_id, subscription_id, state,
+                attempt_count, round_attempts, next_attempt_at, created_at, updated_at)
+            SELECT i, 'd-' || i, i, i % {SUBSCRIPTIONS} + 1,
+                   CASE WHEN i % 50 = 0 THEN 'dead' ELSE 'delivered' END, 2, 2, {moment}, {moment}, {moment} FROM n"""
+        )
+    )
+    connection.execute(
+        sa.text(
+            """INSERT INTO async_event_subscriber_log (log_id, uuid, subscription_id, delivery_id, attempt, success,
+                status_code, duration_ms, error_class, response_data, created, serialized_data)
+            SELECT 2 * d.id - 2 + a.a, d.uuid, d.subscription_id, d.id, a.a,
+                   a.a = 2 AND d.state <> 'dead',
+                   CASE WHEN a.a = 2 AND d.state <> 'dead' THEN 200 WHEN d.id % 7 = 0 THEN NULL ELSE 500 END,
+                   20 + (d.id * 7 + a.a) % 300,
+                   CASE WHEN a.a = 2 AND d.state <> 'dead' THEN NULL WHEN d.id % 7 = 0 THEN 'Timeout' END,
+                   CASE WHEN a.a = 2 AND d.state <> 'dead' THEN 'ok' ELSE 'upstream failed' END,
+                   datetime(d.created_at, '+' || a.a || ' seconds'), e.body
+            FROM async_event_delivery d JOIN async_event e ON e.id = d.event_id
+            CROSS JOIN (SELECT 1 AS a UNION ALL SELECT 2) AS a"""
+        )
+    )
+
+
+def fill(uri: str, attempts: int, token: str) -> float:
+    """Write the history; return the seconds it took."""
+    events = attempts // 2
+    start = NOW - timedelta(days=DAYS)
+    span = DAYS * 86400
+    began = time.perf_counter()
+    engine = sa.create_engine(uri)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO async_event_subscriber (subscription_id, event_name, recipient_url, verification_token,"
+                " status, subscribed_at, modified, metadata, store_id, consecutive_failures)"
+                " VALUES (:id, 'bench.created', :url, :token, true, :now, :now, 'http', 0, 0)"
+            ),
+            [
+                {"id": n, "url": f"http://127.0.0.1:9/hook/{n}", "token": token, "now": start}
+                for n in range(1, SUBSCRIPTIONS + 1)
+            ],
+        )
+        if engine.dialect.name == "sqlite":
+            _fill_sqlite(connection, events, start, span)
+        else:
+            naive = start.replace(tzinfo=None)  # the columns hold naive UTC
+            parameters = {"events": events, "start": naive, "span": span, "subscriptions": SUBSCRIPTIONS}
+            for statement in FILL_POSTGRESQL:
+                connection.execute(sa.text(statement), parameters)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"))
+    engine.dispose()
+    return time.perf_counter() - began
+
+
+def timed(action: Callable[[], Any], repeat: int) -> list[float]:
+    """Milliseconds of each of ``repeat`` runs, after one warm-up run."""
+    action()
+    samples = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - began) * 1000)
+    return samples
+
+
+def measure(uri: str, attempts: int, repeat: int) -> list[tuple[str, list[float], str]]:
+    """Every timed read, through the app's REST API, metrics and admin pages, and the jobs' queries."""
+    from bench.app import create_app, db
+    from flask_async_events.auth import create_token
+    from flask_async_events.delivery.deliver import claim
+    from flask_async_events.state import get_state
+
+    app = create_app()
+    rows: list[tuple[str, list[float], str]] = []
+    with app.app_context():
+        admin = create_token(db.session, "scale", admin=True)
+        db.session.commit()
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {admin}"}
+
+    def get(path: str, **query: str) -> Callable[[], None]:
+        def run() -> None:
+            answer = client.get(path, query_string=query, headers=auth)
+            if answer.status_code != 200:
+                raise RuntimeError(f"{path} {query}: {answer.status_code} {answer.get_data(True)[:300]}")
+
+        return run
+
+    logs = "/rest/V1/async_event_logs"
+    middle = attempts // 4
+    recent = (NOW - timedelta(days=1)).strftime("%Y-%m-%d")
+    rows.append(("metrics scrape", timed(get("/async-events/metrics"), repeat), "< 200 ms"))
+    rows.append(("the log's first page", timed(get(logs), repeat), "< 300 ms"))
+    for search in (
+        f"data.id:{middle}",
+        "data.customer.email:c7@*",
+        "status:500",
+        "subscription:7",
+        "event:bench.created AND success:false",
+        f"created:[{recent} TO *]",
+        "error:Timeout",
+    ):
+        rows.append((f"search `{search}`", timed(get(logs, q=search), repeat), "< 300 ms"))
+    trace_uuid = delivery_uuid(middle) if uri.startswith("postgresql") else f"d-{middle}"
+    rows.append(("a trace", timed(get(f"{logs}/{trace_uuid}"), repeat), "< 50 ms"))
+    client.post("/async-events/admin/login", data={"token": admin})
+    dead = timed(get("/async-events/admin/dead-letters"), repeat)
+    rows.append(("the dead-letter page", dead, ""))
+    with app.app_context():
+        state = get_state()
+        session = db.session
+
+        def claim_batch() -> None:
+            session.execute(
+                sa.text("UPDATE async_event_delivery SET state = 'pending', claim_token = NULL WHERE id <= 100")
+            )
+            session.commit()
+            claimed = claim(state, list(range(1, 101)), "scale.claim", skip=set())
+            if len(claimed) != 100:
+                raise RuntimeError(f"claimed {len(claimed)} of 100")
+            session.execute(sa.text("UPDATE async_event_delivery SET state = 'delivered' WHERE id <= 100"))
+            session.commit()
+
+        rows.append(("deliver job: claim a batch of 100 (with its reset)", timed(claim_batch, repeat), ""))
+    return rows
+
+
+def prune_rate() -> tuple[int, float]:
+    """Prune what is older than 24 days (a fifth of the history): rows deleted and rows per second."""
+    from bench.app import create_app
+    from flask_async_events.operations.retention import prune
+    from flask_async_events.state import get_state
+
+    app = create_app()
+    with app.app_context():
+        began = time.perf_counter()
+        report = prune(get_state(), timedelta(days=24) + (datetime.now(UTC) - NOW))
+        seconds = time.perf_counter() - began
+    return report.total, report.total / seconds
+
+
+def render(
+    args: argparse.Namespace, fill_seconds: float, rows: list[tuple[str, list[float], str]], pruned: tuple[int, float]
+) -> str:
+    lines = [
+        "# Data-scale results",
+        "",
+        f"Written by `python -m bench.scale --attempts {args.attempts} --database {args.database}"
+        f" --repeat {args.repeat}` (part of `make bench`).",
+        "",
+        f"{args.attempts:,} attempts, {args.attempts // 2:,} events and deliveries, {SUBSCRIPTIONS} subscriptions,"
+        f" {DAYS} days of history, written in {fill_seconds:.0f} s by the database itself. Each read timed"
+        f" {args.repeat} times after a warm-up.",
+        "",
+        "| through the product | median | slowest | target |",
+        "|---|---|---|---|",
+    ]
+    for name, samples, target in rows:
+        lines.append(f"| {name} | {statistics.median(samples):.0f} ms | {max(samples):.0f} ms | {target} |")
+    count, rate = pruned
+    lines.append(f"| `prune --older-than 24d`: {count:,} rows | {rate:,.0f} rows/s | | >= 50,000 rows/s |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--attempts", type=int, default=5_000_000)
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="fae-scale-"))
+    redis_process, redis_url = start_redis(folder)
+    uri = fresh_database(args.database, folder, 1)
+    try:
+        os.environ.update(BENCH_DATABASE_URI=uri, BENCH_REDIS_URL=redis_url)
+        from bench.app import create_app
+        from flask_async_events.state import get_state
+
+        token = get_state(create_app()).box.encrypt("scale-secret")
+        print(f"filling {args.database} with {args.attempts:,} attempts", flush=True)
+        fill_seconds = fill(uri, args.attempts, token)
+        print(f"  {fill_seconds:.0f} s", flush=True)
+        rows = measure(uri, args.attempts, args.repeat)
+        for name, samples, _ in rows:
+            print(f"  {name}: median {statistics.median(samples):.0f} ms, slowest {max(samples):.0f} ms", flush=True)
+        pruned = prune_rate()
+        print(f"  prune: {pruned[0]:,} rows at {pruned[1]:,.0f} rows/s", flush=True)
+    finally:
+        drop_database(uri)
+        redis_process.terminate()
+        redis_process.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+    report = render(args, fill_seconds, rows, pruned)
+    RESULTS.write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
