@@ -7,7 +7,8 @@ like any other event (subscribe to one by name, or to ``async_events.*``; a ``*`
 - ``async_events.endpoint.failing`` / ``async_events.endpoint.recovered``: an endpoint's circuit
   opened / closed, with the owner's subscriptions there.
 
-Each is published through the outbox in the same transaction as the change it reports, and
+Each is published through the outbox in the same transaction as the change it reports (when an
+enabled subscription receives operational events at all), and
 carries the owner of the subscriptions it is about: fan-out gives it only to subscriptions of that
 owner, or to those that see everything (made in code or on the command line, or by an admin
 token). None is published about a delivery of an operational event, so a failing operational
@@ -72,6 +73,15 @@ def sees(subscriber: str | None, about: str | None, grants: Mapping[str, frozens
     return subscriber in grants and grants[subscriber] is None
 
 
+def _listened_to(session: DbSession) -> bool:
+    """Whether any enabled subscription receives operational events: if none does, none is
+    published (the outbox is not filled with events nobody would get)."""
+    query = select(Subscription.subscription_id).where(
+        Subscription.status.is_(True), Subscription.event_name.startswith(PREFIX, autoescape=True)
+    )
+    return session.scalar(query.limit(1)) is not None
+
+
 def _owners(session: DbSession, subscription_ids: Iterable[int]) -> dict[int, str | None]:
     ids = sorted(set(subscription_ids))
     if not ids:
@@ -84,6 +94,8 @@ def _owners(session: DbSession, subscription_ids: Iterable[int]) -> dict[int, st
 
 def publish_disabled(state: AppState, disabled: Mapping[int, tuple[str, str | None]]) -> None:
     """``subscription.disabled`` for each subscription id -> (reason, last error), in the session."""
+    if not disabled or not _listened_to(state.db.session):
+        return
     owners = _owners(state.db.session, disabled)
     for subscription_id, (reason, last_error) in sorted(disabled.items()):
         arguments = {"subscription_id": subscription_id, "reason": reason, "last_error": last_error}
@@ -95,6 +107,8 @@ def publish_dead(state: AppState, dead: list[dict[str, Any]]) -> None:
     ``event_name``, ``attempts``, ``status_code``, ``error``), in the session; none for the
     delivery of an operational event."""
     dead = [entry for entry in dead if not is_operational(entry["event_name"])]
+    if not dead or not _listened_to(state.db.session):
+        return
     owners = _owners(state.db.session, (entry["subscription_id"] for entry in dead))
     for entry in dead:
         publish_event(state, DELIVERY_DEAD, 0, {**entry, OWNER: owners.get(entry["subscription_id"])})
@@ -104,7 +118,7 @@ def publish_endpoint(state: AppState, endpoints: Iterable[str], *, failing: bool
     """``endpoint.failing`` (or ``.recovered``) per endpoint and owner of enabled subscriptions
     there, in the session, each listing that owner's subscriptions at the endpoint."""
     wanted = set(endpoints)
-    if not wanted:
+    if not wanted or not _listened_to(state.db.session):
         return
     hosts = {endpoint.split("://", 1)[-1].rsplit(":", 1)[0] for endpoint in wanted}
     rows = state.db.session.execute(

@@ -128,3 +128,13 @@ def test_operational_events_are_in_the_catalogue_and_their_names_are_reserved(en
     host.config.update(SECRET_KEY="x", SQLALCHEMY_DATABASE_URI="sqlite://")
     with pytest.raises(ConfigError, match=re.escape("'async_events.mine': names starting with 'async_events.' are")):
         own.init_app(host)
+
+
+def test_without_an_operational_subscriber_nothing_is_published(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
+    subscribe(app, receiver.respond("/gone", [410]))
+    subscribe(app, receiver.respond("/everything"), event_name="*")  # does not receive them
+    place_order(app)
+    run_burst(app)
+    assert sorted(d.state for d in deliveries(app)) == ["dead", "delivered"]
+    assert published(app, "async_events.delivery.dead") == published(app, "async_events.subscription.disabled") == 0
