@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.eventbridge --events 1000 --repeat 2
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.scale
 
 ## Fault injection: 5 seeded runs of 10,000 events x 3 subscriptions against PostgreSQL, with
 ## worker kills, Redis restarted empty, database connections dropped and a misbehaving receiver.
