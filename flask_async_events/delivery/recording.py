@@ -107,7 +107,8 @@ def record(
     changes = feed(state, outcomes)
     opened = {endpoint for endpoint, change in changes.items() if change != "closed"}
     if opened:
-        _hold(state, opened, now, {outcome.item.id for outcome in outcomes})
+        first = {endpoint for endpoint in opened if changes[endpoint] == "opened"}  # not a failed probe's reopening
+        _hold(state, opened, now, {outcome.item.id for outcome in outcomes}, first)
     # An endpoint that answers again (its circuit closed, or a failing subscription succeeded, which
     # Redis cannot forget): what waits for it goes now.
     closed = {endpoint for endpoint, change in changes.items() if change == "closed"}
@@ -123,14 +124,15 @@ def record(
     return opened
 
 
-def _hold(state: AppState, endpoints: set[str], now: datetime, keep: set[int]) -> None:
+def _hold(state: AppState, endpoints: set[str], now: datetime, keep: set[int], first: set[str]) -> None:
     """What waits for endpoints whose circuit just opened, moved out of the way (until twice the
-    longest cool-down at most). If the database fails here the batch is still recorded: those
-    deliveries come back as they were and meet the open circuit one by one instead."""
+    longest cool-down at most), and ``endpoint.failing`` published for those that were closed
+    (``first``). If the database fails here the batch is still recorded: those deliveries come
+    back as they were and meet the open circuit one by one instead."""
     session = state.db.session
     try:
         hold(session, endpoints, now + timedelta(seconds=2 * state.settings.circuit_max_cooldown), keep)
-        publish_endpoint(state, endpoints, failing=True)
+        publish_endpoint(state, first, failing=True)
         session.commit()
     except SQLAlchemyError:
         log.exception("Could not hold back the deliveries waiting on %s", sorted(endpoints))

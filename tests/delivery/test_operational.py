@@ -17,7 +17,7 @@ from flask_async_events.errors import ConfigError
 from flask_async_events.models import Event
 from tests.appfactory import db
 from tests.conftest import AppEnv, Receiver, drain, run_burst
-from tests.helpers import PREFIX, create, deliveries, place_order, subscribe, token
+from tests.helpers import PREFIX, create, deliveries, place_order, states, subscribe, token
 
 OPERATIONAL = [
     "async_events.delivery.dead",
@@ -102,14 +102,18 @@ def test_a_dead_delivery_is_reported_and_a_failing_operational_endpoint_makes_no
     assert sorted(d.state for d in deliveries(app)) == ["dead", "dead", "delivered"]
 
 
-def test_an_endpoint_failing_and_recovering_is_reported(env: AppEnv, receiver: Receiver) -> None:
-    app = env.app(ASYNC_EVENTS_CIRCUIT_FAILURES=3, ASYNC_EVENTS_RETRY_SCHEDULE=[0] * 8)
-    flaky = subscribe(app, receiver.respond("/flaky", [503, 503, 503, 200]))
+def test_an_endpoint_failing_and_recovering_is_reported_once_each(env: AppEnv, receiver: Receiver) -> None:
+    app = env.app(
+        ASYNC_EVENTS_CIRCUIT_FAILURES=3, ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN=1, ASYNC_EVENTS_RETRY_SCHEDULE=[0] * 8
+    )
+    # Opens after three failures; its first probe fails too (it reopens: no second event); the next succeeds.
+    flaky = subscribe(app, receiver.respond("/flaky", [503, 503, 503, 503, 200]))
     # Another endpoint (a host name of its own) for the operational events.
     ops = receiver.respond("/ops").replace("127.0.0.1", "localhost")
     subscribe(app, ops, event_name="async_events.endpoint.*")
     place_order(app)
-    drain(app, lambda: len(receiver.at("/ops")) == 2, timeout=60)
+    drain(app, lambda: len(receiver.at("/ops")) >= 2 and states(app).count("delivered") == 3, timeout=60)
+    assert len(receiver.at("/flaky")) == 5
     endpoint = receiver.url("/").removesuffix("/")
     assert bodies(receiver, "/ops") == [
         {"event": "async_events.endpoint.failing", "endpoint": endpoint, "subscription_ids": [flaky]},
