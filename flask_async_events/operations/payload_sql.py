@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from flask_async_events.models import DeliveryAttempt
@@ -43,6 +43,11 @@ class Scalar:
 Test = Callable[[Scalar], Condition]
 
 
+def escape_like(value: str) -> str:
+    """A value for LIKE: ``%``, ``_`` and the escape character itself taken literally."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def json_path(keys: tuple[str, ...]) -> str:
     """``$."data"."total"``: a JSON path of object keys."""
     return "$" + "".join(f'."{key}"' for key in keys)
@@ -54,7 +59,56 @@ class Payload:
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
 
-    def any_scalar(self, keys: tuple[str, ...], test: Test) -> Condition:
+    def term(self, keys: tuple[str, ...], value: str, *, phrase: bool, wanted: float | None) -> Condition:
+        """A term's value at ``keys``: a string it matches (either case; ``*`` any run of
+        characters, except in a phrase), the number ``wanted``, or the boolean it names."""
+        if self.dialect == "postgresql":
+            return json_path_term(keys, value, phrase=phrase, wanted=wanted)
+        lowered = value.lower()
+        pattern = escape_like(lowered) if phrase else escape_like(lowered).replace("*", "%")
+
+        def test(scalar: Scalar) -> Condition:
+            options = [sa.and_(scalar.is_string, sa.func.lower(scalar.text).like(pattern, escape="\\"))]
+            if wanted is not None:
+                options.append(sa.and_(scalar.is_number, scalar.number == wanted))
+            if lowered == "true":
+                options.append(scalar.is_true)
+            if lowered == "false":
+                options.append(scalar.is_false)
+            return sa.or_(*options)
+
+        return self._any_scalar(keys, test)
+
+    def range(
+        self, keys: tuple[str, ...], kind: str, low: Any, high: Any, *, include_low: bool, include_high: bool
+    ) -> Condition:
+        """Numbers (``kind`` number) or strings (text, by code point) at ``keys`` within the
+        bounds (None: open); ``any``: any number or string."""
+        if self.dialect == "postgresql":
+            return json_path_range(keys, kind, low, high, include_low, include_high)
+
+        def test(scalar: Scalar) -> Condition:
+            if kind == "any":
+                return sa.or_(scalar.is_string, scalar.is_number)
+            if kind == "number":
+                value, where, low_bound, high_bound = scalar.number, scalar.is_number, low, high
+            else:
+                value, where = self._binary(scalar.text), scalar.is_string
+                low_bound, high_bound = (None if b is None else self._binary(sa.literal(b)) for b in (low, high))
+            conditions = [where]
+            if low_bound is not None:
+                conditions.append(value >= low_bound if include_low else value > low_bound)
+            if high_bound is not None:
+                conditions.append(value <= high_bound if include_high else value < high_bound)
+            return sa.and_(*conditions)
+
+        return self._any_scalar(keys, test)
+
+    def _binary(self, text: Any) -> Any:
+        """Text compared by code point, whatever the column's collation (SQLite's is already)."""
+        return text if self.dialect == "sqlite" else sa.cast(text, mysql.BINARY())
+
+    def _any_scalar(self, keys: tuple[str, ...], test: Test) -> Condition:
         """Some scalar at ``keys`` (the value, or an element of a list there) passes ``test``."""
         if self.dialect == "sqlite":
             return self._sqlite(keys, test)

@@ -12,12 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.elements import ColumnElement
 
 from flask_async_events.errors import QueryError
 from flask_async_events.models import Delivery, DeliveryAttempt, Event, Subscription
-from flask_async_events.operations.payload_sql import Payload, Scalar, json_path_range, json_path_term
+from flask_async_events.operations.payload_sql import Payload, escape_like
 from flask_async_events.query import (
     OPEN,
     Both,
@@ -60,7 +59,7 @@ def _moment(field: str, value: str) -> tuple[datetime, datetime]:
 
 def _like(column: Column, value: str, *, contains: bool = False) -> ColumnElement[bool]:
     """Equality, or LIKE where the value has ``*`` (escaped, so ``%`` and ``_`` are literal)."""
-    escaped = _escape(value).replace("*", "%")
+    escaped = escape_like(value).replace("*", "%")
     if contains:
         return column.like(f"%{escaped}%", escape="\\")
     if "*" in value:
@@ -149,7 +148,7 @@ class Translator:
             return column == start if start == end else sa.and_(column >= start, column < end)
         value = term.value.lower() if field.kind == "name" else term.value
         if term.phrase:
-            return column.like(f"%{_escape(value)}%", escape="\\") if field.kind == "text" else column == value
+            return column.like(f"%{escape_like(value)}%", escape="\\") if field.kind == "text" else column == value
         return _like(column, value, contains=field.kind == "text" and "*" not in value)
 
     def exists(self, node: Exists) -> ColumnElement[bool]:
@@ -191,51 +190,14 @@ class Translator:
         if term.value == OPEN and not term.phrase:
             return self.body.exists(keys)
         wanted = number(term.value) if OPEN not in term.value or term.phrase else None
-        if self.dialect == "postgresql":
-            return json_path_term(keys, term.value, phrase=term.phrase, wanted=wanted)
-        truth = term.value.lower()
-        pattern = _escape(term.value.lower()) if term.phrase else _escape(term.value.lower()).replace("*", "%")
-
-        def test(scalar: Scalar) -> ColumnElement[bool]:
-            options = [sa.and_(scalar.is_string, sa.func.lower(scalar.text).like(pattern, escape="\\"))]
-            if wanted is not None:
-                options.append(sa.and_(scalar.is_number, scalar.number == wanted))
-            if truth == "true":
-                options.append(scalar.is_true)
-            if truth == "false":
-                options.append(scalar.is_false)
-            return sa.or_(*options)
-
-        return self.body.any_scalar(keys, test)
+        return self.body.term(keys, term.value, phrase=term.phrase, wanted=wanted)
 
     def payload_range(self, node: Range) -> ColumnElement[bool]:
         """Numbers (number bounds) or strings (text bounds, in code point order) at a payload path."""
         kind, low, high = payload_bounds(node)
-        if self.dialect == "postgresql":
-            return json_path_range(path_of(node.field), kind, low, high, node.include_low, node.include_high)
-
-        def test(scalar: Scalar) -> ColumnElement[bool]:
-            if kind == "any":
-                return sa.or_(scalar.is_string, scalar.is_number)
-            value, where = (
-                (scalar.number, scalar.is_number) if kind == "number" else (self.binary(scalar.text), scalar.is_string)
-            )
-            conditions = [where]
-            if low is not None:
-                bound = low if kind == "number" else self.binary(sa.literal(low))
-                conditions.append(value >= bound if node.include_low else value > bound)
-            if high is not None:
-                bound = high if kind == "number" else self.binary(sa.literal(high))
-                conditions.append(value <= bound if node.include_high else value < bound)
-            return sa.and_(*conditions)
-
-        return self.body.any_scalar(path_of(node.field), test)
-
-    def binary(self, text: Any) -> Any:
-        """Text compared by code point, whatever the column's collation."""
-        if self.dialect in ("mysql", "mariadb"):
-            return sa.cast(text, mysql.BINARY())
-        return text
+        return self.body.range(
+            path_of(node.field), kind, low, high, include_low=node.include_low, include_high=node.include_high
+        )
 
     def anywhere(self, term: Term) -> ColumnElement[bool]:
         """A bare value: a delivery uuid, an event name, an error class, or response text."""
@@ -250,10 +212,6 @@ class Translator:
     def unknown(name: str) -> str:
         known = ", ".join(sorted(FIELDS))
         return f"unknown field {name!r}; the fields are {known}, and data.<path> into the body"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def attempt_filter(query: str, dialect: str) -> ColumnElement[bool] | None:
