@@ -60,7 +60,7 @@ def delivery_row(event_id: int, subscription_id: int, now: datetime) -> dict[str
 
 
 def recipients(
-    state: AppState, event: Event | Any, candidates: Sequence[Any], grants: Mapping[str, frozenset[str] | None]
+    state: AppState, event: Event, candidates: Sequence[Any], grants: Mapping[str, frozenset[str] | None]
 ) -> list[Any]:
     """The candidate subscriptions (rows with ``event_name``, ``store_id`` and ``owner``) an event
     reaches by name, store scope and its owner's resources; operational events reach only their

@@ -96,8 +96,16 @@ class Batch(Generic[K]):
     sent; the rest go out in calls within the service's limits."""
 
     def __init__(
-        self, count: int, *, size_of: Callable[[Entry], int], max_entries: int, max_bytes: int, too_large: str
+        self,
+        count: int,
+        *,
+        service: str,
+        size_of: Callable[[Entry], int],
+        max_entries: int,
+        max_bytes: int,
+        too_large: str,
     ) -> None:
+        self.service = service
         self.results: list[NotifyResult | None] = [None] * count
         self.size_of = size_of
         self.max_entries = max_entries
@@ -108,10 +116,10 @@ class Batch(Generic[K]):
     def refuse(self, index: int, result: NotifyResult) -> None:
         self.results[index] = result
 
-    def add(self, index: int, destination: K, entry: Entry, service: str) -> None:
+    def add(self, index: int, destination: K, entry: Entry) -> None:
         size = self.size_of(entry)
         if size > self.max_bytes:
-            reason = f"Too large: {size} bytes, over {service}'s {self.max_bytes}-byte limit; not sent"
+            reason = f"Too large: {size} bytes, over {self.service}'s {self.max_bytes}-byte limit; not sent"
             self.refuse(index, NotifyResult(False, response_data=reason, error_class=self.too_large))
             return
         self._groups[destination].append((index, entry))

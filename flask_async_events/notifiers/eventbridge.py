@@ -83,6 +83,7 @@ class EventBridgeNotifier:
         """Send a batch; one result per entry, in order. Oversized entries are refused, not sent."""
         calls: Batch[str | None] = Batch(
             len(batch),
+            service="EventBridge",
             size_of=entry_size,
             max_entries=MAX_ENTRIES,
             max_bytes=MAX_BATCH_BYTES,
@@ -101,7 +102,7 @@ class EventBridgeNotifier:
                 "EventBusName": bus,
                 "Time": message.created_at,
             }
-            calls.add(index, region, entry, "EventBridge")
+            calls.add(index, region, entry)
         return calls.send(self._put)
 
     def _put(self, region: str | None, entries: list[dict[str, Any]]) -> list[NotifyResult]:

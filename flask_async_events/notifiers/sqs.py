@@ -106,7 +106,12 @@ class SqsNotifier:
     def notify_batch(self, batch: Sequence[tuple[Recipient, Message]]) -> list[NotifyResult]:
         """Send a batch; one result per message, in order. Oversized messages are refused, not sent."""
         calls: Batch[Queue] = Batch(
-            len(batch), size_of=_size, max_entries=MAX_ENTRIES, max_bytes=MAX_BATCH_BYTES, too_large="MessageTooLong"
+            len(batch),
+            service="SQS",
+            size_of=_size,
+            max_entries=MAX_ENTRIES,
+            max_bytes=MAX_BATCH_BYTES,
+            too_large="MessageTooLong",
         )
         timestamp = int(time.time())
         for index, (recipient, message) in enumerate(batch):
@@ -115,7 +120,7 @@ class SqsNotifier:
             except ValueError as exc:
                 calls.refuse(index, NotifyResult(False, response_data=str(exc), error_class="InvalidRecipient"))
                 continue
-            calls.add(index, queue, _entry(recipient, message, queue, timestamp), "SQS")
+            calls.add(index, queue, _entry(recipient, message, queue, timestamp))
         return calls.send(self._send)
 
     def _queue_url(self, queue: Queue) -> str:

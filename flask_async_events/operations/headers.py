@@ -120,7 +120,9 @@ def set_headers(state: AppState, subscription: Subscription, headers: object) ->
         for name, value in checked.items():
             if value == MASK:
                 if name.lower() not in stored:
-                    raise InvalidSubscription(f"headers: {name!r} is {MASK}, a masked value, but holds none to keep")
+                    raise InvalidSubscription(
+                        f"headers: {name!r} is {MASK}, a masked value, but holds none to keep; send its real value"
+                    )
                 checked[name] = stored[name.lower()]
     subscription.headers = seal_headers(state.box, checked)
 

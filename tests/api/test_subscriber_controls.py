@@ -20,7 +20,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from flask_async_events.signing import legacy_signature, signing_key
 from tests.appfactory import db
 from tests.conftest import AppEnv, Receiver, run_burst
-from tests.helpers import MAGENTO_TOKEN, PREFIX, create, place_order, token
+from tests.helpers import MAGENTO_TOKEN, PREFIX, attempts, create, deliveries, place_order, token
 
 OLD = MAGENTO_TOKEN
 
@@ -264,3 +264,21 @@ def test_the_cli_sets_shows_and_removes_headers(env: AppEnv, receiver: Receiver)
     assert request.headers["X-Token"] == "t-1" and request.headers["X-B"] == "2" and "X-A" not in request.headers
     cleared = runner.invoke(args=["async-events", "headers", "1", "--clear"])
     assert cleared.output.strip() == "Subscription 1 sends no extra headers"
+
+
+def test_headers_that_no_longer_decrypt_hold_the_delivery_back_instead_of_sending_without_them(
+    env: AppEnv, receiver: Receiver
+) -> None:
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[60])
+    client, auth = app.test_client(), token(app, "sales-app", "sales")
+    url = receiver.respond("/lost-key")
+    create(client, auth, recipient_url=url, headers={"Authorization": "Bearer tenant-credential-42"})
+    with app.app_context():  # sealed with a key this app no longer has
+        db.session.execute(text("UPDATE async_event_subscriber SET headers = 'gAAAAABnot-a-fernet-token'"))
+        db.session.commit()
+    place_order(app)
+    run_burst(app)
+    assert receiver.at("/lost-key") == []  # never sent without its credential
+    [attempt] = attempts(app)
+    assert attempt.error_class == "SecretError" and "ASYNC_EVENTS_ENCRYPTION_KEYS" in attempt.response_data
+    assert [d.state for d in deliveries(app)] == ["retrying"]  # fixable: the key can be put back

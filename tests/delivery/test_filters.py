@@ -77,10 +77,8 @@ def test_a_filter_delivers_exactly_the_events_that_match(
 def test_a_bad_filter_is_a_400_with_its_position_and_nothing_is_stored(app: Flask, query: str, message: str) -> None:
     client, auth = app.test_client(), token(app, "shop", admin=True)
     answer = create(client, auth, recipient_url="https://example.com/hook", filter=query)
-    assert (answer.status_code == 400 and answer.get_json()["message"] == f"filter: {message}") or (
-        message in answer.get_json()["message"]
-    ), answer.get_json()
-    assert answer.get_json()["message"].startswith("filter: ")
+    assert answer.status_code == 400, answer.get_json()
+    assert answer.get_json()["message"].startswith("filter: ") and message in answer.get_json()["message"]
     assert client.get(f"{PREFIX}/async_events", headers=auth).get_json()["total_count"] == 0
 
 
