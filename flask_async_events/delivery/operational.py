@@ -92,24 +92,22 @@ def _owners(session: DbSession, subscription_ids: Iterable[int]) -> dict[int, st
     return {row.subscription_id: row.owner for row in rows}
 
 
-def publish_disabled(state: AppState, disabled: Mapping[int, tuple[str, str | None]]) -> None:
-    """``subscription.disabled`` for each subscription id -> (reason, last error), in the session."""
-    if not disabled or not _listened_to(state.db.session):
+def publish_failures(
+    state: AppState, disabled: Mapping[int, tuple[str, str | None]], dead: list[dict[str, Any]]
+) -> None:
+    """In the session, from one batch of results: ``subscription.disabled`` for each subscription
+    id -> (reason, last error), and ``delivery.dead`` for each dead delivery (its
+    ``subscription_id``, ``delivery_uuid``, ``event_name``, ``attempts``, ``status_code``,
+    ``error``, ``reason``), none for the delivery of an operational event. Two queries at most,
+    and only when there is something to say."""
+    dead = [entry for entry in dead if not is_operational(entry["event_name"])]
+    session = state.db.session
+    if not (disabled or dead) or not _listened_to(session):
         return
-    owners = _owners(state.db.session, disabled)
+    owners = _owners(session, [*disabled, *(entry["subscription_id"] for entry in dead)])
     for subscription_id, (reason, last_error) in sorted(disabled.items()):
         arguments = {"subscription_id": subscription_id, "reason": reason, "last_error": last_error}
         publish_event(state, SUBSCRIPTION_DISABLED, 0, {**arguments, OWNER: owners.get(subscription_id)})
-
-
-def publish_dead(state: AppState, dead: list[dict[str, Any]]) -> None:
-    """``delivery.dead`` for each dead delivery (its ``subscription_id``, ``delivery_uuid``,
-    ``event_name``, ``attempts``, ``status_code``, ``error``), in the session; none for the
-    delivery of an operational event."""
-    dead = [entry for entry in dead if not is_operational(entry["event_name"])]
-    if not dead or not _listened_to(state.db.session):
-        return
-    owners = _owners(state.db.session, (entry["subscription_id"] for entry in dead))
     for entry in dead:
         publish_event(state, DELIVERY_DEAD, 0, {**entry, OWNER: owners.get(entry["subscription_id"])})
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from flask_async_events import signals
 from flask_async_events.delivery.circuits import endpoint_key
 from flask_async_events.delivery.flow import feed, hold, release
-from flask_async_events.delivery.operational import publish_dead, publish_disabled, publish_endpoint
+from flask_async_events.delivery.operational import publish_endpoint, publish_failures
 from flask_async_events.delivery.subscription_status import disable_subscriptions
 from flask_async_events.delivery.types import Claimed, Outcome, Parked
 from flask_async_events.delivery.verdicts import Health, Notice, Verdict, hand_back, judge, log_row
@@ -90,10 +90,12 @@ def record(
     reasons.update(dict.fromkeys(gone, GONE_REASON))
     notices = [notice for _, verdict in judged for notice in verdict.notices]
     _disable(state, reasons, now, notices)
-    if reasons:
-        errors = {o.item.subscription_id: _error_of(o) for o in outcomes if not o.result.success}
-        publish_disabled(state, {sid: (reason, errors.get(sid)) for sid, reason in reasons.items()})
-    publish_dead(state, [_dead_entry(o, v) for o, (_, v) in zip(outcomes, judged, strict=False) if v.dead_reason])
+    errors = {o.item.subscription_id: _error_of(o) for o in outcomes if reasons and not o.result.success}
+    publish_failures(
+        state,
+        {sid: (reason, errors.get(sid)) for sid, reason in reasons.items()},
+        [_dead_entry(o, v) for o, (_, v) in zip(outcomes, judged[: len(outcomes)], strict=True) if v.dead_reason],
+    )
     session.commit()
 
     retries: dict[datetime, list[int]] = defaultdict(list)
