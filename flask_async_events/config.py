@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_async_events.errors import ConfigError
+from flask_async_events.redis_connection import is_sentinel_url, parse_sentinel_url
 from flask_async_events.ssrf import IPNetwork, parse_networks
 
 PAYLOAD_FORMATS = ("data", "cloudevents")
 
 DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_REDIS_URL": None,
+    "ASYNC_EVENTS_REDIS_OPTIONS": {},
     "ASYNC_EVENTS_DEFINITIONS_FILE": None,
     "ASYNC_EVENTS_PAYLOAD_FORMAT": "data",
     "ASYNC_EVENTS_SIGNATURE_HEADER": "x-magento-signature",
@@ -55,6 +57,7 @@ class Settings:
     """Validated configuration of one app. Times are in seconds."""
 
     redis_url: str | None
+    redis_options: Mapping[str, Any]  # redis-py client arguments: TLS certificates, timeouts, sentinel_kwargs
     definitions_file: str | None
     payload_format: str
     signature_header: str
@@ -171,8 +174,14 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
     if jitter > 1:
         raise ConfigError(f"ASYNC_EVENTS_RETRY_JITTER is a fraction between 0 and 1, got {jitter!r}")
     redis_url = config.get("ASYNC_EVENTS_REDIS_URL") or config.get("REDIS_URL")
+    if redis_url and is_sentinel_url(redis_url):
+        parse_sentinel_url(redis_url)
+    redis_options = config.get("ASYNC_EVENTS_REDIS_OPTIONS") or {}
+    if not isinstance(redis_options, Mapping):
+        raise ConfigError(f"ASYNC_EVENTS_REDIS_OPTIONS must be a mapping of redis-py arguments, got {redis_options!r}")
     return Settings(
         redis_url=redis_url,
+        redis_options=dict(redis_options),
         definitions_file=config.get("ASYNC_EVENTS_DEFINITIONS_FILE"),
         payload_format=payload_format,
         signature_header=header.strip().lower(),

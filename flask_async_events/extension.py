@@ -113,7 +113,7 @@ class AsyncEvents:
             )
         define_operational_events(definitions)
         queues = Queues(
-            connect_redis(settings.redis_url, app.instance_path),
+            connect_redis(settings.redis_url, app.instance_path, settings.redis_options),
             job_timeout=settings.job_timeout,
             batch_size=settings.batch_size,
         )

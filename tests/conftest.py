@@ -197,12 +197,13 @@ class AppEnv:
     monkeypatch: pytest.MonkeyPatch
     config: dict[str, Any] = field(default_factory=dict)
     apps: list[Flask] = field(default_factory=list)
+    redis_url: str | None = None  # another Redis than ``redis`` (a Sentinel service, TLS)
 
     def app(self, **config: Any) -> Flask:
         """The test app with these settings; worker subprocesses started afterwards get them too."""
         self.config.update(config)
         self.monkeypatch.setenv("FAE_TEST_DATABASE_URI", self.database_uri)
-        self.monkeypatch.setenv("FAE_TEST_REDIS_URL", self.redis.url)
+        self.monkeypatch.setenv("FAE_TEST_REDIS_URL", self.redis_url or self.redis.url)
         self.monkeypatch.setenv("FAE_TEST_CONFIG", json.dumps(self.config))
         application = appfactory.create_app()
         self.apps.append(application)

@@ -1,6 +1,9 @@
 """``python -m bench.chaos``: seeded fault-injection runs, and a table of what held.
 
-    python -m bench.chaos [--runs 5] [--events 10000] [--workers 3] [--seed 1]
+    python -m bench.chaos [--runs 5] [--events 10000] [--workers 3] [--seed 1] [--sentinel]
+
+With ``--sentinel``, Redis is a master, a replica and three sentinels, and the mid-run Redis fault is a
+failover (the master killed; writes it had not yet replicated are lost with it).
 
 Exits non-zero if any run lost, misrouted or left a delivery pending, or duplicated more than
 0.5% of deliveries.
@@ -38,10 +41,14 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--rate", type=float, default=250.0)
+    parser.add_argument("--sentinel", action="store_true", help="Redis behind Sentinel; a failover mid-run")
     args = parser.parse_args()
     reports = []
     for seed in range(args.seed, args.seed + args.runs):
-        report = run(ChaosConfig(seed=seed, events=args.events, workers=args.workers, rate=args.rate))
+        config = ChaosConfig(
+            seed=seed, events=args.events, workers=args.workers, rate=args.rate, sentinel=args.sentinel
+        )
+        report = run(config)
         reports.append(report)
         print(f"seed {seed}: {'ok' if report.ok else 'FAILED'}; " + "; ".join(report.faults), flush=True)
     print()

@@ -28,6 +28,7 @@ import requests
 import sqlalchemy as sa
 
 from bench.common import PG_ADMIN, ROOT, start_redis, wait_until
+from bench.sentinel import SentinelGroup
 
 # (path, event pattern, store, enabled, receives the run's events: store 1, chaos.order.created)
 SUBSCRIPTIONS = [
@@ -54,6 +55,7 @@ class ChaosConfig:
     fault_rate: float = 0.3
     kill_every: float = 4.0  # seconds between random worker kills; 0 for none
     restart_redis: bool = True
+    sentinel: bool = False  # Redis as a master, a replica and three sentinels; its fault is a failover
     drop_database: bool = True
     outage: float = 8.0  # seconds one endpoint answers only 503 (its circuit opens), mid-run; 0 for none
     drain_timeout: float = 240.0
@@ -104,6 +106,10 @@ class Services:
         self.receiver_log = folder / "received.jsonl"
         self.outage_file = folder / "outage"
         self.redis_process: subprocess.Popen[bytes] | None = None
+        self.sentinel: SentinelGroup | None = None
+        if config.sentinel:
+            self.sentinel = SentinelGroup(folder)
+            self.redis_url = self.sentinel.url
         self.receiver: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = []
         self.logs: list[IO[bytes]] = []
@@ -115,9 +121,22 @@ class Services:
         }
 
     def start_redis(self) -> None:
+        if self.sentinel is not None:
+            self.sentinel.start()
+            return
         self.redis_process, _ = start_redis(self.folder)  # on self.redis_socket
 
+    def fail_over(self) -> str:
+        """Kill the Sentinel service's master; once a replica is promoted, the old one rejoins as a replica."""
+        assert self.sentinel is not None
+        killed_at = time.monotonic()
+        promoted = self.sentinel.fail_over()
+        self.sentinel.rejoin()
+        return f"master killed, replica promoted {promoted - killed_at:.1f}s later"
+
     def kill_redis(self) -> None:
+        if self.sentinel is not None:
+            self.sentinel.stop()
         if self.redis_process is not None:
             self.redis_process.kill()
             self.redis_process.wait(10)
@@ -301,7 +320,7 @@ def _timetable(config: ChaosConfig) -> list[tuple[float, str]]:
             moment += rng.uniform(0.5, 1.5) * config.kill_every
         plan.append((0.7 * duration, "kill-worker-mid-delivery"))
     if config.restart_redis:
-        plan.append((0.4 * duration, "restart-redis-empty"))
+        plan.append((0.4 * duration, "fail-over" if config.sentinel else "restart-redis-empty"))
     if config.drop_database:
         plan.append((0.6 * duration, "drop-database-connections"))
     if config.outage > 0:  # spans the Redis restart: the open circuit's state is lost with it
@@ -335,6 +354,8 @@ def _inject(services: Services, plan: list[tuple[float, str]], rng: random.Rando
             services.kill_redis()
             time.sleep(1.5)  # the publisher keeps publishing while Redis is down
             services.start_redis()
+        elif fault == "fail-over":
+            report.faults.append(services.fail_over())
         elif fault == "drop-database-connections":
             report.faults.append(f"dropped {services.drop_connections()} database connections")
         elif fault == "endpoint-outage":

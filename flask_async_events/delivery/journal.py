@@ -31,9 +31,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from redis import ConnectionPool, Redis
+from redis import Redis
 from redis.exceptions import RedisError
 
+from flask_async_events import redis_connection
 from flask_async_events.models import RESPONSE_EXCERPT
 from flask_async_events.notifiers.base import NotifyResult
 
@@ -68,12 +69,7 @@ class AttemptJournal:
     a pipeline at a time, so a send never waits for Redis; nothing here raises."""
 
     def __init__(self, connection: Redis) -> None:
-        pool = connection.connection_pool
-        self._redis = Redis(
-            connection_pool=ConnectionPool(
-                connection_class=pool.connection_class, **{**pool.connection_kwargs, "socket_timeout": TIMEOUT}
-            )
-        )
+        self._redis = redis_connection.clone(connection, socket_timeout=TIMEOUT)
         self._notes: queue.SimpleQueue[Note | None] = queue.SimpleQueue()
         self._written = threading.Condition()
         self._pending = 0

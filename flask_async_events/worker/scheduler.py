@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
+from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.scheduler import RQScheduler
+
+from flask_async_events import redis_connection
 
 POLL_INTERVAL = 0.2
 OUTAGE_PAUSE = 1.0
@@ -23,6 +27,19 @@ class PreciseScheduler(RQScheduler):
     It also stops when its worker dies: RQ forks the scheduler, and an orphan would otherwise go
     on holding the scheduler locks with the dead worker's code and settings.
     """
+
+    def __init__(self, queues: Any, connection: Redis, **kwargs: Any) -> None:
+        super().__init__(queues, connection, **kwargs)
+        self._source = connection
+        self._client: Redis | None = None
+
+    @property
+    def connection(self) -> Redis:
+        """A client of its own to the worker's Redis: RQ rebuilds one from the pool's arguments, which
+        loses a Sentinel service. (After the fork, redis-py's pool opens new connections by itself.)"""
+        if self._client is None:
+            self._client = redis_connection.clone(self._source)
+        return self._client
 
     def work(self) -> None:
         self._install_signal_handlers()
