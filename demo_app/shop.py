@@ -72,7 +72,7 @@ def _order_input() -> tuple[str, str] | str:
 
 
 def create_app() -> Flask:
-    app = Flask(__name__)
+    app = Flask(__name__, instance_path=settings.INSTANCE_PATH)
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
         ASYNC_EVENTS_MAINTENANCE_INTERVAL=5,

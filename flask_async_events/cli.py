@@ -37,6 +37,7 @@ from flask_async_events.operations.subscriptions import (
 from flask_async_events.operations.trace import attempt_dict, load_trace
 from flask_async_events.signing import generate_secret
 from flask_async_events.state import NOTIFIER_ALIASES, get_state
+from flask_async_events.worker.logs import FORMATS, configure_worker_logging
 from flask_async_events.worker.rq_worker import run_worker
 
 cli = AppGroup("async-events", help="Asynchronous events: workers, publishing, subscriptions, operations.")
@@ -70,7 +71,17 @@ def _print_json(value: Any) -> None:
     show_default=True,
     help="Also run RQ's scheduler, which starts delayed retries when due.",
 )
-@click.option("--logging-level", default="INFO", show_default=True)
+@click.option(
+    "--logging-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="INFO: one line per delivery attempt and per endpoint state change.",
+)
+@click.option(
+    "--log-format", type=click.Choice(FORMATS), default="text", show_default=True, help="json: one object a line."
+)
+@click.option("--verbose", is_flag=True, help="Also RQ's own lines: each job, its result, registry cleaning.")
 def worker(
     burst: bool,
     queues: tuple[str, ...],
@@ -78,11 +89,14 @@ def worker(
     max_jobs: int | None,
     with_scheduler: bool,
     logging_level: str,
+    log_format: str,
+    verbose: bool,
 ) -> None:
     """Run a delivery worker (the Magento module's event.trigger and event.retry consumers in one)."""
     state = get_state()
     selected = state.queues.named(queues) if queues else state.queues.all()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    rq_level = configure_worker_logging(logging_level, log_format=log_format, verbose=verbose)
     run_worker(
         app,
         selected,
@@ -90,7 +104,7 @@ def worker(
         burst=burst,
         max_jobs=max_jobs,
         with_scheduler=with_scheduler,
-        logging_level=logging_level,
+        logging_level=rq_level,
     )
 
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import requests
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from bench.sentinel import free_port
 from demo_app import receiver as demo_receiver
 from demo_app import settings, shop
-from tests.conftest import AppEnv, run_burst
+from tests.conftest import ROOT, AppEnv, run_burst
 
 
 @pytest.fixture
@@ -78,3 +86,78 @@ def test_the_shop_rejects_bad_input_with_a_message(env: AppEnv, monkeypatch: pyt
     assert client.post("/orders/99/ship").status_code == 404
     with app.app_context():
         shop.db.drop_all()
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_stopped_demo_leaves_no_process_behind(tmp_path: Path, stop: str) -> None:
+    web, receiver = free_port(), free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "demo_app.run"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "PORT": str(web),
+            "DEMO_RECEIVER_PORT": str(receiver),
+            "DEMO_INSTANCE_PATH": str(tmp_path),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a terminal's Ctrl-C reaches the whole process group
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                order = {"customer_email": "roni_cost@example.com", "total": "45.00"}
+                if requests.post(f"http://127.0.0.1:{web}/orders", json=order, timeout=2).status_code == 201:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "the demo's shop did not answer"
+            time.sleep(0.3)
+        received: list[dict[str, str]] = []
+        while not received:
+            assert time.monotonic() < deadline, "the order did not arrive at the demo receiver"
+            time.sleep(0.3)
+            received = requests.get(f"http://127.0.0.1:{receiver}/received.json", timeout=2).json()
+        processes = _descendants(demo.pid)
+        assert len(processes) >= 4  # honcho, web, worker, receiver, the embedded redis-server
+        if stop == "ctrl-c":
+            os.killpg(demo.pid, signal.SIGINT)
+        else:
+            demo.send_signal(signal.SIGTERM)  # the demo alone, as a supervisor or `kill` does
+        output = demo.communicate(timeout=60)[0].decode()
+        left = [pid for pid in processes if _alive(pid)]
+        assert left == [], f"still running: {left}\n{output[-2000:]}"
+        assert "delivered sales.order.created" in output  # the worker's line for the order
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)

@@ -46,6 +46,7 @@ def run_worker(
         worker: AsyncEventsWorker | None = None
         try:
             worker = AsyncEventsWorker(queues, app=app, name=name)  # talks to Redis already
+            log.info("Worker %s: serving %s", worker.name, ", ".join(queue.name for queue in queues))
             worker.work(burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             log.warning("Worker lost Redis: %s", exc)

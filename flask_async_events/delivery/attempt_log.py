@@ -1,0 +1,77 @@
+"""One log line per attempt, in delivery terms: which event went where, with what answer, how long it
+took, and what happens next (delivered / retry at T / dead). The line names the endpoint by its host
+only (a URL's path and query can hold credentials); a secret or a custom header value is never in it.
+
+Each record also carries the same facts as fields (``record.delivery``), which the JSON log format
+writes as keys, so a log shipper can search by delivery, subscription or outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from flask_async_events.delivery.circuits import endpoint_key
+from flask_async_events.delivery.types import Outcome
+from flask_async_events.delivery.verdicts import Verdict
+from flask_async_events.models import DeliveryState
+
+log = logging.getLogger("flask_async_events.attempts")
+
+
+def attempt_facts(outcome: Outcome, verdict: Verdict) -> dict[str, Any]:
+    """What one attempt's line says, as fields."""
+    item, result = outcome.item, outcome.result
+    if outcome.cancelled:
+        next_step = "cancelled"
+    elif verdict.state == DeliveryState.DELIVERED:
+        next_step = "delivered"
+    elif verdict.state == DeliveryState.RETRYING:
+        next_step = "retry"
+    else:
+        next_step = "dead"
+    facts: dict[str, Any] = {
+        "outcome": next_step,
+        "event": item.event_name,
+        "event_uuid": item.event_uuid,
+        "delivery_uuid": item.uuid,
+        "subscription_id": item.subscription_id,
+        "endpoint": endpoint_key(item.recipient_url) or item.notifier,
+        "attempt": item.attempt_count + 1,
+        "status": result.status_code,
+        "error": None if result.success else result.error_class,
+        "duration_ms": outcome.duration_ms,
+    }
+    if next_step == "retry":
+        facts["retry_at"] = verdict.next_attempt_at.isoformat(timespec="seconds")
+    if next_step in ("dead", "cancelled"):
+        facts["reason"] = (verdict.dead_reason or result.response_data or "")[:200] or None
+    return facts
+
+
+def attempt_line(facts: dict[str, Any]) -> str:
+    """``delivered sales.order.created to https://shop.example:443 (subscription 7, delivery 3f…): 200 in 35 ms``."""
+    answer = facts["status"] or facts["error"] or "no answer"
+    took = f" in {facts['duration_ms']} ms" if facts["duration_ms"] is not None else ""
+    head = (
+        f"{facts['outcome']} {facts['event']} to {facts['endpoint']} (subscription {facts['subscription_id']}, "
+        f"delivery {facts['delivery_uuid']}, attempt {facts['attempt']})"
+    )
+    if facts["outcome"] == "cancelled":
+        return f"{head}: {facts.get('reason') or 'cancelled'}"
+    line = f"{head}: {answer}{took}"
+    if facts["outcome"] == "retry":
+        return f"{line}; retry at {facts['retry_at']}"
+    if facts["outcome"] == "dead":
+        return f"{line}; dead: {facts['reason']}" if facts.get("reason") else f"{line}; dead"
+    return line
+
+
+def log_attempts(judged: Iterable[tuple[Outcome, Verdict]]) -> None:
+    """One INFO line per attempt; nothing is built if INFO is not logged."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for outcome, verdict in judged:
+        facts = attempt_facts(outcome, verdict)
+        log.info("%s", attempt_line(facts), extra={"delivery": facts})
