@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from flask_async_events import tracing
 from flask_async_events.delivery import deliver as delivery
 from flask_async_events.delivery import fanout
 from flask_async_events.operations import replay as replays
@@ -11,7 +12,8 @@ from flask_async_events.state import get_state
 
 def trigger(event_ids: list[int]) -> int:
     """Resolve and fan out committed events (queue ``event.trigger``)."""
-    return fanout.trigger(get_state(), event_ids)
+    with tracing.span("async_events.trigger", {"async_events.events": len(event_ids)}, kind="CONSUMER"):
+        return fanout.trigger(get_state(), event_ids)
 
 
 def deliver(delivery_ids: list[int]) -> int:

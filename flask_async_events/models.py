@@ -139,6 +139,7 @@ class Event(Base):
     # The publisher's key: one event per name and key (NULLs never collide); cleared once its
     # window has passed, so the key may be used again.
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    trace_context: Mapped[str | None] = mapped_column(String(512))  # the publisher's traceparent/tracestate (JSON)
 
     __table_args__ = (UniqueConstraint("event_name", "idempotency_key"),)
 

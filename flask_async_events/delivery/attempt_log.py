@@ -1,4 +1,6 @@
-"""One log line per attempt, in delivery terms: which event went where, with what answer, how long it
+"""What one attempt reports: a log line and the end of its trace span.
+
+One log line per attempt, in delivery terms: which event went where, with what answer, how long it
 took, and what happens next (delivered / retry at T / dead). The line names the endpoint by its host
 only (a URL's path and query can hold credentials); a secret or a custom header value is never in it.
 
@@ -12,8 +14,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from flask_async_events import tracing
 from flask_async_events.delivery.circuits import endpoint_key
-from flask_async_events.delivery.types import Outcome
+from flask_async_events.delivery.types import Claimed, Outcome
 from flask_async_events.delivery.verdicts import Verdict
 from flask_async_events.models import DeliveryState
 
@@ -68,10 +71,43 @@ def attempt_line(facts: dict[str, Any]) -> str:
     return line
 
 
-def log_attempts(judged: Iterable[tuple[Outcome, Verdict]]) -> None:
-    """One INFO line per attempt; nothing is built if INFO is not logged."""
-    if not log.isEnabledFor(logging.INFO):
-        return
+def span_attributes(item: Claimed) -> dict[str, str | int]:
+    """What an attempt's span says from its start: never a secret, a header value or the URL's path."""
+    return {
+        "async_events.event": item.event_name,
+        "async_events.event_uuid": item.event_uuid,
+        "async_events.delivery_uuid": item.uuid,
+        "async_events.subscription_id": item.subscription_id,
+        "async_events.endpoint": endpoint_key(item.recipient_url) or item.notifier,
+        "async_events.attempt": item.attempt_count + 1,
+    }
+
+
+def _span_outcome(facts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "async_events.outcome": facts["outcome"],
+        "http.response.status_code": facts["status"],
+        "async_events.error": facts["error"],
+        "async_events.duration_ms": facts["duration_ms"],
+        "async_events.retry_at": facts.get("retry_at"),
+    }
+
+
+def report_attempts(judged: Iterable[tuple[Outcome, Verdict]], unsent: Iterable[Claimed] = ()) -> None:
+    """One INFO line per attempt, and the end of its span; ``unsent`` (handed back, held) end theirs
+    too. Nothing is built when INFO is not logged and there is no span."""
+    logging_on = log.isEnabledFor(logging.INFO)
     for outcome, verdict in judged:
+        attempt = outcome.item.span
+        if not logging_on and attempt is None:
+            continue
         facts = attempt_facts(outcome, verdict)
-        log.info("%s", attempt_line(facts), extra={"delivery": facts})
+        if logging_on:
+            log.info("%s", attempt_line(facts), extra={"delivery": facts})
+        if attempt is not None:
+            outcome.item.span = None
+            tracing.end_attempt(attempt, _span_outcome(facts), failed=facts["outcome"] in ("retry", "dead"))
+    for item in unsent:
+        if item.span is not None:
+            tracing.end_attempt(item.span, {"async_events.outcome": "held back"}, failed=False)
+            item.span = None

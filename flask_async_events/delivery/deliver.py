@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import and_, select, update
 
+from flask_async_events import tracing
 from flask_async_events.delivery.attempt import (
     attempt,
     attempt_batch,
@@ -36,6 +37,7 @@ from flask_async_events.delivery.attempt import (
     recipient_for,
     unsendable,
 )
+from flask_async_events.delivery.attempt_log import span_attributes
 from flask_async_events.delivery.circuits import endpoint_key
 from flask_async_events.delivery.credentials import Credentials
 from flask_async_events.delivery.dispatcher import dispatcher_of
@@ -64,10 +66,16 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
     items = claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
     if not items:
         return 0
-    items, paced = pace(state, items)
-    outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
-    starting, parked = hold_back(state, sends)
-    dispatcher.submit(outcomes, starting, paced + parked)
+    with tracing.span(
+        "async_events.deliver",
+        {"async_events.deliveries": len(items)},
+        kind="CONSUMER",
+        links=[item.event_trace for item in items],
+    ):
+        items, paced = pace(state, items)
+        outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
+        starting, parked = hold_back(state, sends)
+        dispatcher.submit(outcomes, starting, paced + parked)
     return len(items)
 
 
@@ -122,6 +130,7 @@ def claim(
             Subscription.rate_limit,
             Subscription.filter,
             Event.store_id.label("event_store_id"),
+            Event.trace_context,
         )
         .join(Event, Delivery.event_id == Event.id)
         .join(Subscription, Delivery.subscription_id == Subscription.subscription_id)
@@ -156,6 +165,7 @@ def _claimed(row: Any, token: str) -> Claimed:
         rate_limit=row.rate_limit,
         filter=row.filter,
         event_store_id=row.event_store_id,
+        event_trace=row.trace_context,
     )
 
 
@@ -196,8 +206,18 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
         recipient = recipient_for(
             secret, item.subscription_id, item.pattern, item.recipient_url, item.notifier, item.store_id
         )
+        trace_headers: tuple[tuple[str, str], ...] = ()
+        if tracing.ENABLED:
+            item.span, trace_headers = tracing.start_attempt(item.event_trace, span_attributes(item))
         message = Message(
-            item.uuid, item.event_uuid, item.event_name, body, content_type, item.created_at, item.attempt_count + 1
+            item.uuid,
+            item.event_uuid,
+            item.event_name,
+            body,
+            content_type,
+            item.created_at,
+            item.attempt_count + 1,
+            trace_headers,
         )
         if isinstance(notifier, BatchNotifier):
             batches[item.notifier.lower()].append((item, recipient, message))

@@ -21,6 +21,7 @@ from typing import Any, cast
 from redis.exceptions import RedisError
 from sqlalchemy import Table, and_, bindparam, or_, select
 
+from flask_async_events import tracing
 from flask_async_events.definitions import receives
 from flask_async_events.delivery.deliver import deliver
 from flask_async_events.delivery.dialects import has_row_locks, insert_ignoring_duplicates
@@ -91,6 +92,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     if not events:
         session.rollback()
         return 0
+    tracing.link_current(event.trace_context for event in events)
     names = {event.event_name for event in events}
     candidates = session.execute(
         select(

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
-from flask_async_events import signals
+from flask_async_events import signals, tracing
 from flask_async_events.definitions import check_store_id
 from flask_async_events.delivery.dialects import has_row_locks
 from flask_async_events.models import Event, utcnow
@@ -52,12 +52,15 @@ def publish_event(
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the arguments of event {definition.name!r} must be JSON-serialisable: {exc}") from None
     event = Event(uuid=str(uuid.uuid4()), event_name=definition.name, store_id=store_id, arguments=encoded)
-    if idempotency_key is None:
-        state.db.session.add(event)
-    else:
-        first = _add_once(state, event, _check_key(idempotency_key))
-        if first is not None:
-            return first
+    attributes = {"async_events.event": definition.name, "async_events.event_uuid": event.uuid}
+    with tracing.span("async_events.publish", attributes, kind="PRODUCER"):
+        event.trace_context = tracing.current_context()
+        if idempotency_key is None:
+            state.db.session.add(event)
+        else:
+            first = _add_once(state, event, _check_key(idempotency_key))
+            if first is not None:
+                return first
     if signals.event_published.receivers:
         signals.event_published.send(
             current_app._get_current_object(),  # type: ignore[attr-defined]

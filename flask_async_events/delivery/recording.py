@@ -20,7 +20,7 @@ from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, insert, n
 from sqlalchemy.exc import SQLAlchemyError
 
 from flask_async_events import signals
-from flask_async_events.delivery.attempt_log import log_attempts
+from flask_async_events.delivery.attempt_log import report_attempts
 from flask_async_events.delivery.circuits import endpoint_key
 from flask_async_events.delivery.flow import feed, hold, release
 from flask_async_events.delivery.operational import publish_endpoint, publish_failures
@@ -98,7 +98,10 @@ def record(
         [_dead_entry(o, v) for o, (_, v) in zip(outcomes, judged[: len(outcomes)], strict=True) if v.dead_reason],
     )
     session.commit()
-    log_attempts((outcome, verdict) for outcome, (_, verdict) in zip(outcomes, judged, strict=False))
+    report_attempts(
+        ((outcome, verdict) for outcome, (_, verdict) in zip(outcomes, judged, strict=False)),
+        [*released, *(entry.item for entry in parked)],
+    )
 
     retries: dict[datetime, list[int]] = defaultdict(list)
     for item, verdict in judged:

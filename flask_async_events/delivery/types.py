@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask_async_events.delivery.sender import Task
 from flask_async_events.notifiers.base import NotifyResult
@@ -44,6 +45,8 @@ class Claimed:
     rate_limit: float | None = None  # deliveries per second to its subscription
     filter: str | None = None  # its subscription's filter
     event_store_id: int = 0  # the store the event was published for
+    event_trace: str | None = None  # the publishing request's stored trace context
+    span: Any = None  # the attempt's OpenTelemetry span, from its preparation to its recording
 
     @property
     def attempt_key(self) -> AttemptKey:

@@ -39,6 +39,7 @@ class Message:
     content_type: str
     created_at: datetime
     attempt: int
+    trace_headers: tuple[tuple[str, str], ...] = ()  # W3C trace context of the attempt (traceparent)
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,7 @@ class HttpNotifier:
             "webhook-signature": standard_signature(keys, message.delivery_uuid, timestamp, body),
             self.signature_header: legacy_signature(key, body),
             "x-async-events-event": message.event_name,
+            **dict(message.trace_headers),
         }
 
     def notify(self, recipient: Recipient, message: Message) -> NotifyResult:
