@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: install browser demo test lint typecheck architecture package test-sqlite test-postgresql test-mysql bench chaos docs clean
+.PHONY: install browser demo test lint typecheck architecture package docs docs-check test-sqlite test-postgresql test-mysql bench chaos docs clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: $(DEMO_STAMP)
 
 ## ruff, mypy, the import contracts, then the suite on SQLite, PostgreSQL and MySQL/MariaDB (a server that is not
 ## reachable is skipped with a notice, except when CI=true). The tests start their own redis-server.
-test: $(STAMP) browser lint typecheck architecture package test-sqlite test-postgresql test-mysql
+test: $(STAMP) browser lint typecheck architecture package docs-check test-sqlite test-postgresql test-mysql
 
 ## Debian's Chromium for the admin pages' browser tests (skipped without it, except when CI=true).
 browser:
@@ -52,6 +52,16 @@ package: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --quiet --outdir dist .
 	$(BIN)/twine check --strict dist/*
+
+## The documentation site in docs/_build/html (offline: nothing is fetched).
+docs: $(STAMP)
+	$(BIN)/sphinx-build -q -b html docs docs/_build/html
+	@echo "Open docs/_build/html/index.html"
+
+## The same build with every warning an error, from scratch.
+docs-check: $(STAMP)
+	rm -rf docs/_build
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
 
 test-sqlite: $(STAMP)
 	FAE_TEST_DB=sqlite $(BIN)/python -m pytest
@@ -78,4 +88,4 @@ chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos --runs 5 --events 10000
 
 clean:
-	rm -rf $(VENV) dist build instance .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) dist build docs/_build instance .pytest_cache .mypy_cache .ruff_cache *.egg-info
