@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 try:
@@ -32,7 +33,10 @@ TRACER = "flask_async_events"
 Attributes = Mapping[str, str | int | float | bool]
 
 
+@cache
 def _tracer() -> Any:
+    """The package's tracer, made once: before the host sets its provider it is a proxy that follows
+    the provider set later, as OpenTelemetry intends a module's tracer to be."""
     from flask_async_events.version import __version__
 
     return trace.get_tracer(TRACER, __version__)

@@ -3,6 +3,8 @@ it, with the SDK's in-memory exporter; and nothing at all when tracing is off.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from flask_async_events import tracing
-from tests.conftest import AppEnv, Receiver, drain, run_burst
+from tests.conftest import ROOT, AppEnv, Receiver, drain, run_burst
 from tests.helpers import MAGENTO_TOKEN, deliveries, place_order, states, subscribe
 
 EXPORTER = InMemorySpanExporter()
@@ -128,3 +130,17 @@ def test_a_stored_context_that_is_not_a_trace_context_is_ignored() -> None:
         attempt, headers = tracing.start_attempt(stored, {"async_events.attempt": 1})
         assert attempt.parent is None and dict(headers)["traceparent"].startswith("00-")
         attempt.end()
+
+
+def test_without_the_otel_extra_the_package_imports_nothing_of_opentelemetry() -> None:
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"  # as if it were not installed
+        "from flask_async_events import tracing\n"
+        "assert tracing.ENABLED is False\n"
+        "assert tracing.current_context() is None and tracing.start_attempt('{}', {}) == (None, ())\n"
+        "with tracing.span('x', {}):\n    pass\n"
+        "tracing.link_current(['{}'])\n"
+        "import flask_async_events.delivery.deliver, flask_async_events.delivery.recording\n"
+        "assert not [name for name in sys.modules if name.startswith('opentelemetry.')]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
