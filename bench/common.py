@@ -36,23 +36,18 @@ def wait_until(check: Callable[[], object], timeout: float = 30) -> None:
     raise RuntimeError("service did not start")
 
 
+def redis_server_command(binary: str, folder: Path, *listen: str) -> list[str]:
+    """A redis-server that keeps nothing on disk, its files in ``folder``, listening as ``listen`` says."""
+    return [binary, *listen, "--save", "", "--appendonly", "no", "--dir", str(folder), "--loglevel", "warning"]
+
+
 def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A redis-server on a unix socket in ``folder``; returns the process and its URL."""
     path = folder / "redis.sock"
     process = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            "0",
-            "--unixsocket",
-            str(path),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
+        redis_server_command(
+            shutil.which("redis-server") or "redis-server", folder, "--port", "0", "--unixsocket", str(path)
+        ),
         stdout=subprocess.DEVNULL,
     )
     wait_until(lambda: redis.Redis(unix_socket_path=str(path)).ping())

@@ -15,6 +15,8 @@ from typing import Any, cast
 
 import redis
 
+from bench.common import redis_server_command
+
 SERVICE = "async-events"
 DOWN_AFTER_MS = 1000  # the sentinels call a silent master down after this long
 
@@ -75,22 +77,7 @@ class SentinelGroup:
 
     def _server(self, port: int, *extra: str) -> None:
         self.servers[port] = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-                "--loglevel",
-                "warning",
-                *extra,
-            ],
+            redis_server_command(self.binary, self.folder, "--port", str(port), "--bind", "127.0.0.1", *extra),
             stdout=subprocess.DEVNULL,
         )
         client = redis.Redis(port=port)

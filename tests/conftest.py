@@ -24,6 +24,7 @@ from flask import Flask
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from bench.common import redis_server_command
 from flask_async_events import migrate
 from flask_async_events.delivery.dispatcher import shut_down
 from flask_async_events.models import Base
@@ -63,23 +64,16 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [
+            redis_server_command(
                 redis_server_binary(),
+                self.folder,
                 "--port",
                 "0",
                 "--unixsocket",
                 str(self.socket),
                 "--unixsocketperm",
                 "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-                "--loglevel",
-                "warning",
-            ],
+            ),
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10

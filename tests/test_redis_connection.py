@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from bench.common import redis_server_command
 from bench.sentinel import free_port
 from flask_async_events.config import load_settings
 from flask_async_events.errors import ConfigError
@@ -106,28 +107,10 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A redis-server that speaks TLS only, on a loopback port; its URL and its CA certificate."""
     cert, key = _certificate(tmp_path)
     port = free_port()
+    tls = ["--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    tls += ["--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
     process = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--tls-cert-file",
-            str(cert),
-            "--tls-key-file",
-            str(key),
-            "--tls-ca-cert-file",
-            str(cert),
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ],
+        redis_server_command(redis_server_binary(), tmp_path, "--port", "0", "--bind", "127.0.0.1", *tls),
         stdout=subprocess.DEVNULL,
     )
     url = f"rediss://127.0.0.1:{port}/0"
