@@ -23,6 +23,18 @@ from flask_async_events.models import DeliveryState
 log = logging.getLogger("flask_async_events.attempts")
 
 
+def _about(item: Claimed) -> dict[str, str | int]:
+    """Which attempt this is: never a secret, a header value or the URL's path."""
+    return {
+        "event": item.event_name,
+        "event_uuid": item.event_uuid,
+        "delivery_uuid": item.uuid,
+        "subscription_id": item.subscription_id,
+        "endpoint": endpoint_key(item.recipient_url) or item.notifier,
+        "attempt": item.attempt_count + 1,
+    }
+
+
 def attempt_facts(outcome: Outcome, verdict: Verdict) -> dict[str, Any]:
     """What one attempt's line says, as fields."""
     item, result = outcome.item, outcome.result
@@ -36,12 +48,7 @@ def attempt_facts(outcome: Outcome, verdict: Verdict) -> dict[str, Any]:
         next_step = "dead"
     facts: dict[str, Any] = {
         "outcome": next_step,
-        "event": item.event_name,
-        "event_uuid": item.event_uuid,
-        "delivery_uuid": item.uuid,
-        "subscription_id": item.subscription_id,
-        "endpoint": endpoint_key(item.recipient_url) or item.notifier,
-        "attempt": item.attempt_count + 1,
+        **_about(item),
         "status": result.status_code,
         "error": None if result.success else result.error_class,
         "duration_ms": outcome.duration_ms,
@@ -72,15 +79,8 @@ def attempt_line(facts: dict[str, Any]) -> str:
 
 
 def span_attributes(item: Claimed) -> dict[str, str | int]:
-    """What an attempt's span says from its start: never a secret, a header value or the URL's path."""
-    return {
-        "async_events.event": item.event_name,
-        "async_events.event_uuid": item.event_uuid,
-        "async_events.delivery_uuid": item.uuid,
-        "async_events.subscription_id": item.subscription_id,
-        "async_events.endpoint": endpoint_key(item.recipient_url) or item.notifier,
-        "async_events.attempt": item.attempt_count + 1,
-    }
+    """What an attempt's span says from its start."""
+    return {f"async_events.{key}": value for key, value in _about(item).items()}
 
 
 def _span_outcome(facts: dict[str, Any]) -> dict[str, Any]:
