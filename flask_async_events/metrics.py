@@ -1,25 +1,26 @@
 """Metrics in Prometheus' text format, served at ``ASYNC_EVENTS_METRICS_URL`` to admin tokens.
 
 Every value is read from the database and Redis at scrape time, never from one process's memory,
-so any web process answers for all workers. Attempt counts and the latency histogram cover the
-attempt log as it stands (``prune`` lowers them, as a counter reset).
+so any web process answers for all workers. Attempt counts and the latency histogram come from the
+attempt totals, counted as attempts are logged: a scrape reads a row or two per subscription,
+however long the log, and ``prune`` does not lower them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import accumulate
 
 from flask import Response, request
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from flask_async_events.auth import authenticate
 from flask_async_events.errors import AuthError
-from flask_async_events.models import DeliveryAttempt, Subscription
+from flask_async_events.models import BUCKET_COLUMNS, LATENCY_BUCKETS, AttemptTotals, Subscription
 from flask_async_events.operations.status import system_status
 from flask_async_events.state import AppState, get_state
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 def _escape(value: str) -> str:
@@ -39,21 +40,22 @@ def render(state: AppState) -> str:
     """The metrics of ``state``'s database and Redis, one scrape's worth."""
     session = state.db.session
     status = system_status(state)
+    totals = AttemptTotals.__table__.c
     attempts = session.execute(
-        select(Subscription.notifier, DeliveryAttempt.success, func.count())
-        .join(Subscription, DeliveryAttempt.subscription_id == Subscription.subscription_id)
-        .group_by(Subscription.notifier, DeliveryAttempt.success)
+        select(Subscription.notifier, totals.success, func.sum(totals.attempts))
+        .join(Subscription, totals.subscription_id == Subscription.subscription_id)
+        .group_by(Subscription.notifier, totals.success)
     ).all()
-    timed = DeliveryAttempt.duration_ms.is_not(None)
     histogram = session.execute(
         select(
-            *(func.sum(case((DeliveryAttempt.duration_ms <= bound * 1000, 1), else_=0)) for bound in LATENCY_BUCKETS),
-            func.count(),
-            func.coalesce(func.sum(DeliveryAttempt.duration_ms), 0),
-        ).where(timed)
+            *(func.coalesce(func.sum(totals[name]), 0) for name in BUCKET_COLUMNS),
+            func.coalesce(func.sum(totals.duration_ms_sum), 0),
+        )
     ).one()
     session.rollback()
-    *buckets, count, total_ms = (int(value or 0) for value in histogram)
+    *per_bucket, total_ms = (int(value or 0) for value in histogram)
+    buckets = list(accumulate(per_bucket))  # Prometheus' buckets count everything up to their bound
+    count = buckets.pop()
     lines = [
         *_family(
             "async_events_attempts_total",
@@ -62,6 +64,7 @@ def render(state: AppState) -> str:
             (
                 _sample("async_events_attempts_total", n, notifier=notifier, outcome="success" if ok else "failure")
                 for notifier, ok, n in attempts
+                if n
             ),
         ),
         *_family(

@@ -191,6 +191,60 @@ class DeliveryAttempt(Base):
     serialized_data: Mapped[str | None] = mapped_column(LongText)
 
 
+# Upper bounds of the latency histogram, in seconds (Prometheus' ``le``); one more bucket holds the slower.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BUCKET_COLUMNS = tuple(f"bucket_{index:02d}" for index in range(len(LATENCY_BUCKETS) + 1))
+STAT_COUNTERS = ("attempts", "timed", "duration_ms_sum", *BUCKET_COLUMNS)
+
+
+class _AttemptCounts:
+    """What the attempt statistics count, per key: attempts, those with a duration, their total
+    duration, and how many fell into each latency bucket (not cumulative)."""
+
+    attempts: Mapped[int] = mapped_column(BigInteger, default=0)
+    timed: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_ms_sum: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_00: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_01: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_02: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_03: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_04: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_05: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_06: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_07: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_08: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_09: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_10: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_11: Mapped[int] = mapped_column(BigInteger, default=0)
+    bucket_12: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AttemptTotals(_AttemptCounts, Base):
+    """``async_event_attempt_totals``: every attempt ever logged, per subscription and outcome,
+    counted as it is logged (in the same transaction). The metrics read these few rows, however
+    long the log; ``prune`` leaves them, so they only grow, as counters should."""
+
+    __tablename__ = "async_event_attempt_totals"
+
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("async_event_subscriber.subscription_id"), primary_key=True
+    )
+    success: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+
+
+class AttemptHourly(_AttemptCounts, Base):
+    """``async_event_attempt_hourly``: the same counts per hour (UTC, the hour's start), for charts;
+    ``prune`` keeps at least the last 8 days of them."""
+
+    __tablename__ = "async_event_attempt_hourly"
+
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("async_event_subscriber.subscription_id"), primary_key=True
+    )
+    success: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+
+
 class ApiToken(Base):
     """``async_event_api_token``: a bearer token for the REST API, stored as a SHA-256 hash."""
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Insert, Table, insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session
 
 
@@ -25,6 +25,31 @@ def insert_ignoring_duplicates(session: Session, table: Table, rows: Sequence[di
     else:
         raise NotImplementedError(f"flask-async-events does not support the {dialect} database")
     session.execute(statement, list(rows))
+
+
+def add_counts(
+    session: Session, table: Table, keys: Sequence[str], counters: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> None:
+    """Insert rows of counters, or add them to the row already there with the same ``keys``, in one
+    statement each, atomically: several workers may count into the same row at once. Rows go in
+    key order, so two transactions lock shared rows in the same order and never deadlock."""
+    if not rows:
+        return
+    ordered = sorted(rows, key=lambda row: tuple(row[key] for key in keys))
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        upsert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+        statement = upsert.on_conflict_do_update(
+            index_elements=list(keys), set_={name: table.c[name] + upsert.excluded[name] for name in counters}
+        )
+    elif dialect in ("mysql", "mariadb"):
+        insert_row = mysql.insert(table)
+        statement = insert_row.on_duplicate_key_update(
+            {name: table.c[name] + insert_row.inserted[name] for name in counters}
+        )
+    else:
+        raise NotImplementedError(f"flask-async-events does not support the {dialect} database")
+    session.execute(statement, ordered)
 
 
 def has_row_locks(session: Session | scoped_session[Any]) -> bool:

@@ -16,18 +16,19 @@ from typing import Any, cast
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, insert, null, select
+from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, null, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from flask_async_events import signals
 from flask_async_events.delivery.attempt_log import report_attempts
+from flask_async_events.delivery.attempt_stats import write_attempts
 from flask_async_events.delivery.circuits import endpoint_key
 from flask_async_events.delivery.flow import feed, hold, release
 from flask_async_events.delivery.operational import publish_endpoint, publish_failures
 from flask_async_events.delivery.subscription_status import disable_subscriptions
 from flask_async_events.delivery.types import Claimed, Outcome, Parked
 from flask_async_events.delivery.verdicts import Health, Notice, Verdict, hand_back, judge, log_row
-from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Subscription, UTCDateTime, utcnow
+from flask_async_events.models import Delivery, DeliveryState, Subscription, UTCDateTime, utcnow
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")
@@ -78,8 +79,7 @@ def record(
     judged = [(outcome.item, judge(outcome, now, state.settings)) for outcome in outcomes]
     judged += [(item, hand_back(item, now)) for item in released]
     judged += [(entry.item, hand_back(entry.item, now, entry.until)) for entry in parked]
-    if outcomes:
-        session.execute(insert(DeliveryAttempt), [log_row(outcome, now) for outcome in outcomes])
+    write_attempts(session, [log_row(outcome, now) for outcome in outcomes])
     if judged:
         session.execute(_UPDATE_DELIVERY, [_delivery_row(item, verdict, now) for item, verdict in judged])
     succeeded = {item.subscription_id for item, verdict in judged if verdict.health is Health.SUCCEEDED}

@@ -12,9 +12,10 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
-from flask_async_events.models import DbSession, Delivery, DeliveryAttempt, DeliveryState, Subscription, utcnow
+from flask_async_events.delivery.attempt_stats import write_attempts
+from flask_async_events.models import DbSession, Delivery, DeliveryState, Subscription, utcnow
 
 
 def enable_subscriptions(session: DbSession, subscription_ids: Collection[int]) -> None:
@@ -71,7 +72,7 @@ def cancel_open_deliveries(
         }
         for row in rows
     ]
-    session.execute(insert(DeliveryAttempt), logs)
+    write_attempts(session, logs)
     session.execute(
         update(Delivery)
         .where(Delivery.id.in_([row.id for row in rows]), Delivery.state.in_(DeliveryState.CLAIMABLE))

@@ -4,7 +4,9 @@ Three kinds of rows go, in this order so no row is left pointing at a deleted on
 rows created before the cutoff; finished deliveries (delivered, dead, cancelled) last changed
 before it, once no log row refers to them; and triggered events from before it with no delivery
 left. Open work (pending, retrying, delivering, untriggered) is never touched. Each batch is its
-own short transaction, so the tables are never locked for long.
+own short transaction, so the tables are never locked for long. The attempt totals stay (they
+count every attempt ever made); hourly statistics go once older than both the cutoff and the
+charts' reach (:data:`CHART_DAYS`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy import Select, and_, delete, exists, select
 
-from flask_async_events.models import Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
+from flask_async_events.delivery.attempt_stats import hour_of
+from flask_async_events.models import AttemptHourly, Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
 from flask_async_events.operations.status import count_rows
 from flask_async_events.state import AppState
 
 FINISHED = (DeliveryState.DELIVERED, DeliveryState.DEAD, DeliveryState.CANCELLED)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DEFAULT_BATCH = 1000
+CHART_DAYS = 8  # the hourly statistics a 7-day chart needs, and a day to spare
 
 
 def parse_age(text: str) -> timedelta:
@@ -125,7 +129,9 @@ def prune(
             batches += 1
             if progress is not None:
                 progress(len(ids))
-    session.rollback()
+    hourly_cutoff = min(cutoff, utcnow() - timedelta(days=CHART_DAYS))
+    session.execute(delete(AttemptHourly).where(AttemptHourly.hour < hour_of(hourly_cutoff)))
+    session.commit()
     return report
 
 
