@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,7 @@ def measure(uri: str, attempts: int, repeat: int) -> list[tuple[str, list[float]
     from bench.app import create_app, db
     from flask_async_events.auth import create_token
     from flask_async_events.delivery.deliver import claim
+    from flask_async_events.operations.charts import WINDOWS, attempt_series
     from flask_async_events.state import get_state
 
     app = create_app()
@@ -232,6 +234,12 @@ def measure(uri: str, attempts: int, repeat: int) -> list[tuple[str, list[float]
             session.commit()
 
         rows.append(("deliver job: claim a batch of 100 (with its reset)", timed(claim_batch, repeat), ""))
+        for window in WINDOWS:
+            chart = partial(attempt_series, state, window)
+            rows.append((f"the charts' data, {window}, all subscriptions", timed(chart, repeat), "< 100 ms"))
+        one = partial(attempt_series, state, "7d", [7])
+        rows.append(("the charts' data, 7d, one subscription", timed(one, repeat), "< 100 ms"))
+        rows.append(("the queue-health page (charts and status)", timed(get("/async-events/admin/health"), repeat), ""))
     return rows
 
 

@@ -226,9 +226,7 @@ class AttemptTotals(_AttemptCounts, Base):
 
     __tablename__ = "async_event_attempt_totals"
 
-    subscription_id: Mapped[int] = mapped_column(
-        ForeignKey("async_event_subscriber.subscription_id"), primary_key=True
-    )
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("async_event_subscriber.subscription_id"), primary_key=True)
     success: Mapped[bool] = mapped_column(Boolean, primary_key=True)
 
 
@@ -239,9 +237,7 @@ class AttemptHourly(_AttemptCounts, Base):
     __tablename__ = "async_event_attempt_hourly"
 
     hour: Mapped[datetime] = mapped_column(primary_key=True)
-    subscription_id: Mapped[int] = mapped_column(
-        ForeignKey("async_event_subscriber.subscription_id"), primary_key=True
-    )
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("async_event_subscriber.subscription_id"), primary_key=True)
     success: Mapped[bool] = mapped_column(Boolean, primary_key=True)
 
 

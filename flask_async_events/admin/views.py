@@ -15,6 +15,7 @@ from flask_async_events.delivery.filters import check_filter
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.errors import AuthError
 from flask_async_events.models import DbSession, DeliveryAttempt, Subscription, utcnow
+from flask_async_events.operations.charts import WINDOWS, attempt_series
 from flask_async_events.operations.headers import parse_header_lines, set_headers, shown_headers
 from flask_async_events.operations.missed import recover_missed
 from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay
@@ -23,6 +24,7 @@ from flask_async_events.operations.rotation import rotate_secret
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.operations.status import count_rows, dead_letters, system_status
 from flask_async_events.operations.subscriptions import describe_rate_limit, set_rate_limit
+from flask_async_events.operations.svg import attempts_chart, latency_chart
 from flask_async_events.operations.trace import load_trace
 from flask_async_events.state import AppState, get_state
 
@@ -147,6 +149,7 @@ def _subscription_view(subscription: Subscription, new_secret: str | None = None
         previous = []
     return render_template(
         "async_events_admin/subscription.html",
+        **_charts(_window(), f"Subscription {subscription.subscription_id}", [subscription.subscription_id]),
         s=subscription,
         headers=shown_headers(app_state, subscription),
         rate_limit=describe_rate_limit(subscription.rate_limit),
@@ -298,4 +301,25 @@ def recover_subscription() -> ResponseReturnValue:
 
 @admin.get("/health")
 def health() -> ResponseReturnValue:
-    return render_template("async_events_admin/health.html", status=system_status(state()))
+    window = _window()
+    return render_template(
+        "async_events_admin/health.html", status=system_status(state()), **_charts(window, "All subscriptions")
+    )
+
+
+def _window() -> str:
+    """The chart window asked for (``?window=24h`` or ``7d``); another is refused with a message."""
+    window = request.args.get("window", "24h")
+    if window not in WINDOWS:
+        flash(f"window must be one of {', '.join(WINDOWS)}; showing the last 24 hours", "error")
+        return "24h"
+    return window
+
+
+def _charts(window: str, title: str, subscription_ids: list[int] | None = None) -> dict[str, Any]:
+    points = attempt_series(state(), window, subscription_ids)
+    return {
+        "window": window,
+        "chart_windows": list(WINDOWS),
+        "charts": {"attempts": attempts_chart(points, title), "latency": latency_chart(points, title)},
+    }

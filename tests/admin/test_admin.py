@@ -5,6 +5,7 @@ Screenshots go to ``test-output/screenshots``. Forms without a CSRF token are re
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from flask_async_events.auth import create_token
 from flask_async_events.models import Subscription
 from tests.appfactory import db
 from tests.conftest import IN_CI, ROOT, AppEnv, Receiver, run_burst
-from tests.helpers import MAGENTO_TOKEN, place_order, states, subscribe
+from tests.helpers import MAGENTO_TOKEN, attempts, place_order, states, subscribe
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
@@ -144,6 +145,15 @@ def test_an_operator_finds_replays_disables_and_retries_in_the_browser(served: t
         assert sorted(states(app)) == ["delivered"] * 4
         page.get_by_role("link", name="Queue health").click()
         expect(page.locator("h1")).to_have_text("Queue health")
+        # The charts, drawn on the server: this hour's bar holds every attempt made in this test.
+        hour = page.locator("svg.chart g.hour").last
+        logged = attempts(app)
+        assert int(hour.get_attribute("data-succeeded") or -1) == sum(a.success for a in logged)
+        assert int(hour.get_attribute("data-failed") or -1) == sum(not a.success for a in logged)
+        expect(page.locator("svg.chart").first).to_have_attribute("aria-label", re.compile("succeeded and"))
+        page.screenshot(path=str(SCREENSHOTS / "health.png"), full_page=True)
+        page.get_by_role("link", name="last 7 days").click()
+        expect(page.locator("svg.chart").first.locator("g.hour")).to_have_count(7 * 24)
         browser.close()
 
 
