@@ -22,7 +22,7 @@ from flask_async_events.operations.replay import ReplayError, count_dead, recove
 from flask_async_events.operations.retention import parse_age, parse_moment
 from flask_async_events.operations.rotation import rotate_secret
 from flask_async_events.operations.search import QueryError, attempts_query
-from flask_async_events.operations.status import count_rows, dead_letters, system_status
+from flask_async_events.operations.status import COUNT_CAP, count_rows, dead_letters, system_status
 from flask_async_events.operations.subscriptions import describe_rate_limit, set_rate_limit
 from flask_async_events.operations.svg import attempts_chart, latency_chart
 from flask_async_events.operations.trace import load_trace
@@ -223,12 +223,16 @@ def logs() -> ResponseReturnValue:
     except QueryError as exc:
         error = str(exc)
     else:
-        total = count_rows(session, query)
+        total = count_rows(session, query, cap=COUNT_CAP)
         ordered = query.order_by(DeliveryAttempt.log_id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
         rows = list(session.execute(ordered))
-    pages = max(1, -(-total // PAGE_SIZE))
+    exact = total <= COUNT_CAP
+    pages = max(1, -(-total // PAGE_SIZE)) if exact else None  # None: more pages than counted
+    more = (pages is None and len(rows) == PAGE_SIZE) or (pages is not None and page < pages)
     template = "async_events_admin/logs.html"
-    return render_template(template, rows=rows, q=text, error=error, page=page, pages=pages, total=total)
+    return render_template(
+        template, rows=rows, q=text, error=error, page=page, pages=pages, more=more, total=min(total, COUNT_CAP)
+    )
 
 
 @admin.get("/trace/<uuid>")

@@ -15,7 +15,7 @@ from flask_async_events.auth import Principal
 from flask_async_events.models import DeliveryAttempt, Event, Subscription
 from flask_async_events.operations.replay import ReplayError, replay
 from flask_async_events.operations.search import QueryError, attempts_query
-from flask_async_events.operations.status import count_rows
+from flask_async_events.operations.status import COUNT_CAP, count_rows
 from flask_async_events.operations.trace import attempt_dict, load_trace, owned_delivery
 
 TRACE_NOT_FOUND = "This asynchronous event trace no longer exists: no delivery {uuid}"
@@ -60,10 +60,14 @@ class AttemptLog(MethodView):
             query = query.where(DeliveryAttempt.created >= _utc(filters["since"]))
         if "until" in filters:
             query = query.where(DeliveryAttempt.created <= _utc(filters["until"]))
-        total = count_rows(state().db.session, query)
+        total = count_rows(state().db.session, query, cap=COUNT_CAP)
         page, size = filters["page"], filters["page_size"]
         rows = session.execute(query.order_by(DeliveryAttempt.log_id.desc()).offset((page - 1) * size).limit(size))
-        return {"items": [attempt_dict(attempt, event_name) for attempt, event_name in rows], "total_count": total}
+        return {
+            "items": [attempt_dict(attempt, event_name) for attempt, event_name in rows],
+            "total_count": min(total, COUNT_CAP),
+            "total_count_exact": total <= COUNT_CAP,
+        }
 
 
 def _owned_delivery(uuid: str) -> None:

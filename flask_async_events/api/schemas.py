@@ -196,7 +196,10 @@ class AttemptQuery(PageQuery):
 
 class AttemptList(Schema):
     items = fields.List(fields.Nested(AttemptOut))
-    total_count = fields.Integer()
+    total_count = fields.Integer(metadata={"description": "Matching attempts, counted up to 10,000"})
+    total_count_exact = fields.Boolean(
+        metadata={"description": "false when more than 10,000 match: page on, or narrow the search"}
+    )
 
 
 class TraceOut(Schema):

@@ -18,10 +18,18 @@ from flask_async_events.models import DbSession, Delivery, DeliveryAttempt, Deli
 from flask_async_events.operations.replay import dead_filter
 from flask_async_events.state import AppState
 
+# A log search counts its matches up to here: a count costs a pass over what it counts, and past
+# this many a person pages or narrows the search rather than reads a number.
+COUNT_CAP = 10_000
 
-def count_rows(session: DbSession, query: Select[*tuple[Any, ...]]) -> int:
-    """How many rows a query would return, before paging."""
-    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+
+def count_rows(session: DbSession, query: Select[*tuple[Any, ...]], cap: int | None = None) -> int:
+    """How many rows a query would return, before paging; with a ``cap``, counting stops at
+    ``cap + 1`` (more than the cap)."""
+    counted = query.order_by(None)
+    if cap is not None:
+        counted = counted.limit(cap + 1)
+    return session.scalar(select(func.count()).select_from(counted.subquery())) or 0
 
 
 def system_status(state: AppState) -> dict[str, Any]:

@@ -136,3 +136,35 @@ def test_any_string_gets_results_or_a_clear_error(env: AppEnv, text: str) -> Non
             return
         session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
         session.rollback()
+
+
+def test_a_search_counts_its_matches_up_to_a_cap_and_pages_on_past_it(
+    env: AppEnv, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_async_events.admin import views
+    from flask_async_events.api import logs
+    from flask_async_events.auth import create_token
+    from tests.appfactory import db
+
+    app = env.app()
+    subscribe(app, receiver.respond())
+    for _ in range(5):
+        place_order(app)
+    run_burst(app)
+    auth = token(app, "ops", admin=True)
+    client = app.test_client()
+    answer = client.get(f"{PREFIX}/async_event_logs", headers=auth).get_json()
+    assert (answer["total_count"], answer["total_count_exact"]) == (5, True)
+    monkeypatch.setattr(logs, "COUNT_CAP", 3)
+    monkeypatch.setattr(views, "COUNT_CAP", 3)
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    answer = client.get(f"{PREFIX}/async_event_logs", headers=auth, query_string={"page_size": 2}).get_json()
+    assert (answer["total_count"], answer["total_count_exact"], len(answer["items"])) == (3, False, 2)
+    with app.app_context():
+        secret = create_token(db.session, "on-call", admin=True)
+        db.session.commit()
+    assert client.post("/async-events/admin/login", data={"token": secret}).status_code == 302
+    first = client.get("/async-events/admin/logs").get_data(as_text=True)
+    assert "More than 3 attempts, page 1" in first and "older →" in first
+    last = client.get("/async-events/admin/logs?page=3").get_data(as_text=True)
+    assert "More than 3 attempts, page 3" in last and "older →" not in last and "newer" in last
