@@ -1,6 +1,11 @@
 """``python -m bench.chaos``: seeded fault-injection runs, and a table of what held.
 
-    python -m bench.chaos [--runs 5] [--events 10000] [--workers 3] [--seed 1] [--sentinel]
+    python -m bench.chaos [--profile default|harsh] [--runs N] [--events N] [--workers 3] [--seed 1] [--sentinel]
+
+The default profile kills a worker every 2 to 6 s while 10,000 events are published at 250/s. The harsh
+one kills a worker every 1.5 to 3.5 s while 600 events are published at 20/s (30 s of faults), over 10
+seeds; both restart Redis empty once (or fail over, with ``--sentinel``), drop every database
+connection once and take one endpoint down for 8 s.
 
 With ``--sentinel``, Redis is a master, a replica and three sentinels, and the mid-run Redis fault is a
 failover (the master killed; writes it had not yet replicated are lost with it).
@@ -13,10 +18,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 
 from bench.chaos.harness import ChaosConfig, Report, run
 
 DUPLICATE_LIMIT = 0.005
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A timetable of faults: how many runs, how much is published, how often a worker dies."""
+
+    runs: int
+    events: int
+    rate: float
+    kill_every: float
+    kill_jitter: float
+
+
+PROFILES = {
+    "default": Profile(runs=5, events=10_000, rate=250.0, kill_every=4.0, kill_jitter=0.5),
+    "harsh": Profile(runs=10, events=600, rate=20.0, kill_every=2.5, kill_jitter=0.4),
+}
 
 
 def table(reports: list[Report]) -> str:
@@ -36,17 +59,25 @@ def table(reports: list[Report]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="default")
+    parser.add_argument("--runs", type=int, help="seeded runs (default: the profile's)")
     parser.add_argument("--seed", type=int, default=1, help="the first seed; runs use seed, seed+1, ...")
-    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--events", type=int, help="events per run (default: the profile's)")
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--rate", type=float, default=250.0)
+    parser.add_argument("--rate", type=float, help="events published per second (default: the profile's)")
     parser.add_argument("--sentinel", action="store_true", help="Redis behind Sentinel; a failover mid-run")
     args = parser.parse_args()
     reports = []
-    for seed in range(args.seed, args.seed + args.runs):
+    profile = PROFILES[args.profile]
+    for seed in range(args.seed, args.seed + (args.runs or profile.runs)):
         config = ChaosConfig(
-            seed=seed, events=args.events, workers=args.workers, rate=args.rate, sentinel=args.sentinel
+            seed=seed,
+            events=args.events or profile.events,
+            workers=args.workers,
+            rate=args.rate or profile.rate,
+            kill_every=profile.kill_every,
+            kill_jitter=profile.kill_jitter,
+            sentinel=args.sentinel,
         )
         report = run(config)
         reports.append(report)

@@ -53,7 +53,8 @@ class ChaosConfig:
     workers: int = 3
     rate: float = 250.0  # events published per second
     fault_rate: float = 0.3
-    kill_every: float = 4.0  # seconds between random worker kills; 0 for none
+    kill_every: float = 4.0  # mean seconds between random worker kills; 0 for none
+    kill_jitter: float = 0.5  # each gap is kill_every x (1 +- this), drawn by the seed
     restart_redis: bool = True
     sentinel: bool = False  # Redis as a master, a replica and three sentinels; its fault is a failover
     drop_database: bool = True
@@ -314,10 +315,11 @@ def _timetable(config: ChaosConfig) -> list[tuple[float, str]]:
     duration = config.events / config.rate
     plan: list[tuple[float, str]] = []
     if config.kill_every > 0:
-        moment = rng.uniform(0.5, 1.5) * config.kill_every
+        spread = (1 - config.kill_jitter, 1 + config.kill_jitter)
+        moment = rng.uniform(*spread) * config.kill_every
         while moment < duration:
             plan.append((moment, "kill-worker"))
-            moment += rng.uniform(0.5, 1.5) * config.kill_every
+            moment += rng.uniform(*spread) * config.kill_every
         plan.append((0.7 * duration, "kill-worker-mid-delivery"))
     if config.restart_redis:
         plan.append((0.4 * duration, "fail-over" if config.sentinel else "restart-redis-empty"))
