@@ -19,9 +19,11 @@
                                      │           cap), journal.py notes each attempt in Redis
                                      ▼
                                   recording.py   a batch of results per transaction: a log row per
-                                     │           attempt, the state verdicts.py decides (delivered,
-                                     │           retrying at a time from retry.py, dead, cancelled);
-                                     │           then the endpoints' circuits hear of it (flow.py)
+                                     │           attempt and its statistics (attempt_stats.py), the
+                                     │           state verdicts.py decides (delivered, retrying at a
+                                     │           time from retry.py, dead, cancelled); then a log line
+                                     │           and a span end per attempt (attempt_log.py), and the
+                                     │           endpoints' circuits hear of it (flow.py)
                                      ▼ retrying: RQ's scheduler starts the deliver job when due
 
 ``types.py`` holds the values that pass between these stages; ``rate_limits.py`` and
