@@ -32,7 +32,7 @@ from flask_async_events.worker.epoch import mark_epoch
 from flask_async_events.worker.recovery import SWEEP_LIMIT, end_lost_leases, take_over
 
 LOCK_KEY = "async_events:maintenance-lock"
-PRUNE_BATCHES_PER_SWEEP = 10  # ASYNC_EVENTS_PRUNE_AFTER: a little each sweep, never a long stall
+PRUNE_BATCHES_PER_SWEEP = 3  # ASYNC_EVENTS_PRUNE_AFTER: a little each sweep (30,000 rows), never a long stall
 
 log = logging.getLogger("flask_async_events")
 
