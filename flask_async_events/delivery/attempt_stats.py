@@ -43,7 +43,7 @@ def bucket_of(duration_ms: int) -> str:
     return BUCKET_COLUMNS[bisect_left(_BOUNDS_MS, duration_ms)]
 
 
-def count_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def tally(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The totals and hourly rows that ``rows`` (attempt log rows) add."""
     totals: dict[tuple[int, bool], dict[str, Any]] = {}
     hourly: dict[tuple[datetime, int, bool], dict[str, Any]] = {}
@@ -77,7 +77,7 @@ def write_attempts(session: Session | scoped_session[Any], rows: Sequence[dict[s
     if not rows:
         return
     session.execute(insert(DeliveryAttempt), list(rows))
-    totals, hourly = count_rows(rows)
+    totals, hourly = tally(rows)
     bind = cast(Session, session)
     add_counts(bind, _TOTALS, ("subscription_id", "success"), STAT_COUNTERS, totals)
     add_counts(bind, _HOURLY, ("hour", "subscription_id", "success"), STAT_COUNTERS, hourly)

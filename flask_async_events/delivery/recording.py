@@ -99,7 +99,7 @@ def record(
     )
     session.commit()
     report_attempts(
-        ((outcome, verdict) for outcome, (_, verdict) in zip(outcomes, judged, strict=False)),
+        ((outcome, verdict) for outcome, (_, verdict) in zip(outcomes, judged[: len(outcomes)], strict=True)),
         [*released, *(entry.item for entry in parked)],
     )
 

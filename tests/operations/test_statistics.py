@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import select, update
 
 from flask_async_events import migrate
-from flask_async_events.delivery.attempt_stats import bucket_of, count_rows, hour_of
+from flask_async_events.delivery.attempt_stats import bucket_of, hour_of, tally
 from flask_async_events.models import (
     STAT_COUNTERS,
     AttemptHourly,
@@ -67,7 +67,7 @@ def _plain(value: Any) -> Any:
 
 def _expected(rows: list[dict[str, Any]]) -> tuple[dict[Key, dict[str, int]], dict[Key, dict[str, int]]]:
     """What the statistics should hold for these log rows, counted in Python."""
-    totals, hourly = count_rows(rows)
+    totals, hourly = tally(rows)
     by_total = {(row["subscription_id"], row["success"]): {n: row[n] for n in STAT_COUNTERS} for row in totals}
     by_hour = {
         (_plain(row["hour"]), row["subscription_id"], row["success"]): {n: row[n] for n in STAT_COUNTERS}
