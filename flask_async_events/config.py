@@ -7,6 +7,7 @@ there with a message naming the key, not later inside a worker.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,14 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_URL_PREFIX": "/rest/V1",
     "ASYNC_EVENTS_METRICS_URL": "/async-events/metrics",
     "ASYNC_EVENTS_ADMIN_URL": "/async-events/admin",
+    "ASYNC_EVENTS_PORTAL_URL": "/async-events/portal",
+    "ASYNC_EVENTS_PORTAL_FRAME_ANCESTORS": None,
 }
+# A Content-Security-Policy source: a keyword, a scheme, or a host with an optional scheme, port and path.
+_FRAME_SOURCE = re.compile(
+    r"'self'|'none'|[a-z][a-z0-9+.-]*:|([a-z][a-z0-9+.-]*://)?(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:(\d{1,5}|\*))?(/[^\s;,']*)?",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,8 @@ class Settings:
     url_prefix: str
     metrics_url: str | None
     admin_url: str | None
+    portal_url: str | None
+    portal_frame_ancestors: tuple[str, ...]  # CSP sources that may embed the portal; () means 'self'
 
     @property
     def send_budget(self) -> float:
@@ -211,7 +221,26 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         url_prefix=_url_prefix(config),
         metrics_url=_optional_path(config, "ASYNC_EVENTS_METRICS_URL"),
         admin_url=_optional_path(config, "ASYNC_EVENTS_ADMIN_URL"),
+        portal_url=_optional_path(config, "ASYNC_EVENTS_PORTAL_URL"),
+        portal_frame_ancestors=_frame_ancestors(config),
     )
+
+
+def _frame_ancestors(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The pages that may embed the portal, as ``frame-ancestors`` sources (a string or a list)."""
+    key = "ASYNC_EVENTS_PORTAL_FRAME_ANCESTORS"
+    value = config.get(key, DEFAULTS[key])
+    sources = [] if value is None else _split(value)
+    if not isinstance(sources, list | tuple) or not all(isinstance(source, str) for source in sources):
+        raise ConfigError(f"{key} must be a list of origins such as 'https://shop.example.com', got {value!r}")
+    sources = [f"'{source}'" if source in ("self", "none") else source for source in sources]
+    for source in sources:
+        if not _FRAME_SOURCE.fullmatch(source):
+            raise ConfigError(
+                f"{key}: {source!r} is not a frame-ancestors source; give origins such as"
+                " 'https://shop.example.com' or 'https://*.example.com', or 'self'"
+            )
+    return tuple(sources)
 
 
 def _networks(config: Mapping[str, Any]) -> tuple[IPNetwork, ...]:

@@ -12,6 +12,7 @@ Each keeps the built-in base it always had, so ``except ValueError`` goes on wor
      ├── ReplayError (ValueError)          a delivery that cannot be sent again now, and why
      ├── InvalidSignature (ValueError)     a received webhook whose signature does not check out
      ├── AuthError                         a REST API request without valid credentials (401)
+     │    └── InvalidPortalLink            a portal link that was altered, or is past its expiry
      └── NotAllowed                        a request the admin pages refuse (403)
 
 This module imports nothing, so receivers can use :class:`InvalidSignature` through
@@ -55,6 +56,10 @@ class InvalidSignature(AsyncEventsError, ValueError):
 
 class AuthError(AsyncEventsError):
     """The request has no valid credentials (401)."""
+
+
+class InvalidPortalLink(AuthError):
+    """A portal link whose signature does not check out, or that has expired; the message says which."""
 
 
 class NotAllowed(AsyncEventsError):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 
@@ -41,6 +41,8 @@ from flask_async_events.notifiers.sqs import SqsNotifier
 from flask_async_events.operations.replay import replay
 from flask_async_events.operations.rotation import DEFAULT_GRACE, Rotation, rotate_secret
 from flask_async_events.operations.subscriptions import create_subscription, has_subscribers
+from flask_async_events.portal import portal_link, register_portal
+from flask_async_events.portal.links import DEFAULT_EXPIRES_IN
 from flask_async_events.signing import generate_secret
 from flask_async_events.ssrf import AddressPolicy
 from flask_async_events.state import EXTENSION_KEY, AppState, get_state
@@ -136,6 +138,8 @@ class AsyncEvents:
             app.add_url_rule(settings.metrics_url, "async_events_metrics", metrics_view)
         if settings.admin_url:
             register_admin(app, settings.admin_url)
+        if settings.portal_url:
+            register_portal(app, settings.portal_url)
         from flask_async_events.cli import cli
 
         app.cli.add_command(cli)
@@ -166,11 +170,13 @@ class AsyncEvents:
         rate_limit: float | None = None,
         headers: Mapping[str, str] | None = None,
         filter: str | None = None,
+        owner: str | None = None,
     ) -> Subscription:
         """Add a subscription to the current session (the caller commits). ``rate_limit``: at
         most that many deliveries per second to it, across all workers (None: no limit);
         ``headers``: extra request headers sent with every delivery; ``filter``: a query (the
-        attempt-log search's language) an event must match to be delivered to it."""
+        attempt-log search's language) an event must match to be delivered to it; ``owner``: the
+        customer it belongs to (``"customer:42"``), who then manages it in the portal."""
         return create_subscription(
             get_state(),
             event_name=event_name,
@@ -181,6 +187,7 @@ class AsyncEvents:
             rate_limit=rate_limit,
             headers=headers,
             filter=filter,
+            owner=owner,
         )
 
     def rotate_secret(
@@ -189,6 +196,12 @@ class AsyncEvents:
         """Give ``subscription`` a new verification token (a new ``whsec_`` secret if none is
         given); the old one keeps signing beside it for ``grace_period`` seconds (the caller commits)."""
         return rotate_secret(get_state(), subscription, token=verification_token, grace=grace_period)
+
+    def portal_link(self, *, owner: str, resources: Iterable[str] = (), expires_in: float = DEFAULT_EXPIRES_IN) -> str:
+        """A signed URL that opens the portal for ``owner`` (the key its subscriptions carry, as in
+        ``subscribe(owner=...)``) until ``expires_in`` seconds from now; ``resources``: the ACL
+        resources whose events it may subscribe to. Hand it to that customer, or put it in an iframe."""
+        return portal_link(current_app, owner, resources, expires_in)
 
     @staticmethod
     def generate_secret() -> str:

@@ -12,9 +12,9 @@ from flask_async_events.api.blueprint import blp, principal, state
 from flask_async_events.api.errors import fail
 from flask_async_events.api.schemas import AttemptList, AttemptQuery, ReplayOut, TraceOut
 from flask_async_events.auth import Principal
-from flask_async_events.models import DeliveryAttempt, Event, Subscription
+from flask_async_events.models import DeliveryAttempt, Event
 from flask_async_events.operations.replay import ReplayError, replay
-from flask_async_events.operations.search import QueryError, attempts_query
+from flask_async_events.operations.search import QueryError, visible_attempts
 from flask_async_events.operations.status import COUNT_CAP, count_rows
 from flask_async_events.operations.trace import attempt_dict, load_trace, owned_delivery
 
@@ -22,15 +22,12 @@ TRACE_NOT_FOUND = "This asynchronous event trace no longer exists: no delivery {
 
 
 def _attempts(caller: Principal, text: str | None = None) -> Select[DeliveryAttempt, str]:
-    """Attempt rows with their event name, limited to the caller's subscriptions (logs outlive a
-    DELETE), filtered by the search ``text`` (a bad one is a 400 naming ``q``)."""
+    """The caller's attempt rows with their event name, filtered by the search ``text`` (a bad one is
+    a 400 naming ``q``)."""
     try:
-        query: Select[DeliveryAttempt, str] = attempts_query(text, state().db.session.get_bind().dialect.name)
+        return visible_attempts(state().db.session, caller, text)
     except QueryError as exc:
         fail(400, f"q: {exc}")
-    if not caller.is_admin:
-        query = query.where(Subscription.owner == caller.owner)
-    return query
 
 
 def _utc(value: datetime) -> datetime:

@@ -27,16 +27,13 @@ from flask_async_events.api.schemas import (
 )
 from flask_async_events.auth import UNAUTHORIZED_RESOURCES, required_resources, visible_subscriptions
 from flask_async_events.definitions import normalise_pattern
-from flask_async_events.delivery.filters import check_filter
-from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
-from flask_async_events.models import Subscription, utcnow
-from flask_async_events.operations.headers import check_sends_headers, set_headers
+from flask_async_events.models import Subscription
 from flask_async_events.operations.missed import recover_missed
 from flask_async_events.operations.ping import ping
 from flask_async_events.operations.replay import ReplayError, recover
 from flask_async_events.operations.rotation import DEFAULT_GRACE, rotate_secret
 from flask_async_events.operations.status import count_rows
-from flask_async_events.operations.subscriptions import create_subscription, validate_target
+from flask_async_events.operations.subscriptions import create_subscription, unsubscribe, update_subscription
 from flask_async_events.signing import generate_secret
 
 SUBSCRIPTION_ATTRIBUTES = (
@@ -110,40 +107,12 @@ class AsyncEvent(MethodView):
     def put(self, body: dict[str, Any], subscription_id: str) -> Subscription:
         """Change status, metadata, recipient_url, rate_limit, headers or filter; fields left out
         stay as they were."""
-        changes = body["asyncEvent"]
         app_state = state()
         subscription = owned_subscription(subscription_id)
-        metadata = changes.get("metadata", subscription.notifier)
-        recipient_url = changes.get("recipient_url", subscription.recipient_url)
-        if "metadata" in changes or "recipient_url" in changes:
-            try:
-                validate_target(app_state, metadata, recipient_url)
-                if subscription.headers and "headers" not in changes:
-                    check_sends_headers(app_state, metadata)
-            except ValueError as exc:
-                bad_request(exc)
-            subscription.notifier = metadata.lower()
-            subscription.recipient_url = recipient_url
-            subscription.modified = utcnow()
-        if "headers" in changes:
-            try:
-                set_headers(app_state, subscription, changes["headers"])
-            except ValueError as exc:
-                bad_request(exc)
-            subscription.modified = utcnow()
-        if "filter" in changes:
-            try:
-                subscription.filter = check_filter(changes["filter"])
-            except ValueError as exc:
-                bad_request(exc)
-            subscription.modified = utcnow()
-        if "rate_limit" in changes:
-            subscription.rate_limit = changes["rate_limit"]
-            subscription.modified = utcnow()
-        if changes.get("status") is False and subscription.status:
-            disable_subscriptions(app_state.db.session, [subscription.subscription_id], "disabled through the API")
-        elif changes.get("status") is True and not subscription.status:
-            enable_subscriptions(app_state.db.session, [subscription.subscription_id])
+        try:
+            update_subscription(app_state, subscription, body["asyncEvent"], disabled_reason="disabled through the API")
+        except ValueError as exc:
+            bad_request(exc)
         app_state.db.session.commit()
         return subscription
 
@@ -152,9 +121,7 @@ class AsyncEvent(MethodView):
     def delete(self, subscription_id: str) -> None:
         """Unsubscribe: disable and hide it; its delivery logs stay as an audit trail."""
         app_state = state()
-        subscription = owned_subscription(subscription_id)
-        subscription.deleted_at = utcnow()
-        disable_subscriptions(app_state.db.session, [subscription.subscription_id], "unsubscribed")
+        unsubscribe(app_state.db.session, owned_subscription(subscription_id))
         app_state.db.session.commit()
 
 

@@ -14,8 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from flask_async_events.auth import Principal
 from flask_async_events.errors import QueryError
-from flask_async_events.models import Delivery, DeliveryAttempt, Event, Subscription
+from flask_async_events.models import DbSession, Delivery, DeliveryAttempt, Event, Subscription
 from flask_async_events.operations.payload_sql import Payload, escape_like
 from flask_async_events.query import (
     OPEN,
@@ -231,3 +232,11 @@ def attempts_query(text: str | None, dialect: str) -> sa.Select[DeliveryAttempt,
     )
     condition = attempt_filter(text, dialect) if text else None
     return query if condition is None else query.where(condition)
+
+
+def visible_attempts(session: DbSession, caller: Principal, text: str | None = None) -> sa.Select[DeliveryAttempt, str]:
+    """:func:`attempts_query` limited to the caller's subscriptions (all for an admin), also those
+    unsubscribed since: their log outlives them. What a search names (``subscription:7``) only
+    narrows this further, so nobody finds another owner's rows by naming them."""
+    query = attempts_query(text, session.get_bind().dialect.name)
+    return query if caller.is_admin else query.where(Subscription.owner == caller.owner)

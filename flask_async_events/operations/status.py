@@ -6,14 +6,15 @@ callbacks inside whatever process asked (a web request, a metrics scrape).
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.worker import Worker
 from sqlalchemy import Select, func, select
 
-from flask_async_events.delivery.circuits import circuits_of, describe
+from flask_async_events.delivery.circuits import circuits_of, describe, endpoint_key
 from flask_async_events.models import DbSession, Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
 from flask_async_events.operations.replay import dead_filter
 from flask_async_events.state import AppState
@@ -120,3 +121,22 @@ def dead_letters(
         }
         for row in rows
     ]
+
+
+def circuit_words(state: AppState, recipient_urls: Iterable[str]) -> dict[str, str]:
+    """Each URL's circuit as a page shows it: "closed", "open until T" or "half-open" (closed
+    when Redis cannot be read, as delivery then treats it)."""
+    keys = {url: endpoint_key(url) for url in recipient_urls}
+    circuits = circuits_of(state).read({key for key in keys.values() if key})
+    now = utcnow().timestamp()
+    words = {}
+    for url, key in keys.items():
+        circuit = circuits.get(key) if key else None
+        if circuit is None or circuit.open_until is None:
+            words[url] = "closed" if key else "no circuit (not an HTTP endpoint)"
+        elif circuit.is_open(now):
+            until = datetime.fromtimestamp(circuit.open_until, UTC).strftime("%H:%M:%S")
+            words[url] = f"open until {until} UTC after {circuit.failures} failures"
+        else:
+            words[url] = "half-open: the next delivery probes the endpoint"
+    return words

@@ -1,5 +1,5 @@
-"""Subscriptions for the CLI, the REST API and the admin pages: create, check a target, and who
-would receive an event. (Enabling and disabling, which delivery does too, live in
+"""Subscriptions for the CLI, the REST API, the admin pages and the portal: create, change,
+unsubscribe, check a target, and who would receive an event. (Enabling and disabling, which delivery does too, live in
 :mod:`flask_async_events.delivery.subscription_status`.)
 
 These functions write into the session and leave the commit to the caller.
@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import or_, select, update
 
 from flask_async_events.definitions import check_store_id, normalise_pattern, receives
 from flask_async_events.delivery.filters import check_filter
+from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.errors import InvalidSubscription
 from flask_async_events.models import DbSession, Subscription, utcnow
-from flask_async_events.operations.headers import set_headers
+from flask_async_events.operations.headers import check_sends_headers, set_headers
 from flask_async_events.state import AppState
 
 MIN_RATE_LIMIT = 0.001  # one delivery every 1,000 s
@@ -61,6 +63,48 @@ def create_subscription(
     set_headers(state, subscription, headers)
     state.db.session.add(subscription)
     return subscription
+
+
+CHANGEABLE = ("status", "metadata", "recipient_url", "rate_limit", "headers", "filter")
+
+
+def update_subscription(
+    state: AppState, subscription: Subscription, changes: Mapping[str, Any], *, disabled_reason: str = "disabled"
+) -> None:
+    """Apply ``changes`` (any of :data:`CHANGEABLE`; the rest stay as they were), each checked as
+    creation checks it; an invalid one raises ``InvalidSubscription`` naming the field, and the
+    caller rolls back. Disabling cancels the open deliveries, with ``disabled_reason``."""
+    unknown = sorted(set(changes) - set(CHANGEABLE))
+    if unknown:
+        raise InvalidSubscription(f"{unknown[0]} cannot be changed; subscribe again instead")
+    status = changes.get("status", subscription.status)
+    if not isinstance(status, bool):
+        raise InvalidSubscription(f"status must be true or false, got {status!r}")
+    if "metadata" in changes or "recipient_url" in changes:
+        metadata = changes.get("metadata", subscription.notifier)
+        recipient_url = changes.get("recipient_url", subscription.recipient_url)
+        validate_target(state, metadata, recipient_url)
+        if subscription.headers and "headers" not in changes:
+            check_sends_headers(state, metadata)
+        subscription.notifier, subscription.recipient_url = metadata.lower(), recipient_url
+    if "headers" in changes:
+        set_headers(state, subscription, changes["headers"])
+    if "filter" in changes:
+        subscription.filter = check_filter(changes["filter"])
+    if "rate_limit" in changes:
+        subscription.rate_limit = check_rate_limit(changes["rate_limit"])
+    if set(changes) - {"status"}:
+        subscription.modified = utcnow()
+    if status is False and subscription.status:
+        disable_subscriptions(state.db.session, [subscription.subscription_id], disabled_reason)
+    elif status is True and not subscription.status:
+        enable_subscriptions(state.db.session, [subscription.subscription_id])
+
+
+def unsubscribe(session: DbSession, subscription: Subscription) -> None:
+    """Disable and hide a subscription; its delivery log stays as an audit trail."""
+    subscription.deleted_at = utcnow()
+    disable_subscriptions(session, [subscription.subscription_id], "unsubscribed")
 
 
 def check_rate_limit(rate_limit: object) -> float | None:
