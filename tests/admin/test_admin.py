@@ -4,51 +4,27 @@ Screenshots go to ``test-output/screenshots``. Forms without a CSRF token are re
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import threading
 from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 from standardwebhooks import Webhook
-from werkzeug.serving import make_server
 
 from flask_async_events.auth import create_token
 from flask_async_events.models import Subscription
 from tests.appfactory import db
-from tests.conftest import IN_CI, ROOT, AppEnv, Receiver, run_burst
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, live_server, need_browser
+from tests.conftest import AppEnv, Receiver, run_burst
 from tests.helpers import MAGENTO_TOKEN, attempts, place_order, states, subscribe
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = ROOT / "test-output" / "screenshots"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _browser_available() -> bool:
-    if not os.path.exists(CHROMIUM):
-        if IN_CI:
-            pytest.fail("Chromium is not installed and CI=true requires the browser tests (apt-get install chromium)")
-        return False
-    return True
 
 
 @pytest.fixture
 def served(env: AppEnv, receiver: Receiver) -> Iterator[tuple[Flask, str, str]]:
     """The shop on a live server: two orders dead at a flaky endpoint, one delivered, two more
     subscriptions to disable; and an admin token."""
-    if not _browser_available():
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    need_browser()
     app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[])
     subscribe(app, receiver.respond("/ok"))
     subscribe(app, receiver.respond("/flaky", [500, 500, 200]))
@@ -60,21 +36,14 @@ def served(env: AppEnv, receiver: Receiver) -> Iterator[tuple[Flask, str, str]]:
     with app.app_context():
         secret = create_token(db.session, "on-call", admin=True)
         db.session.commit()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield app, f"http://127.0.0.1:{server.server_port}/async-events/admin", secret
-    finally:
-        server.shutdown()
-        thread.join(5)
+    with live_server(app) as root:
+        yield app, f"{root}/async-events/admin", secret
 
 
 def test_an_operator_finds_replays_disables_and_retries_in_the_browser(served: tuple[Flask, str, str]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     app, base, secret = served
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -205,6 +174,62 @@ def test_an_operator_sets_headers_and_a_filter_and_rotates_a_secret_in_the_brows
     assert request.headers["Authorization"] == "Bearer shop-42" and request.headers["X-Tenant"] == "acme"
     Webhook(new_secret).verify(request.body, request.headers)
     Webhook(MAGENTO_TOKEN.encode()).verify(request.body, request.headers)
+
+
+def test_an_operator_creates_edits_and_exports_in_the_browser(
+    served: tuple[Flask, str, str], receiver: Receiver
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    app, base, secret = served
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        page.goto(f"{base}/subscriptions")
+        page.fill("#token", secret)
+        page.get_by_role("button", name="Log in").click()
+
+        # Create one for a customer: a URL the SSRF policy refuses is shown, the form keeps its values.
+        page.get_by_role("link", name="New subscription").click()
+        expect(page.locator("#events")).to_contain_text("An order was placed")
+        page.fill("#event_name", "sales.order.created")
+        page.fill("#recipient_url", "http://169.254.169.254/latest/meta-data")
+        page.fill("#owner", "customer:42")
+        page.get_by_role("button", name="Create subscription").click()
+        expect(page.get_by_role("alert")).to_contain_text("recipient_url")
+        expect(page.locator("#owner")).to_have_value("customer:42")
+        page.fill("#recipient_url", receiver.respond("/customer-42"))
+        page.get_by_role("button", name="Create subscription").click()
+        expect(page.locator("#new-secret code")).to_contain_text("whsec_")
+        with app.app_context():
+            created = db.session.scalar(select(Subscription).where(Subscription.owner == "customer:42"))
+            assert created is not None and created.event_name == "sales.order.created"
+
+        # Edit it: a bad rate is refused naming the field; a new URL and rate are kept.
+        page.fill("input[name=rate_limit]", "0")
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.get_by_role("status")).to_contain_text("rate_limit must be between")
+        page.fill("input[name=recipient_url]", receiver.respond("/customer-42-v2"))
+        page.fill("input[name=rate_limit]", "2.5")
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.get_by_role("status")).to_contain_text("at most 2.5 deliveries per second")
+        expect(page.locator("#recipient")).to_contain_text("/customer-42-v2")
+
+        # Download the subscriptions and the log as CSV.
+        page.get_by_role("link", name="Subscriptions").click()
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download CSV").click()
+        exported = download.value.path().read_text()
+        assert "customer:42" in exported and "/customer-42-v2" in exported and "whsec_" not in exported
+        page.get_by_role("link", name="Attempt log").click()
+        page.fill("input[name=q]", "status:500")
+        page.get_by_role("button", name="Search").click()
+        with page.expect_download() as download:
+            page.locator("#csv").click()
+        rows = download.value.path().read_text().splitlines()
+        assert rows[0].startswith("created,uuid,event_name,subscription_id")
+        assert len(rows) == 1 + sum(attempt.status_code == 500 for attempt in attempts(app))
+        browser.close()
 
 
 def test_the_pages_need_an_admin_login_and_forms_their_csrf_token(env: AppEnv, receiver: Receiver) -> None:

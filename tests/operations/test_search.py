@@ -141,9 +141,9 @@ def test_any_string_gets_results_or_a_clear_error(env: AppEnv, text: str) -> Non
 def test_a_search_counts_its_matches_up_to_a_cap_and_pages_on_past_it(
     env: AppEnv, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flask_async_events.pages import views
     from flask_async_events.api import logs
     from flask_async_events.auth import create_token
+    from flask_async_events.pages import views
     from tests.appfactory import db
 
     app = env.app()
