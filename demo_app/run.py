@@ -49,6 +49,7 @@ def main() -> int:
   REST API docs (Swagger UI): {web}/rest/V1/docs
   admin pages:                {web}/async-events/admin
   an admin API token:         {token}   (log in to the admin pages with it)
+  a customer's portal:        {web}/account/webhooks   (the shop's link into its webhook portal)
   or, from another terminal:
     curl -X POST {web}/orders -H 'Content-Type: application/json' \\
          -d '{{"customer_email": "roni_cost@example.com", "total": "45.00"}}'

@@ -56,6 +56,9 @@ def order_shipped(id: int, carrier: str) -> dict[str, Any]:
     return {**order.to_dict(), "carrier": carrier}
 
 
+DEMO_CUSTOMER = "customer:demo"  # who the demo's signed-in customer is; a real shop takes its user's id
+
+
 def _order_input() -> tuple[str, str] | str:
     data = request.get_json(silent=True) if request.is_json else request.form
     data = data or {}
@@ -113,5 +116,10 @@ def create_app() -> Flask:
         if request.is_json or request.args.get("format") == "json":
             return jsonify(order=order.to_dict(), event_id=event_id)
         return redirect(url_for("index"))
+
+    @app.get("/account/webhooks")
+    def customer_webhooks() -> ResponseReturnValue:
+        """The shop's "Webhooks" page for a signed-in customer: one call opens the portal for them."""
+        return redirect(events.portal_link(owner=DEMO_CUSTOMER, resources=["sales"], expires_in=3600))
 
     return app

@@ -88,6 +88,24 @@ def test_the_shop_rejects_bad_input_with_a_message(env: AppEnv, monkeypatch: pyt
         shop.db.drop_all()
 
 
+def test_the_shops_webhooks_page_opens_the_portal_for_its_customer(
+    env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASK_SQLALCHEMY_DATABASE_URI", env.database_uri)
+    monkeypatch.setenv("FLASK_ASYNC_EVENTS_REDIS_URL", env.redis.url)
+    app = shop.create_app()
+    env.apps.append(app)
+    client = app.test_client()
+    link = client.get("/account/webhooks")
+    assert link.status_code == 302 and "/async-events/portal/enter?token=" in link.headers["Location"]
+    portal = client.get(link.headers["Location"], follow_redirects=True)
+    assert portal.status_code == 200 and "<h1>Endpoints</h1>" in portal.get_data(as_text=True)
+    form = client.get("/async-events/portal/subscriptions/new").get_data(as_text=True)
+    assert "An order left the warehouse" in form  # the customer holds the sales resource
+    with app.app_context():
+        shop.db.drop_all()
+
+
 def _descendants(pid: int) -> set[int]:
     """Every process below ``pid``, from /proc."""
     children: dict[int, list[int]] = {}
