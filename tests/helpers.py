@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from werkzeug.test import TestResponse
 
 from flask_async_events.auth import create_token
 from flask_async_events.models import Delivery, DeliveryAttempt, Event
@@ -86,3 +88,15 @@ def create(client: FlaskClient, auth: dict[str, str], **fields: Any) -> Any:
     """POST a subscription to the REST API (sales.order.created over http unless told otherwise)."""
     body = {"asyncEvent": {"event_name": "sales.order.created", "metadata": "http", **fields}}
     return client.post(f"{PREFIX}/async_event", json=body, headers=auth)
+
+
+def form_csrf(page: bytes) -> str:
+    """The CSRF token of the first form on a page."""
+    found = re.search(rb'name="csrf_token" value="([^"]+)"', page)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1).decode()
+
+
+def log_in(client: FlaskClient, login_url: str, secret: str) -> TestResponse:
+    """Fill in a login form (its CSRF token included) with a token."""
+    return client.post(login_url, data={"token": secret, "csrf_token": form_csrf(client.get(login_url).data)})

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, flash, g, get_flashed_messages, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 from sqlalchemy import or_, select
 
 from flask_async_events.admin.security import NotAllowed, check_csrf, csrf_token, current_admin, log_in, log_out
@@ -24,6 +25,8 @@ from flask_async_events.pages.views import add_shared_pages, chart_context
 from flask_async_events.state import AppState, get_state
 
 DISABLED_HERE = "Disabled from the admin pages"
+FORM_EXPIRED = "The form expired or did not come from these pages; reload it and try again."
+LOGIN_HINT = Markup("Use an admin API token: <code>flask async-events token create NAME --admin</code>.")
 
 admin = Blueprint("async_events_admin", __name__, template_folder="templates")
 
@@ -44,8 +47,7 @@ def require_admin() -> ResponseReturnValue | None:
         return redirect(url_for("async_events_admin.login", next=request.full_path))
     use(Access(g.async_events_admin, flash, DISABLED_HERE, chooses_owner=True))
     if request.method == "POST" and not check_csrf():
-        message = "The form expired or did not come from these pages; reload it and try again."
-        return render_template("async_events_pages/message.html", title="Form expired", message=message), 400
+        return render_template("async_events_pages/message.html", title="Form expired", message=FORM_EXPIRED), 400
     return None
 
 
@@ -65,7 +67,9 @@ add_shared_pages(admin)
 @admin.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
     error = None
-    if request.method == "POST":
+    if request.method == "POST" and not check_csrf():
+        error = FORM_EXPIRED
+    elif request.method == "POST":
         try:
             log_in(state(), request.form.get("token", ""))
         except AuthError as exc:
@@ -73,7 +77,9 @@ def login() -> ResponseReturnValue:
         else:
             target = request.args.get("next", "")
             return redirect(target if target.startswith("/") and not target.startswith("//") else url_for(".index"))
-    return render_template("async_events_admin/login.html", error=error), 401 if error else 200
+    return render_template(
+        "async_events_pages/login.html", error=error, token_label="Admin token", hint=LOGIN_HINT
+    ), 401 if error else 200
 
 
 @admin.post("/logout")

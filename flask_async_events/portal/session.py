@@ -20,6 +20,8 @@ from itsdangerous import BadSignature
 from flask_async_events.portal.links import Grant, SecretKey, serializer
 
 COOKIE = "async_events_portal"
+LOGIN_COOKIE = "async_events_portal_login"
+LOGIN_SECONDS = 3600
 SESSION_SALT = "flask-async-events portal session"
 TOKEN_SESSION_SECONDS = 12 * 3600
 MAX_MESSAGES = 5
@@ -52,8 +54,22 @@ class PortalSession:
         return taken
 
 
-def csrf_matches(session: PortalSession, sent: str) -> bool:
-    return hmac.compare_digest(session.csrf, sent)
+def csrf_matches(expected: str, sent: str) -> bool:
+    return bool(expected) and hmac.compare_digest(expected, sent)
+
+
+def save_login_csrf(response: Response, token: str, *, path: str, embedded: bool, secure: bool) -> None:
+    """The login form's CSRF token, in a cookie of its own until there is a session to hold it (so
+    another site cannot log a visitor in as someone else)."""
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=LOGIN_SECONDS,
+        path=path,
+        secure=secure or embedded,
+        httponly=True,
+        samesite="None" if embedded else "Lax",
+    )
 
 
 def load(request: Request, secret_key: SecretKey) -> PortalSession | None:

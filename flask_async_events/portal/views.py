@@ -9,6 +9,7 @@ answer 404 for anything of another owner's. Every response says who may frame it
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
@@ -27,6 +28,8 @@ from flask_async_events.portal.session import PortalSession
 from flask_async_events.state import get_state
 
 DISABLED_HERE = "Disabled in the portal"
+FORM_EXPIRED = "The form expired or did not come from these pages; reload it and try again."
+LOGIN_HINT = "Open this portal from the link your provider gives you, or log in with your API token."
 NO_SESSION = ("async_events_portal.enter", "async_events_portal.login")
 ENDED = {"revoked": "The token of your session was revoked; log in with another."}
 LIST_LIMIT = 500
@@ -62,8 +65,8 @@ def open_session() -> ResponseReturnValue | None:
         return None
     if session is None:
         return redirect(url_for(".login", ended=ended))
-    if request.method == "POST" and not portal_session.csrf_matches(session, request.form.get("csrf_token", "")):
-        return _message("Form expired", "The form expired or did not come from these pages; reload it.", 400)
+    if request.method == "POST" and not portal_session.csrf_matches(session.csrf, request.form.get("csrf_token", "")):
+        return _message("Form expired", FORM_EXPIRED, 400)
     principal = Principal(session.owner, is_admin=False, resources=frozenset(session.resources))
     use(Access(principal, session.say, DISABLED_HERE))
     return None
@@ -73,16 +76,16 @@ def open_session() -> ResponseReturnValue | None:
 def close_session(response: Response) -> Response:
     settings = get_state().settings
     ancestors = settings.portal_frame_ancestors
+    path, embedded = settings.portal_url or "/", bool(set(ancestors) - {"'self'", "'none'"})
     if current_app.secret_key and (_session() is not None or portal_session.COOKIE in request.cookies):
         portal_session.save(
-            response,
-            _session(),
-            current_app.secret_key,
-            path=settings.portal_url or "/",
-            embedded=bool(set(ancestors) - {"'self'", "'none'"}),
-            secure=request.is_secure,
+            response, _session(), current_app.secret_key, path=path, embedded=embedded, secure=request.is_secure
         )
     sources = " ".join(ancestors) or "'self'"
+    if "async_events_login_csrf" in g:  # the login form's token, checked against this cookie
+        portal_session.save_login_csrf(
+            response, g.async_events_login_csrf, path=path, embedded=embedded, secure=request.is_secure
+        )
     response.headers["Content-Security-Policy"] = f"frame-ancestors {sources}"
     if not ancestors:
         response.headers["X-Frame-Options"] = "SAMEORIGIN"
@@ -98,7 +101,7 @@ def _page_context() -> dict[str, Any]:
     session = _session()
     return {
         "base_template": "async_events_portal/base.html",
-        "async_events_csrf": lambda: session.csrf if session else "",
+        "async_events_csrf": lambda: session.csrf if session else g.get("async_events_login_csrf", ""),
         "async_events_messages": lambda: session.take_messages() if session else [],
         "portal_owner": session.owner if session else None,
     }
@@ -123,7 +126,10 @@ def enter() -> ResponseReturnValue:
 def login() -> ResponseReturnValue:
     """Log in with a non-admin API token; its subscriptions are the ones shown."""
     error = ENDED.get(request.args.get("ended", ""))
-    if request.method == "POST":
+    sent_csrf, expected_csrf = request.form.get("csrf_token", ""), request.cookies.get(portal_session.LOGIN_COOKIE, "")
+    if request.method == "POST" and not portal_session.csrf_matches(expected_csrf, sent_csrf):
+        error = FORM_EXPIRED
+    elif request.method == "POST":
         secret = request.form.get("token", "").strip()
         token = get_state().db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
         if token is None or token.revoked_at is not None:
@@ -135,7 +141,10 @@ def login() -> ResponseReturnValue:
             g.async_events_portal = PortalSession.for_token(token.id, principal.owner, tuple(principal.resources))
             return redirect(url_for(".subscriptions"))
     failed = request.method == "POST"
-    return render_template("async_events_portal/login.html", error=error), 401 if failed else 200
+    g.async_events_login_csrf = secrets.token_urlsafe(32)
+    return render_template(
+        "async_events_pages/login.html", error=error, token_label="API token", hint=LOGIN_HINT
+    ), 401 if failed else 200
 
 
 @portal.post("/logout")

@@ -17,7 +17,7 @@ from flask_async_events.models import Subscription
 from tests.appfactory import db
 from tests.browser import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, live_server, need_browser
 from tests.conftest import AppEnv, Receiver, run_burst
-from tests.helpers import MAGENTO_TOKEN, attempts, place_order, states, subscribe
+from tests.helpers import MAGENTO_TOKEN, attempts, log_in, place_order, states, subscribe
 
 
 @pytest.fixture
@@ -243,9 +243,11 @@ def test_the_pages_need_an_admin_login_and_forms_their_csrf_token(env: AppEnv, r
     prefix = "/async-events/admin"
     response = client.get(f"{prefix}/health")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
-    response = client.post(f"{prefix}/login", data={"token": sales})
+    response = client.post(f"{prefix}/login", data={"token": admin})  # from another site: no CSRF token
+    assert response.status_code == 401 and b"The form expired" in response.data
+    response = log_in(client, f"{prefix}/login", sales)
     assert response.status_code == 401 and b"not an admin token" in response.data
-    assert client.post(f"{prefix}/login", data={"token": admin}).status_code == 302
+    assert log_in(client, f"{prefix}/login", admin).status_code == 302
     response = client.post(f"{prefix}/subscriptions", data={"ids": ["1"], "action": "disable"})
     assert response.status_code == 400 and b"The form expired" in response.data
     with app.app_context():
@@ -261,7 +263,7 @@ def test_admin_forms_explain_bad_input_and_login_stays_on_this_site(env: AppEnv,
         db.session.commit()
     client = app.test_client()
     prefix = "/async-events/admin"
-    response = client.post(f"{prefix}/login?next=//elsewhere.example/", data={"token": admin})
+    response = log_in(client, f"{prefix}/login?next=//elsewhere.example/", admin)
     assert response.headers["Location"] == f"{prefix}/"  # never off to another site
     client.get(f"{prefix}/dead-letters")
     with client.session_transaction() as session:

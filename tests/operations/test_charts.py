@@ -19,7 +19,7 @@ from flask_async_events.operations.svg import attempts_chart, latency_chart
 from flask_async_events.state import get_state
 from tests.appfactory import db
 from tests.conftest import AppEnv, Receiver, run_burst
-from tests.helpers import attempts, place_order, subscribe
+from tests.helpers import attempts, log_in, place_order, subscribe
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -107,7 +107,7 @@ def login_client(app: Flask) -> FlaskClient:
         secret = create_token(db.session, "on-call", admin=True)
         db.session.commit()
     client = app.test_client()
-    assert client.post("/async-events/admin/login", data={"token": secret}).status_code == 302
+    assert log_in(client, "/async-events/admin/login", secret).status_code == 302
     return client
 
 

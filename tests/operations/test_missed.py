@@ -11,7 +11,7 @@ from flask import Flask
 from flask_async_events.auth import create_token
 from tests.appfactory import db, events
 from tests.conftest import AppEnv, Receiver, run_burst
-from tests.helpers import PREFIX, create, deliveries, publish, subscribe, token
+from tests.helpers import PREFIX, create, deliveries, log_in, publish, subscribe, token
 
 
 def publish_many(app: Flask, name: str, ids: range) -> None:
@@ -101,7 +101,7 @@ def test_the_admin_pages_recover_missed_events(env: AppEnv, receiver: Receiver) 
         db.session.commit()
     client = app.test_client()
     prefix = "/async-events/admin"
-    client.post(f"{prefix}/login", data={"token": admin})
+    log_in(client, f"{prefix}/login", admin)
     client.get(f"{prefix}/dead-letters")
     with client.session_transaction() as session:
         csrf = session["async_events_csrf"]

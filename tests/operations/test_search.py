@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.state import get_state
 from tests.conftest import AppEnv, Receiver, run_burst
-from tests.helpers import PREFIX, attempts, place_order, publish, subscribe, token
+from tests.helpers import PREFIX, attempts, log_in, place_order, publish, subscribe, token
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def test_a_search_counts_its_matches_up_to_a_cap_and_pages_on_past_it(
     with app.app_context():
         secret = create_token(db.session, "on-call", admin=True)
         db.session.commit()
-    assert client.post("/async-events/admin/login", data={"token": secret}).status_code == 302
+    assert log_in(client, "/async-events/admin/login", secret).status_code == 302
     first = client.get("/async-events/admin/logs").get_data(as_text=True)
     assert "More than 3 attempts, page 1" in first and "older →" in first
     last = client.get("/async-events/admin/logs?page=3").get_data(as_text=True)

@@ -22,7 +22,7 @@ from flask_async_events.portal.links import link_token, make_grant
 from flask_async_events.portal.session import COOKIE
 from tests.appfactory import db, events
 from tests.conftest import AppEnv, Receiver, run_burst
-from tests.helpers import PREFIX, place_order
+from tests.helpers import PREFIX, form_csrf, log_in, place_order
 
 PORTAL = "/async-events/portal"
 
@@ -30,12 +30,6 @@ PORTAL = "/async-events/portal"
 def _link(app: Flask, owner: str, **options: Any) -> str:
     with app.test_request_context():
         return events.portal_link(owner=owner, **options)
-
-
-def _csrf(page: bytes) -> str:
-    found = re.search(rb'name="csrf_token" value="([^"]+)"', page)
-    assert found, "the page has no form with a CSRF token"
-    return found.group(1).decode()
 
 
 def _enter(app: Flask, owner: str, **options: Any) -> FlaskClient:
@@ -133,7 +127,7 @@ def test_every_url_of_one_owner_is_a_404_for_another(shop: tuple[Flask, dict[str
         their_uuid = db.session.scalar(select(DeliveryAttempt.uuid).where(DeliveryAttempt.subscription_id == theirs))
     assert their_uuid
     client = _enter(app, "customer:1")
-    csrf = _csrf(client.get(f"{PORTAL}/subscriptions/{ids['customer:1']}").data)
+    csrf = form_csrf(client.get(f"{PORTAL}/subscriptions/{ids['customer:1']}").data)
     tried = []
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("async_events_portal.") or not rule.arguments & {"subscription_id", "uuid"}:
@@ -182,7 +176,7 @@ def test_an_owner_creates_pings_rotates_and_deletes_its_subscription(
     client = _enter(app, "customer:3", resources=["sales"])
     form = client.get(f"{PORTAL}/subscriptions/new")
     assert b"An order was placed" in form.data  # the catalogue, with descriptions
-    csrf = _csrf(form.data)
+    csrf = form_csrf(form.data)
     refused = client.post(
         f"{PORTAL}/subscriptions/new",
         data={"csrf_token": csrf, "event_name": "sales.order.created", "recipient_url": "ftp://example.com/x"},
@@ -221,7 +215,7 @@ def test_an_owner_may_only_subscribe_to_events_its_resources_allow(shop: tuple[F
     refused = client.post(
         f"{PORTAL}/subscriptions/new",
         data={
-            "csrf_token": _csrf(form.data),
+            "csrf_token": form_csrf(form.data),
             "event_name": "sales.order.created",
             "recipient_url": "http://127.0.0.1:9/x",
         },
@@ -245,9 +239,11 @@ def test_a_token_login_ends_when_the_token_is_revoked(shop: tuple[Flask, dict[st
         admin = create_token(db.session, "ops", admin=True)
         db.session.commit()
     client = app.test_client()
-    assert b"admin token" in client.post(f"{PORTAL}/login", data={"token": admin}).data
-    assert client.post(f"{PORTAL}/login", data={"token": "fae_nope"}).status_code == 401
-    assert client.post(f"{PORTAL}/login", data={"token": secret}).status_code == 302
+    forged = client.post(f"{PORTAL}/login", data={"token": secret, "csrf_token": "from-another-site"})
+    assert forged.status_code == 401 and b"The form expired" in forged.data
+    assert b"admin token" in log_in(client, f"{PORTAL}/login", admin).data
+    assert log_in(client, f"{PORTAL}/login", "fae_nope").status_code == 401
+    assert log_in(client, f"{PORTAL}/login", secret).status_code == 302
     assert client.get(f"{PORTAL}/subscriptions").status_code == 200
     with app.app_context():
         revoke_token(db.session, "acme")
@@ -260,7 +256,7 @@ def test_a_token_login_ends_when_the_token_is_revoked(shop: tuple[Flask, dict[st
 def test_logging_out_ends_the_session(shop: tuple[Flask, dict[str, int]]) -> None:
     app, ids = shop
     client = _enter(app, "customer:1")
-    csrf = _csrf(client.get(f"{PORTAL}/subscriptions").data)
+    csrf = form_csrf(client.get(f"{PORTAL}/subscriptions").data)
     client.post(f"{PORTAL}/logout", data={"csrf_token": csrf})
     assert client.get(f"{PORTAL}/subscriptions/{ids['customer:1']}").status_code == 302
 
