@@ -82,10 +82,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.scale
 
-## Fault injection: 5 seeded runs of 10,000 events x 3 subscriptions against PostgreSQL, with
-## worker kills, Redis restarted empty, database connections dropped and a misbehaving receiver.
+## Fault injection against PostgreSQL, both profiles: 5 seeded runs of 10,000 events x 3 subscriptions
+## (a worker killed every 2 to 6 s), then 10 harsh ones of 600 events (a kill every 1.5 to 3.5 s); both
+## with Redis restarted empty, database connections dropped and a misbehaving receiver.
 chaos: $(STAMP)
-	$(BIN)/python -m bench.chaos --runs 5 --events 10000
+	$(BIN)/python -m bench.chaos --profile default
+	$(BIN)/python -m bench.chaos --profile harsh
 
 clean:
 	rm -rf $(VENV) dist build docs/_build instance .pytest_cache .mypy_cache .ruff_cache *.egg-info
