@@ -121,14 +121,15 @@ def connect(url: str, options: Mapping[str, Any] | None = None) -> Redis:
 
 def clone(connection: Redis, **overrides: Any) -> Redis:
     """A new client with a pool of its own to wherever ``connection`` goes (the same Sentinel service
-    included), its connection arguments changed by ``overrides``."""
+    included), its connection arguments changed by ``overrides``. The client owns its pool: closing
+    it closes the pool's connections."""
     pool = connection.connection_pool
     kwargs = {**pool.connection_kwargs, **overrides}
     if isinstance(pool, SentinelConnectionPool):
         kwargs.pop("connection_pool", None)  # the proxy of the original pool; the new pool sets its own
-        return Redis(
-            connection_pool=SentinelConnectionPool(
+        return Redis.from_pool(
+            SentinelConnectionPool(
                 pool.service_name, pool.sentinel_manager, connection_class=pool.connection_class, **kwargs
             )
         )
-    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    return Redis.from_pool(ConnectionPool(connection_class=pool.connection_class, **kwargs))

@@ -88,6 +88,6 @@ def test_every_redis_user_goes_through_the_sentinel_service(sentinel_group: Sent
         assert journal._redis.ping()
     finally:
         journal.close()
-    master = redis.Redis(port=sentinel_group.master())
     connection.set("async_events:probe", "1")
-    assert master.get("async_events:probe") == b"1"  # written to the master the sentinels name
+    with redis.Redis(port=sentinel_group.master()) as master:
+        assert master.get("async_events:probe") == b"1"  # written to the master the sentinels name
