@@ -87,10 +87,16 @@ def authenticate(session: DbSession, request: Request, authorizer: Authorizer | 
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
         raise AuthError("Authorization: Bearer <token> is required.")
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(credentials.strip())))
-    if token is None or token.revoked_at is not None:
+    token = live_token(session, credentials)
+    if token is None:
         raise AuthError("The bearer token is not valid or has been revoked.")
     return token_principal(token)
+
+
+def live_token(session: DbSession, secret: str) -> ApiToken | None:
+    """The unrevoked API token whose secret this is (surrounding blanks ignored), or None."""
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret.strip())))
+    return token if token is not None and token.revoked_at is None else None
 
 
 def required_resources(definitions: EventRegistry, pattern: str) -> set[str]:

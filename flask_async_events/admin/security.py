@@ -12,9 +12,8 @@ import hmac
 import secrets
 
 from flask import request, session
-from sqlalchemy import select
 
-from flask_async_events.auth import Principal, hash_token, token_principal
+from flask_async_events.auth import Principal, live_token, token_principal
 from flask_async_events.errors import AuthError, NotAllowed
 from flask_async_events.models import ApiToken
 from flask_async_events.state import AppState
@@ -45,8 +44,8 @@ def current_admin(state: AppState) -> Principal | None:
 
 def log_in(state: AppState, secret: str) -> None:
     """Remember an admin token in the session; AuthError if it is not one."""
-    token = state.db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret.strip())))
-    if token is None or token.revoked_at is not None:
+    token = live_token(state.db.session, secret)
+    if token is None:
         raise AuthError("That token is not valid or has been revoked.")
     if not token.is_admin:
         raise AuthError("That token is not an admin token (flask async-events token create NAME --admin).")

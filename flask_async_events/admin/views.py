@@ -20,12 +20,11 @@ from flask_async_events.operations.replay import ReplayError, count_dead, recove
 from flask_async_events.operations.retention import parse_moment
 from flask_async_events.operations.status import dead_letters, system_status
 from flask_async_events.operations.subscriptions import describe_rate_limit, set_rate_limit
-from flask_async_events.pages.access import Access, use
+from flask_async_events.pages.access import FORM_EXPIRED, Access, use
 from flask_async_events.pages.views import add_shared_pages, chart_context
 from flask_async_events.state import AppState, get_state
 
 DISABLED_HERE = "Disabled from the admin pages"
-FORM_EXPIRED = "The form expired or did not come from these pages; reload it and try again."
 LOGIN_HINT = Markup("Use an admin API token: <code>flask async-events token create NAME --admin</code>.")
 
 admin = Blueprint("async_events_admin", __name__, template_folder="templates")

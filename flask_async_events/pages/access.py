@@ -13,6 +13,8 @@ from flask import g
 
 from flask_async_events.auth import Principal
 
+FORM_EXPIRED = "The form expired or did not come from these pages; reload it and try again."
+
 
 @dataclass(frozen=True)
 class Access:

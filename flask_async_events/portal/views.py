@@ -14,13 +14,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
-from flask_async_events.auth import Principal, hash_token, token_principal, visible_subscriptions
+from flask_async_events.auth import Principal, live_token, token_principal, visible_subscriptions
 from flask_async_events.errors import InvalidPortalLink
 from flask_async_events.models import ApiToken, Subscription
 from flask_async_events.operations.status import circuit_words
-from flask_async_events.pages.access import Access, caller, use
+from flask_async_events.pages.access import FORM_EXPIRED, Access, caller, use
 from flask_async_events.pages.views import add_shared_pages, chart_context, owner_subscription_ids
 from flask_async_events.portal import session as portal_session
 from flask_async_events.portal.links import open_link_token
@@ -28,7 +27,6 @@ from flask_async_events.portal.session import PortalSession
 from flask_async_events.state import get_state
 
 DISABLED_HERE = "Disabled in the portal"
-FORM_EXPIRED = "The form expired or did not come from these pages; reload it and try again."
 LOGIN_HINT = "Open this portal from the link your provider gives you, or log in with your API token."
 NO_SESSION = ("async_events_portal.enter", "async_events_portal.login")
 ENDED = {"revoked": "The token of your session was revoked; log in with another."}
@@ -130,9 +128,8 @@ def login() -> ResponseReturnValue:
     if request.method == "POST" and not portal_session.csrf_matches(expected_csrf, sent_csrf):
         error = FORM_EXPIRED
     elif request.method == "POST":
-        secret = request.form.get("token", "").strip()
-        token = get_state().db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
-        if token is None or token.revoked_at is not None:
+        token = live_token(get_state().db.session, request.form.get("token", ""))
+        if token is None:
             error = "That token is not valid or has been revoked."
         elif token.is_admin:
             error = "That is an admin token: it opens the admin pages, not the portal."

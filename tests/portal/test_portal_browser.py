@@ -8,7 +8,7 @@ import re
 
 from flask import Flask
 
-from tests.appfactory import db, events
+from tests.appfactory import events
 from tests.browser import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, live_server, need_browser
 from tests.conftest import AppEnv, Receiver, run_burst
 from tests.helpers import attempts, place_order, subscribe
@@ -87,6 +87,4 @@ def test_a_customer_manages_its_endpoint_in_the_portal(env: AppEnv, receiver: Re
         page.get_by_role("link", name="Endpoints").click()
         expect(page.locator("svg.chart").first).to_have_attribute("aria-label", re.compile(r": 3 succeeded"))
         page.screenshot(path=str(SCREENSHOTS / "portal.png"), full_page=True)
-        with app.app_context():
-            db.session.rollback()
         browser.close()
