@@ -7,7 +7,9 @@ there with a message naming the key, not later inside a worker.
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_ADMIN_URL": "/async-events/admin",
     "ASYNC_EVENTS_PORTAL_URL": "/async-events/portal",
     "ASYNC_EVENTS_PORTAL_FRAME_ANCESTORS": None,
+    "ASYNC_EVENTS_JOURNAL_DIR": os.path.join(tempfile.gettempdir(), "flask-async-events"),
 }
 # A Content-Security-Policy source: a keyword, a scheme, or a host with an optional scheme, port and path.
 _FRAME_SOURCE = re.compile(
@@ -97,6 +100,7 @@ class Settings:
     admin_url: str | None
     portal_url: str | None
     portal_frame_ancestors: tuple[str, ...]  # CSP sources that may embed the portal; () means 'self'
+    journal_dir: str | None  # where workers keep the attempt journal's spool on local disk; None: not kept
 
     @property
     def send_budget(self) -> float:
@@ -223,7 +227,19 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         admin_url=_optional_path(config, "ASYNC_EVENTS_ADMIN_URL"),
         portal_url=_optional_path(config, "ASYNC_EVENTS_PORTAL_URL"),
         portal_frame_ancestors=_frame_ancestors(config),
+        journal_dir=_journal_dir(config),
     )
+
+
+def _journal_dir(config: Mapping[str, Any]) -> str | None:
+    """A local folder for the attempt journal's spool, or empty to keep the journal in Redis only."""
+    key = "ASYNC_EVENTS_JOURNAL_DIR"
+    value = config.get(key, DEFAULTS[key])
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigError(f"{key} must be a folder path, or empty to keep the journal in Redis only, got {value!r}")
+    return os.fspath(value)
 
 
 def _frame_ancestors(config: Mapping[str, Any]) -> tuple[str, ...]:

@@ -189,6 +189,7 @@ class AppEnv:
     database_uri: str
     redis: RedisServer
     monkeypatch: pytest.MonkeyPatch
+    journal_dir: Path  # the attempt journal's spools, this test's own
     config: dict[str, Any] = field(default_factory=dict)
     apps: list[Flask] = field(default_factory=list)
     redis_url: str | None = None  # another Redis than ``redis`` (a Sentinel service, TLS)
@@ -198,15 +199,19 @@ class AppEnv:
         self.config.update(config)
         self.monkeypatch.setenv("FAE_TEST_DATABASE_URI", self.database_uri)
         self.monkeypatch.setenv("FAE_TEST_REDIS_URL", self.redis_url or self.redis.url)
-        self.monkeypatch.setenv("FAE_TEST_CONFIG", json.dumps(self.config))
+        self.monkeypatch.setenv(
+            "FAE_TEST_CONFIG", json.dumps({"ASYNC_EVENTS_JOURNAL_DIR": str(self.journal_dir), **self.config})
+        )
         application = appfactory.create_app()
         self.apps.append(application)
         return application
 
 
 @pytest.fixture
-def env(database_uri: str, clean_redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppEnv]:
-    environment = AppEnv(database_uri, clean_redis, monkeypatch)
+def env(
+    database_uri: str, clean_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[AppEnv]:
+    environment = AppEnv(database_uri, clean_redis, monkeypatch, tmp_path / "journal")
     yield environment
     for application in environment.apps:
         _dispose(application)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
@@ -100,3 +101,11 @@ def form_csrf(page: bytes) -> str:
 def log_in(client: FlaskClient, login_url: str, secret: str) -> TestResponse:
     """Fill in a login form (its CSRF token included) with a token."""
     return client.post(login_url, data={"token": secret, "csrf_token": form_csrf(client.get(login_url).data)})
+
+
+@dataclass(frozen=True)
+class Try:
+    """One attempt as the attempt journal names it: its (delivery id, attempt) and its delivery's uuid."""
+
+    attempt_key: tuple[int, int]
+    uuid: str = "00000000-0000-4000-8000-000000000000"

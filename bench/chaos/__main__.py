@@ -45,13 +45,15 @@ PROFILES = {
 def table(reports: list[Report]) -> str:
     lines = [
         "| seed | events | deliveries expected | delivered | lost | misrouted | pending | duplicates (rate) "
-        "| requests | unlogged attempts | worker kills | circuits opened | drain after last fault | run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| of them after an interrupted attempt | requests | unlogged attempts | worker kills | circuits opened "
+        "| drain after last fault | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         lines.append(
             f"| {r.seed} | {r.events} | {r.expected} | {r.delivered} | {r.lost} | {r.misrouted} | {r.pending} "
-            f"| {r.duplicates} ({r.duplicate_rate:.3%}) | {r.requests} | {r.unlogged_attempts} | {r.kills} "
+            f"| {r.duplicates} ({r.duplicate_rate:.3%}) | {r.duplicates_interrupted} | {r.requests} "
+            f"| {r.unlogged_attempts} | {r.kills} "
             f"| {r.circuit_openings} | {r.drain_seconds:.1f} s | {r.elapsed:.0f} s |"
         )
     return "\n".join(lines)

@@ -73,6 +73,7 @@ class Report:
     pending: int = 0
     not_received: int = 0
     duplicates: int = 0
+    duplicates_interrupted: int = 0  # resent after an attempt logged as interrupted (in flight at a kill)
     requests: int = 0
     unlogged_attempts: int = 0
     circuit_openings: int = 0  # circuits opened or reopened, from the workers' logs
@@ -414,8 +415,13 @@ def _check(services: Services, engine: sa.Engine, report: Report) -> None:
                 "ON s.subscription_id = d.subscription_id"
             )
         ).all()
-        per_uuid = sa.text("SELECT uuid, count(*) FROM async_event_subscriber_log GROUP BY uuid")
-        logged: Counter[str] = Counter({row[0]: row[1] for row in connection.execute(per_uuid)})
+        per_uuid = sa.text(
+            "SELECT uuid, count(*), count(*) FILTER (WHERE error_class = 'Interrupted') "
+            "FROM async_event_subscriber_log GROUP BY uuid"
+        )
+        per_uuid_rows = connection.execute(per_uuid).all()
+        logged: Counter[str] = Counter({row[0]: row[1] for row in per_uuid_rows})
+        interrupted = {row[0] for row in per_uuid_rows if row[2]}
     report.expected = report.events * len(receiving)
     delivered_pairs = set()
     delivered_uuids = set()
@@ -443,6 +449,9 @@ def _check(services: Services, engine: sa.Engine, report: Report) -> None:
                 successes[request["id"]] += 1
     report.not_received = sum(1 for delivery in delivered_uuids if successes[delivery] == 0)
     report.duplicates = sum(count - 1 for count in successes.values() if count > 1)
+    report.duplicates_interrupted = sum(
+        count - 1 for delivery, count in successes.items() if count > 1 and delivery in interrupted
+    )
     report.unlogged_attempts = sum(max(0, count - logged[delivery]) for delivery, count in seen.items())
 
 

@@ -25,6 +25,7 @@ from flask_async_events.delivery.journal import AttemptJournal
 from flask_async_events.delivery.recording import record
 from flask_async_events.delivery.retry import due_at
 from flask_async_events.delivery.sender import Sender
+from flask_async_events.delivery.spool import spool_directory
 from flask_async_events.delivery.types import Claimed, Outcome, Parked, SendResult, SendTask
 from flask_async_events.models import utcnow
 from flask_async_events.state import AppState
@@ -76,7 +77,7 @@ class Dispatcher:
         self.sender: Sender[SendResult, list[Claimed]] = Sender(
             settings.delivery_threads, settings.endpoint_concurrency, self._finished, self._expired
         )
-        self.journal = AttemptJournal(state.queues.connection)
+        self.journal = AttemptJournal(state.queues.connection, spool_directory(settings))
         self._results: queue.SimpleQueue[Outcome | Claimed | Parked] = queue.SimpleQueue()
         self._unrecorded = 0
         self._lock = threading.Condition()
@@ -122,14 +123,13 @@ class Dispatcher:
 
     def _journaled(self, run: Callable[[], SendResult], items: list[Claimed]) -> SendResult:
         """On a sending thread: note the attempt's start, make it, note its outcome."""
-        attempts = [item.attempt_key for item in items]
-        self.journal.started(attempts)
+        self.journal.started(items)
         try:
             results = run()
         except BaseException:  # not sent after all: the task is handed back
-            self.journal.forget(attempts)
+            self.journal.forget([item.attempt_key for item in items])
             raise
-        self.journal.finished(attempts, results)
+        self.journal.finished(items, results)
         return results
 
     def _finished(self, task: SendTask, results: SendResult) -> None:

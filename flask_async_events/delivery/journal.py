@@ -14,10 +14,16 @@ The journal's thread also keeps a liveness key for its process. Claim tokens nam
 that holds them, so maintenance settles a lost worker's claims within seconds of its key expiring
 (while its journal is fresh), instead of waiting for their lease to end.
 
-The database stays the source of truth. The journal can only save a resend: if Redis is down or
-lost its data, or the worker died within the millisecond before its note was written, the
-delivery is sent again, as it would be without a journal (at least once). An entry lives from the
-start of its attempt until its result is committed.
+Each note is first written to the process's spool on this host's disk
+(:mod:`flask_async_events.delivery.spool`), on the sending thread, before the Redis copy: when Redis
+restarts empty or fails over to a replica that missed the last notes, the workers on the host put a
+lost worker's entries back. Every entry names its delivery's uuid, and one is only ever used for
+the delivery it names.
+
+The database stays the source of truth. The journal can only save a resend: if neither copy has
+a note (the worker died in the microseconds between an answer and its note, or its host went with
+Redis), the delivery is sent again, as it would be without a journal (at least once). An entry
+lives from the start of its attempt until its result is committed.
 """
 
 from __future__ import annotations
@@ -30,11 +36,17 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from flask_async_events import redis_connection
+from flask_async_events.delivery.spool import KEEP_LOST, Note, Spool, revive_lost
+from flask_async_events.delivery.types import AttemptKey
 from flask_async_events.models import RESPONSE_EXCERPT
 from flask_async_events.notifiers.base import NotifyResult
 
@@ -42,39 +54,59 @@ log = logging.getLogger("flask_async_events")
 
 KEY = "async_events:attempt:{}:{}"
 ALIVE_KEY = "async_events:alive:{}"
-STARTED = "started"
 HEARTBEAT = 1.0
 ALIVE_TTL = 4  # no heartbeat for this long: the process is gone
 OWNER_MARK = "."  # claim tokens are "<owner>.<claim>"; older plain tokens wait for their lease
-TIMEOUT = 1.0  # a Redis that hangs holds the journal's thread (and its heartbeat) this long at most
+TIMEOUT = 1.0  # a Redis that hangs holds the journal's thread (and its heartbeat) twice this at most
+# One immediate retry (a connection Redis dropped when it restarted), none of the client's backoffs:
+# a note that waits seconds for Redis is worth nothing, and holds up the heartbeat.
+RETRY = Retry(NoBackoff(), 1)
 TTL = 24 * 3600  # only a lost worker's entries outlive their record, until another worker reads them
 WARN_EVERY = 60.0
 WRITE_BATCH = 500
 MAX_PENDING = 100_000  # notes waiting for Redis; more are dropped (the journal only saves resends)
 
-AttemptKey = tuple[int, int]  # (delivery id, attempt number)
-Note = list[tuple[AttemptKey, str | None]]  # None: forget
+
+class Attempted(Protocol):
+    """One attempt as the journal names it: its key, and the uuid of its delivery."""
+
+    @property
+    def attempt_key(self) -> AttemptKey: ...
+
+    @property
+    def uuid(self) -> str: ...
 
 
 @dataclass(frozen=True)
 class Staged:
-    """What the journal knows of one attempt: its outcome, or None if it never ended."""
+    """What the journal knows of one attempt of the delivery ``uuid``: its outcome, or None if it
+    never ended."""
 
+    uuid: str
     result: NotifyResult | None
     duration_ms: int | None = None
 
 
 class AttemptJournal:
     """The journal of one worker process. Notes are written by a thread of their own, in order and
-    a pipeline at a time, so a send never waits for Redis; nothing here raises."""
+    a pipeline at a time, so a send never waits for Redis; nothing here raises once it is made.
+    With a ``spool`` folder, each note is also written there first, at once (see
+    :mod:`flask_async_events.delivery.spool`)."""
 
-    def __init__(self, connection: Redis) -> None:
-        self._redis = redis_connection.clone(connection, socket_timeout=TIMEOUT)
+    def __init__(self, connection: Redis, spool: Path | None = None) -> None:
+        self._redis = redis_connection.clone(connection, socket_timeout=TIMEOUT, retry=RETRY)
         self._notes: queue.SimpleQueue[Note | None] = queue.SimpleQueue()
         self._written = threading.Condition()
         self._pending = 0
         self._warned = 0.0
         self.owner = secrets.token_hex(7)
+        self._spool_folder, self._spool = spool, None
+        if spool is not None:
+            try:
+                self._spool = Spool(spool, self.owner)
+            except OSError as exc:
+                self._spool_folder = None
+                log.warning("Could not open the journal's spool in %s (%s); journaling to Redis only", spool, exc)
         self._write([], beat=True)  # alive before the first claim
         self._thread = threading.Thread(target=self._write_loop, name="async-events-journal", daemon=True)
         self._thread.start()
@@ -83,19 +115,20 @@ class AttemptJournal:
         """A new claim token that names this process (32 characters at most)."""
         return f"{self.owner}{OWNER_MARK}{secrets.token_hex(8)}"
 
-    def started(self, attempts: Sequence[AttemptKey]) -> None:
-        self._note(attempts, [STARTED] * len(attempts))
+    def started(self, attempts: Sequence[Attempted]) -> None:
+        self._note([(a.attempt_key, json.dumps({"uuid": a.uuid})) for a in attempts])
 
-    def finished(self, attempts: Sequence[AttemptKey], results: Sequence[tuple[NotifyResult, int]]) -> None:
+    def finished(self, attempts: Sequence[Attempted], results: Sequence[tuple[NotifyResult, int]]) -> None:
         entries = []
-        for result, duration_ms in results:
+        for attempt, (result, duration_ms) in zip(attempts, results, strict=True):
             fields = {**asdict(result), "response_data": result.response_data[:RESPONSE_EXCERPT]}
-            entries.append(json.dumps({"result": fields, "duration_ms": duration_ms}))
-        self._note(attempts, entries)
+            entry = {"uuid": attempt.uuid, "result": fields, "duration_ms": duration_ms}
+            entries.append((attempt.attempt_key, json.dumps(entry)))
+        self._note(entries)
 
     def forget(self, attempts: Sequence[AttemptKey]) -> None:
         """Drop the entries of attempts whose result is now in the database (after their notes)."""
-        self._note(attempts, [None] * len(attempts))
+        self._note([(attempt, None) for attempt in attempts])
 
     def flush(self, timeout: float) -> bool:
         """Wait until every note so far is written (or failed); False on timeout."""
@@ -112,15 +145,19 @@ class AttemptJournal:
         except RedisError as exc:
             self._warn(exc)
         self._redis.close()
+        if self._spool is not None:
+            self._spool.close()
 
-    def _note(self, attempts: Sequence[AttemptKey], values: Sequence[str | None]) -> None:
-        if not attempts:
+    def _note(self, note: Note) -> None:
+        if not note:
             return
+        if self._spool is not None:
+            self._spool.write(note)
         with self._written:
             if self._pending >= MAX_PENDING:  # Redis hangs: a note is worth less than the memory
                 return
             self._pending += 1
-        self._notes.put(list(zip(attempts, values, strict=True)))
+        self._notes.put(note)
 
     def _write_loop(self) -> None:
         beat_at = time.monotonic() + HEARTBEAT
@@ -145,6 +182,8 @@ class AttemptJournal:
             if beat:
                 beat_at = time.monotonic() + HEARTBEAT
             self._write(notes, beat=beat)
+            if beat and self._spool_folder is not None:
+                revive(self._redis, self._spool_folder)
             with self._written:
                 self._pending -= len(notes)
                 self._written.notify_all()
@@ -172,19 +211,33 @@ class AttemptJournal:
             log.warning("Could not write the attempt journal (%s); a worker lost now would send again", exc)
 
 
-def _staged(value: bytes | str) -> Staged:
-    if value in (STARTED, STARTED.encode()):
-        return Staged(None)
-    entry = json.loads(value)
-    return Staged(NotifyResult(**entry["result"]), entry["duration_ms"])
+def revive(connection: Redis, folder: Path) -> None:
+    """Put back in Redis the entries this host's lost workers have in their spools (see
+    :func:`~flask_async_events.delivery.spool.revive_lost`)."""
+    revive_lost(connection, folder, entry_key=KEY, ttl=KEEP_LOST)
 
 
-def recall(connection: Redis, attempts: Sequence[AttemptKey]) -> dict[AttemptKey, Staged]:
-    """The journal's entries for ``attempts``, those it has."""
+def _staged(value: bytes | str) -> Staged | None:
+    """An entry as it was written, or None for one this version cannot read (made by another)."""
+    try:
+        entry = json.loads(value)
+        result = entry.get("result")
+        return Staged(entry["uuid"], None if result is None else NotifyResult(**result), entry.get("duration_ms"))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def recall(connection: Redis, attempts: Sequence[Attempted]) -> dict[AttemptKey, Staged]:
+    """The journal's entries for ``attempts``: those it has that name the attempt's delivery."""
     if not attempts:
         return {}
-    values = connection.mget([KEY.format(*attempt) for attempt in attempts])
-    return {attempt: _staged(value) for attempt, value in zip(attempts, values, strict=True) if value is not None}
+    values = connection.mget([KEY.format(*attempt.attempt_key) for attempt in attempts])
+    found = {}
+    for attempt, value in zip(attempts, values, strict=True):
+        staged = None if value is None else _staged(value)
+        if staged is not None and staged.uuid == attempt.uuid:
+            found[attempt.attempt_key] = staged
+    return found
 
 
 def forget(connection: Redis, attempts: Sequence[AttemptKey]) -> None:

@@ -19,8 +19,18 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 
 from flask_async_events.delivery.deliver import claim
-from flask_async_events.delivery.journal import ALIVE_TTL, OWNER_MARK, Staged, claim_owner, forget, lost_owners, recall
+from flask_async_events.delivery.journal import (
+    ALIVE_TTL,
+    OWNER_MARK,
+    Staged,
+    claim_owner,
+    forget,
+    lost_owners,
+    recall,
+    revive,
+)
 from flask_async_events.delivery.recording import record
+from flask_async_events.delivery.spool import spool_directory
 from flask_async_events.delivery.types import AttemptKey, Claimed, Outcome
 from flask_async_events.models import Delivery, DeliveryState
 from flask_async_events.notifiers.base import NotifyResult
@@ -42,11 +52,13 @@ def take_over(state: AppState, delivery_ids: list[int]) -> int:
     """Settle claims whose lease has ended (their worker is gone): record what the attempt journal
     says their attempts did, and hand back the rest, due now. Return how many were settled."""
     settled = 0
+    folder = spool_directory(state.settings)
+    if delivery_ids and folder is not None and folder.is_dir():  # lost workers of this host: their notes first
+        revive(state.queues.connection, folder)
     for start in range(0, len(delivery_ids), state.settings.batch_size):
         chunk = delivery_ids[start : start + state.settings.batch_size]
         claimed = claim(state, chunk, uuid.uuid4().hex, skip=set(), expired=True)
-        attempts = [item.attempt_key for item in claimed]
-        recovered, unstarted = recovered_outcomes(recall(state.queues.connection, attempts), claimed)
+        recovered, unstarted = recovered_outcomes(recall(state.queues.connection, claimed), claimed)
         record(state, recovered, unstarted)
         forget(state.queues.connection, [outcome.item.attempt_key for outcome in recovered])
         settled += len(claimed)

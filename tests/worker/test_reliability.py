@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 from flask_async_events.models import Delivery, DeliveryState, utcnow
 from flask_async_events.state import get_state
 from flask_async_events.worker.maintenance import SweepReport
 from tests.conftest import AppEnv, Receiver, WorkerProcess, drain, run_burst, wait_for
-from tests.helpers import attempts, deliveries, place_order, states, subscribe
+from tests.helpers import Try, attempts, deliveries, place_order, states, subscribe
 
 
 def test_an_event_published_while_redis_is_down_is_delivered_when_it_is_back(env: AppEnv, receiver: Receiver) -> None:
@@ -77,6 +79,67 @@ def test_a_worker_killed_mid_delivery_is_finished_by_another(
     wait_for(lambda: journal.keys("async_events:attempt:*") == [], timeout=5)  # nothing left behind once recorded
 
 
+@contextmanager
+def holding_up_writes(app: Flask) -> Iterator[None]:
+    """While inside, nobody can write the delivery rows (a database too busy to record)."""
+    from tests.appfactory import db
+
+    with app.app_context():
+        engine = db.engine
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite: one writer at a time
+        else:
+            connection.execute(select(Delivery.id).with_for_update())
+        yield
+        connection.rollback()
+
+
+def _spooled_answers(folder: Path) -> list[str]:
+    """The answers the attempt journal's spools in ``folder`` hold."""
+    from flask_async_events.delivery.spool import read_entries
+
+    owners = [path.name.removesuffix(".lock") for path in folder.glob("*.lock")]
+    return [entry for owner in owners for entry in read_entries(folder, owner).values() if '"result"' in entry]
+
+
+@pytest.mark.parametrize("spooled", [True, False], ids=["spool", "redis-only"])
+def test_an_answer_survives_its_worker_and_redis_dying_together(
+    env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess], spooled: bool
+) -> None:
+    from flask_async_events.delivery.spool import spool_directory
+
+    journal_dir = {} if spooled else {"ASYNC_EVENTS_JOURNAL_DIR": ""}  # "": the journal is in Redis only
+    app = env.app(ASYNC_EVENTS_TIMEOUT=4, ASYNC_EVENTS_CONNECT_TIMEOUT=1, **journal_dir)
+    settings = get_state(app).settings
+    folder = spool_directory(settings)
+    subscribe(app, receiver.respond("/slow", [200], delay=[1.0, 0]))
+    lost = worker_process()
+    place_order(app)
+    wait_for(lambda: len(receiver.at("/slow")) == 1, timeout=20)
+    with holding_up_writes(app):  # the answer arrives, but cannot be recorded
+        if folder is not None:
+            wait_for(lambda: len(_spooled_answers(folder)) == 1, timeout=10)
+        else:
+            time.sleep(2)
+        lost.kill()
+        env.redis.stop()  # the node that ran the worker and the Redis primary went down together
+        env.redis.start()  # back, empty
+    assert states(app) == [DeliveryState.DELIVERING]
+
+    worker_process()
+    wait_for(lambda: states(app) == [DeliveryState.DELIVERED], timeout=settings.claim_lease + 20)
+    if spooled:
+        assert len(receiver.at("/slow")) == 1  # recorded from the spool, not sent again
+        [attempt] = attempts(app)
+        assert (attempt.success, attempt.status_code, attempt.attempt) == (True, 200, 1)
+        assert attempt.duration_ms is not None and attempt.duration_ms >= 1000
+        journal = get_state(app).queues.connection
+        wait_for(lambda: journal.keys("async_events:attempt:*") == [], timeout=5)  # revived, then used up
+    else:  # without it, at least once: sent again
+        assert len(receiver.at("/slow")) == 2
+
+
 def test_an_answer_the_lost_worker_journaled_is_recorded_not_sent_again(
     app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -109,17 +172,20 @@ def test_the_journal_notes_attempts_and_never_fails_a_send(env: AppEnv, caplog: 
     redis = env.redis.client()
     journal = AttemptJournal(redis)
     answered = NotifyResult(True, status_code=200, response_data="ok")
-    journal.started([(1, 1), (2, 1)])
-    journal.finished([(2, 1)], [(answered, 12)])
+    journal.started([Try((1, 1)), Try((2, 1))])
+    journal.finished([Try((2, 1))], [(answered, 12)])
     assert journal.flush(5)
-    assert recall(redis, [(1, 1), (2, 1), (3, 1)]) == {(1, 1): Staged(None), (2, 1): Staged(answered, 12)}
+    uuid = Try((1, 1)).uuid
+    expected = {(1, 1): Staged(uuid, None), (2, 1): Staged(uuid, answered, 12)}
+    assert recall(redis, [Try((1, 1)), Try((2, 1)), Try((3, 1))]) == expected
+    assert recall(redis, [Try((2, 1), uuid="another-delivery")]) == {}  # only for the delivery it names
     journal.forget([(1, 1), (2, 1)])
     assert journal.flush(5)
-    assert recall(redis, [(1, 1), (2, 1)]) == {}
+    assert recall(redis, [Try((1, 1)), Try((2, 1))]) == {}
     env.redis.stop()
     try:
-        journal.started([(4, 1)])
-        journal.finished([(4, 1)], [(answered, 3)])
+        journal.started([Try((4, 1))])
+        journal.finished([Try((4, 1))], [(answered, 3)])
         assert journal.flush(5)  # written off, not stuck
     finally:
         env.redis.start()
@@ -276,7 +342,8 @@ def test_a_lost_workers_journaled_answer_is_recorded_when_its_claims_are_taken_o
     _claimed_by(app, "0123456789abcd.00000000000000aa", alive=False, redis_age=100)  # its second attempt
     with app.app_context():
         journal = AttemptJournal(get_state().queues.connection)
-        journal.finished([(delivery.id, 2)], [(NotifyResult(True, status_code=202, response_data="ok"), 7)])
+        answered = NotifyResult(True, status_code=202, response_data="ok")
+        journal.finished([Try((delivery.id, 2), delivery.uuid)], [(answered, 7)])
         assert journal.flush(5)
         journal.close()
         requeue_stalled(get_state())
@@ -304,11 +371,12 @@ def test_the_journal_drops_notes_rather_than_memory_while_redis_hangs(
         write(*args, **kwargs)
 
     monkeypatch.setattr(journal, "_write", hanging_write)
-    journal.started([(1, 1)])
+    journal.started([Try((1, 1))])
     assert writing.wait(5)  # the writer holds the first note
-    journal.started([(2, 1)])
-    journal.started([(3, 1)])  # one note too many: dropped
+    journal.started([Try((2, 1))])
+    journal.started([Try((3, 1))])  # one note too many: dropped
     hung.set()
     assert journal.flush(5)
-    assert set(journal_module.recall(env.redis.client(), [(1, 1), (2, 1), (3, 1)])) == {(1, 1), (2, 1)}
+    recalled = journal_module.recall(env.redis.client(), [Try((1, 1)), Try((2, 1)), Try((3, 1))])
+    assert set(recalled) == {(1, 1), (2, 1)}
     journal.close()

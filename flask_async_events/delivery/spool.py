@@ -1,0 +1,210 @@
+"""The attempt journal's copy on this host's disk: what outlives Redis losing its data.
+
+A worker writes each journal note to a file of its own before the note goes anywhere else, on the
+sending thread itself: one ``write(2)`` into the page cache, which a SIGKILL cannot undo, so an
+answer is on disk within microseconds of arriving. The Redis copy, written a moment later by the
+journal's thread, is what maintenance on any host reads; this one is what survives when Redis
+restarts empty or fails over to a replica that had not received the last notes.
+
+Each process holds an exclusive ``flock`` on its ``<owner>.lock`` for as long as it lives, so a
+lock anyone can take names a process that is gone (whatever became of its pid). Every worker on
+the host looks for those once a second (:func:`revive_lost`) and puts their entries back in Redis,
+once per Redis lifetime (a marker key says it was done), for as long as the lost worker's claims
+may still be settled. The entries name their delivery's uuid, so an entry can never be taken for
+another delivery that has the same row id (another database, or one restored from a backup).
+
+A spool is a few kilobytes: it holds one line per note, and is rewritten with only the attempts
+still open once it grows past :data:`ROTATE_BYTES`. A process that stops cleanly removes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from flask_async_events.config import Settings
+from flask_async_events.delivery.types import AttemptKey
+
+log = logging.getLogger("flask_async_events")
+
+Note = Sequence[tuple[AttemptKey, str | None]]  # an entry's new value; None: forget it
+FORGET = "-"
+ROTATE_BYTES = 1 << 20
+KEEP_LOST = 15 * 60  # seconds a lost worker's spool is kept after its last note
+REVIVED_KEY = "async_events:revived:{}"  # this Redis has a lost owner's entries
+LOCK_SUFFIX = ".lock"
+SEGMENT_SUFFIX = ".journal"
+
+
+def spool_directory(settings: Settings) -> Path | None:
+    """Where an app's workers keep their spools (None: nowhere): a folder per Redis, so apps
+    sharing ``ASYNC_EVENTS_JOURNAL_DIR`` never revive each other's entries."""
+    if settings.journal_dir is None:
+        return None
+    return Path(settings.journal_dir) / hashlib.sha256((settings.redis_url or "").encode()).hexdigest()[:16]
+
+
+class Spool:
+    """The journal file of one worker process. Writes are atomic appends under a lock; nothing
+    here raises once the spool is open: a disk that fails turns it off, with a warning."""
+
+    def __init__(self, directory: Path, owner: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._directory, self._owner = directory, owner
+        self._lock_fd = os.open(directory / f"{owner}{LOCK_SUFFIX}", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._mutex = threading.Lock()
+        self._open: dict[AttemptKey, str] = {}  # each unforgotten entry's latest value
+        self._generation = 0
+        self._fd: int | None = self._new_segment()
+        self._size = 0
+
+    def write(self, note: Note) -> None:
+        data = "".join(_line(key, value) for key, value in note).encode()
+        with self._mutex:
+            if self._fd is None:
+                return
+            for key, value in note:
+                if value is None:
+                    self._open.pop(key, None)
+                else:
+                    self._open[key] = value
+            try:
+                os.write(self._fd, data)
+                self._size += len(data)
+                if self._size > ROTATE_BYTES:
+                    self._rotate()
+            except OSError as exc:
+                log.warning("Could not write the attempt journal's spool in %s (%s); turned off", self._directory, exc)
+                os.close(self._fd)
+                self._fd = None
+
+    def close(self) -> None:
+        """Remove the spool: this process stopped cleanly, every claim recorded or handed back."""
+        with self._mutex:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            for path in _segments(self._directory, self._owner):
+                path.unlink(missing_ok=True)
+            (self._directory / f"{self._owner}{LOCK_SUFFIX}").unlink(missing_ok=True)
+            os.close(self._lock_fd)
+
+    def _segment_path(self, generation: int) -> Path:
+        return self._directory / f"{self._owner}.{generation}{SEGMENT_SUFFIX}"
+
+    def _new_segment(self) -> int:
+        return os.open(self._segment_path(self._generation), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+
+    def _rotate(self) -> None:
+        """Start a segment holding only the open entries, then drop the old one: a kill between
+        the two leaves both, and reading them in order gives the same answer."""
+        old_fd, old_path = self._fd, self._segment_path(self._generation)
+        self._generation += 1
+        self._fd = self._new_segment()
+        data = "".join(_line(key, value) for key, value in self._open.items()).encode()
+        os.write(self._fd, data)
+        self._size = len(data)
+        if old_fd is not None:
+            os.close(old_fd)
+        old_path.unlink(missing_ok=True)
+
+
+def _line(key: AttemptKey, value: str | None) -> str:
+    return f"{key[0]} {key[1]} {FORGET if value is None else value}\n"
+
+
+def _segments(directory: Path, owner: str) -> list[Path]:
+    """An owner's segments, oldest first."""
+    found = []
+    for path in directory.glob(f"{owner}.*{SEGMENT_SUFFIX}"):
+        generation = path.name[len(owner) + 1 : -len(SEGMENT_SUFFIX)]
+        if generation.isdigit():
+            found.append((int(generation), path))
+    return [path for _, path in sorted(found)]
+
+
+def read_entries(directory: Path, owner: str) -> dict[AttemptKey, str]:
+    """The open entries of an owner's spool: each attempt's latest note, forgotten ones left out.
+    A line cut short by a kill (no newline yet) is not an entry."""
+    entries: dict[AttemptKey, str] = {}
+    for path in _segments(directory, owner):
+        for line in _whole_lines(path):
+            delivery, _, rest = line.partition(" ")
+            attempt, _, value = rest.partition(" ")
+            if not (delivery.isdigit() and attempt.isdigit() and value):
+                continue
+            key = (int(delivery), int(attempt))
+            if value == FORGET:
+                entries.pop(key, None)
+            else:
+                entries[key] = value
+    return entries
+
+
+def _whole_lines(path: Path) -> Iterator[str]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    for line in data.split(b"\n")[:-1]:
+        yield line.decode("utf-8", "replace")
+
+
+def revive_lost(connection: Redis, directory: Path, *, entry_key: str, ttl: int) -> int:
+    """Put the entries of this host's lost workers back in Redis, under ``entry_key`` (Redis lost
+    them, or the worker died before its thread wrote them), once per Redis lifetime; drop spools
+    older than :data:`KEEP_LOST`. A live process's spool is locked, this one's too. Return how
+    many entries were written."""
+    written = 0
+    for lock_path in directory.glob(f"*{LOCK_SUFFIX}"):
+        owner = lock_path.name[: -len(LOCK_SUFFIX)]
+        try:
+            written += _revive_one(connection, directory, owner, lock_path, entry_key=entry_key, ttl=ttl)
+        except (OSError, RedisError) as exc:
+            log.warning("Could not revive the journal spool of lost worker %s (%s)", owner, exc)
+    return written
+
+
+def _revive_one(connection: Redis, directory: Path, owner: str, lock_path: Path, *, entry_key: str, ttl: int) -> int:
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0  # its process stopped cleanly just now
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # its process is alive
+        if not lock_path.exists():
+            return 0  # removed by its process as it stopped, before we had the lock
+        segments = _segments(directory, owner)
+        last_note = max((path.stat().st_mtime for path in segments), default=lock_path.stat().st_mtime)
+        if time.time() - last_note > KEEP_LOST:
+            for path in segments:
+                path.unlink(missing_ok=True)
+            lock_path.unlink(missing_ok=True)
+            return 0
+        marker = REVIVED_KEY.format(owner)
+        if connection.exists(marker):
+            return 0
+        entries = read_entries(directory, owner)
+        pipeline = connection.pipeline(transaction=False)
+        for (delivery, attempt), value in entries.items():
+            pipeline.set(entry_key.format(delivery, attempt), value, ex=ttl)
+        pipeline.set(marker, 1, ex=KEEP_LOST)
+        pipeline.execute()
+        if entries:
+            log.warning("Revived %d attempt journal entry(ies) of lost worker %s", len(entries), owner)
+        return len(entries)
+    finally:
+        os.close(fd)  # releases the lock

@@ -1,0 +1,182 @@
+"""The attempt journal's spool: each worker's notes on local disk, put back in Redis when the worker
+is gone and Redis lost them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flask_async_events.config import load_settings
+from flask_async_events.delivery import spool as spool_module
+from flask_async_events.delivery.journal import KEY, AttemptJournal, recall, revive
+from flask_async_events.delivery.spool import REVIVED_KEY, Spool, read_entries, revive_lost, spool_directory
+from flask_async_events.errors import ConfigError
+from flask_async_events.notifiers.base import NotifyResult
+from tests.conftest import AppEnv
+from tests.helpers import Try
+
+ANSWERED = NotifyResult(True, status_code=200, response_data="ok")
+# A worker's journal that noted three attempts (one answered, one under way, one forgotten), then hung.
+LOST_WORKER = """
+import sys
+import time
+from pathlib import Path
+from flask_async_events.delivery.journal import AttemptJournal
+from flask_async_events.notifiers.base import NotifyResult
+from redis import Redis
+from tests.helpers import Try
+
+journal = AttemptJournal(Redis.from_url("unix:///nonexistent.sock"), Path(sys.argv[1]))  # no Redis note arrives
+journal.started([Try((1, 1)), Try((2, 1)), Try((3, 1))])
+journal.finished([Try((1, 1))], [(NotifyResult(True, status_code=200, response_data="ok"), 12)])
+journal.forget([(3, 1)])
+print(journal.owner, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    """A folder of spools of its own (the test's database is in ``tmp_path``)."""
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    return folder
+
+
+def _lost_worker(folder: Path) -> tuple[subprocess.Popen[str], str]:
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-c", LOST_WORKER, str(folder)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    owner = process.stdout.readline().strip()
+    process.stdout.close()
+    if not owner:
+        process.wait(10)
+        pytest.fail("the lost worker did not start")
+    return process, owner
+
+
+def test_a_spool_holds_each_open_attempts_latest_note(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, "owner")
+    spool.write([((1, 1), '{"uuid": "a"}'), ((2, 1), '{"uuid": "b"}')])
+    spool.write([((1, 1), '{"uuid": "a", "result": {}}'), ((2, 1), None)])
+    with open(tmp_path / "owner.0.journal", "a") as segment:
+        segment.write('3 1 {"uuid": "c"')  # a line the kill cut short: no entry
+    assert read_entries(tmp_path, "owner") == {(1, 1): '{"uuid": "a", "result": {}}'}
+    spool.close()
+    assert list(tmp_path.iterdir()) == []  # a clean stop leaves nothing behind
+
+
+def test_a_growing_spool_is_rewritten_with_only_its_open_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "ROTATE_BYTES", 4096)
+    spool = Spool(tmp_path, "owner")
+    for delivery in range(1, 2001):
+        spool.write([((delivery, 1), '{"uuid": "x"}')])
+        if delivery % 100:  # every hundredth stays open
+            spool.write([((delivery, 1), None)])
+    segments = sorted(path.name for path in tmp_path.glob("owner.*.journal"))
+    assert len(segments) == 1 and segments != ["owner.0.journal"]
+    assert (tmp_path / segments[0]).stat().st_size < 4096 + 100
+    assert set(read_entries(tmp_path, "owner")) == {(delivery, 1) for delivery in range(100, 2001, 100)}
+    spool.close()
+
+
+def test_a_lost_workers_spool_is_put_back_once_per_redis_lifetime(env: AppEnv, spool: Path) -> None:
+    redis = env.redis.client()
+    process, owner = _lost_worker(spool)
+    try:
+        assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 0  # alive: its lock is held
+        assert recall(redis, [Try((1, 1)), Try((2, 1))]) == {}
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 2
+    recalled = recall(redis, [Try((1, 1)), Try((2, 1)), Try((3, 1))])
+    assert {key: (entry.result, entry.duration_ms) for key, entry in recalled.items()} == {
+        (1, 1): (ANSWERED, 12),  # answered: recorded, not sent again
+        (2, 1): (None, None),  # under way: logged as interrupted
+    }
+    redis.delete(KEY.format(1, 1))  # recorded by the worker that settled the claim
+    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 0  # once per Redis lifetime
+    assert recall(redis, [Try((1, 1))]) == {}
+
+    redis.flushall()  # Redis restarted empty (this test's own server)
+    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 2
+    assert redis.exists(REVIVED_KEY.format(owner))
+
+    an_hour_ago = time.time() - 3600
+    for path in spool.iterdir():
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    redis.flushall()
+    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 0  # too old to matter: removed
+    assert list(spool.iterdir()) == []
+
+
+def test_a_journal_writes_its_spool_before_redis_and_removes_it_when_closed(env: AppEnv, spool: Path) -> None:
+    redis = env.redis.client()
+    journal = AttemptJournal(redis, spool)
+    env.redis.stop()
+    try:
+        journal.started([Try((7, 2))])
+        journal.finished([Try((7, 2))], [(ANSWERED, 5)])
+        assert journal.flush(5)  # Redis is away: the spool has the note all the same
+        [entry] = read_entries(spool, journal.owner).values()
+        assert '"status_code": 200' in entry
+    finally:
+        env.redis.start()
+    journal.forget([(7, 2)])
+    assert read_entries(spool, journal.owner) == {}
+    journal.close()
+    assert list(spool.iterdir()) == []
+    revive(redis, spool)  # nothing of a cleanly stopped journal to put back
+    assert redis.keys("async_events:attempt:*") == []
+
+
+def test_a_failing_disk_turns_the_spool_off_and_the_journal_goes_on(
+    env: AppEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis = env.redis.client()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="flask_async_events"):
+        journal = AttemptJournal(redis, blocked / "spool")
+    assert "Could not open the journal's spool" in caplog.text
+    journal.started([Try((1, 1))])
+    assert journal.flush(5) and set(recall(redis, [Try((1, 1))])) == {(1, 1)}
+    journal.close()
+
+    full = tmp_path / "full"
+    full.mkdir()
+    os.symlink("/dev/full", full / "owner.0.journal")  # every write fails: no space left
+    spool = Spool(full, "owner")
+    with caplog.at_level(logging.WARNING, logger="flask_async_events"):
+        spool.write([((1, 1), '{"uuid": "a"}')])
+        spool.write([((2, 1), '{"uuid": "b"}')])
+    assert caplog.text.count("Could not write the attempt journal's spool") == 1
+    spool.close()
+
+
+def test_the_spool_folder_is_one_per_redis_and_can_be_turned_off(tmp_path: Path) -> None:
+    base = {"SECRET_KEY": "k", "ASYNC_EVENTS_JOURNAL_DIR": str(tmp_path)}
+    first = spool_directory(load_settings({**base, "ASYNC_EVENTS_REDIS_URL": "redis://one"}))
+    second = spool_directory(load_settings({**base, "ASYNC_EVENTS_REDIS_URL": "redis://two"}))
+    assert first is not None and second is not None and first != second and first.parent == tmp_path
+    assert spool_directory(load_settings({**base, "ASYNC_EVENTS_JOURNAL_DIR": ""})) is None
+    default = spool_directory(load_settings({"SECRET_KEY": "k"}))
+    assert default is not None and default.parent.name == "flask-async-events"
+    with pytest.raises(ConfigError, match="ASYNC_EVENTS_JOURNAL_DIR must be a folder path"):
+        load_settings({**base, "ASYNC_EVENTS_JOURNAL_DIR": 5})
