@@ -163,9 +163,12 @@ def main() -> None:
     began = time.monotonic()
     rates: dict[str, list[float]] = {}
 
-    def ours_run(workers: int) -> Callable[[], float]:
+    def ours_run(workers: int, *, spool: bool = True) -> Callable[[], float]:
         url = f"{services.url}/hook"
-        return lambda: services.with_database(lambda env: ours.throughput(env, url, args.events, workers))
+        journal = {} if spool else {"BENCH_JOURNAL_DIR": ""}  # the attempt journal in Redis only
+        return lambda: services.with_database(
+            lambda env: ours.throughput({**env, **journal}, url, args.events, workers)
+        )
 
     def measure(name: str, run: Callable[[], float]) -> None:
         value = run()
@@ -186,6 +189,7 @@ def main() -> None:
             measure("Celery, 2 prefork processes, 1 task per webhook", lambda: celery_prefork(services, args.events, 2))
             for workers in (1, 2):
                 measure(f"flask-async-events, {workers} worker{'s' if workers > 1 else ''}", ours_run(workers))
+            measure("flask-async-events, 2 workers, journal not spooled to disk", ours_run(2, spool=False))
             timed, fanout = services.with_database(
                 lambda env: ours.latency_and_fanout(
                     env, services.url, rate=args.rate, seconds=args.seconds, fanout=args.fanout, workers=2

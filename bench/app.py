@@ -75,6 +75,8 @@ def create_app() -> Flask:
         ASYNC_EVENTS_EVENTBRIDGE_SOURCE="bench",
         ASYNC_EVENTS_ALLOWED_NETWORKS=["127.0.0.0/8"],
     )
+    if "BENCH_JOURNAL_DIR" in os.environ:  # where the attempt journal is spooled ("": not at all)
+        app.config["ASYNC_EVENTS_JOURNAL_DIR"] = os.environ["BENCH_JOURNAL_DIR"]
     db.init_app(app)
     events.init_app(app, db=db)
     if os.environ.get("BENCH_COUNT_QUERIES"):

@@ -18,28 +18,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 
-from bench.chaos.harness import ChaosConfig, Report, run
+from bench.chaos.harness import PROFILES, Report, run
 
 DUPLICATE_LIMIT = 0.005
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A timetable of faults: how many runs, how much is published, how often a worker dies."""
-
-    runs: int
-    events: int
-    rate: float
-    kill_every: float
-    kill_jitter: float
-
-
-PROFILES = {
-    "default": Profile(runs=5, events=10_000, rate=250.0, kill_every=4.0, kill_jitter=0.5),
-    "harsh": Profile(runs=10, events=600, rate=20.0, kill_every=2.5, kill_jitter=0.4),
-}
 
 
 def table(reports: list[Report]) -> str:
@@ -72,15 +54,7 @@ def main() -> int:
     reports = []
     profile = PROFILES[args.profile]
     for seed in range(args.seed, args.seed + (args.runs or profile.runs)):
-        config = ChaosConfig(
-            seed=seed,
-            events=args.events or profile.events,
-            workers=args.workers,
-            rate=args.rate or profile.rate,
-            kill_every=profile.kill_every,
-            kill_jitter=profile.kill_jitter,
-            sentinel=args.sentinel,
-        )
+        config = profile.config(seed, events=args.events, workers=args.workers, rate=args.rate, sentinel=args.sentinel)
         report = run(config)
         reports.append(report)
         print(f"seed {seed}: {'ok' if report.ok else 'FAILED'}; " + "; ".join(report.faults), flush=True)

@@ -62,6 +62,43 @@ class ChaosConfig:
     drain_timeout: float = 240.0
 
 
+@dataclass(frozen=True)
+class Profile:
+    """A timetable of faults: how many runs, how much is published, how often a worker dies."""
+
+    runs: int
+    events: int
+    rate: float
+    kill_every: float
+    kill_jitter: float
+
+    def config(
+        self,
+        seed: int,
+        *,
+        events: int | None = None,
+        workers: int = 3,
+        rate: float | None = None,
+        sentinel: bool = False,
+    ) -> ChaosConfig:
+        """One seeded run of this timetable, with what the command line changed."""
+        return ChaosConfig(
+            seed=seed,
+            events=events or self.events,
+            workers=workers,
+            rate=rate or self.rate,
+            kill_every=self.kill_every,
+            kill_jitter=self.kill_jitter,
+            sentinel=sentinel,
+        )
+
+
+PROFILES = {
+    "default": Profile(runs=5, events=10_000, rate=250.0, kill_every=4.0, kill_jitter=0.5),
+    "harsh": Profile(runs=10, events=600, rate=20.0, kill_every=2.5, kill_jitter=0.4),
+}
+
+
 @dataclass
 class Report:
     seed: int

@@ -198,13 +198,14 @@ def _revive_one(connection: Redis, directory: Path, owner: str, lock_path: Path,
         if connection.exists(marker):
             return 0
         entries = read_entries(directory, owner)
+        if not entries:  # nothing open (or a process so new it has not locked its file yet)
+            return 0
         pipeline = connection.pipeline(transaction=False)
         for (delivery, attempt), value in entries.items():
             pipeline.set(entry_key.format(delivery, attempt), value, ex=ttl)
         pipeline.set(marker, 1, ex=KEEP_LOST)
         pipeline.execute()
-        if entries:
-            log.warning("Revived %d attempt journal entry(ies) of lost worker %s", len(entries), owner)
+        log.warning("Revived %d attempt journal entry(ies) of lost worker %s", len(entries), owner)
         return len(entries)
     finally:
         os.close(fd)  # releases the lock
