@@ -151,6 +151,13 @@ def read_entries(directory: Path, owner: str) -> dict[AttemptKey, str]:
     return entries
 
 
+def _remove(segments: list[Path], lock_path: Path) -> None:
+    """Remove a lost worker's spool (while holding its lock)."""
+    for path in segments:
+        path.unlink(missing_ok=True)
+    lock_path.unlink(missing_ok=True)
+
+
 def _whole_lines(path: Path) -> Iterator[str]:
     try:
         data = path.read_bytes()
@@ -188,17 +195,17 @@ def _revive_one(connection: Redis, directory: Path, owner: str, lock_path: Path,
         if not lock_path.exists():
             return 0  # removed by its process as it stopped, before we had the lock
         segments = _segments(directory, owner)
-        last_note = max((path.stat().st_mtime for path in segments), default=lock_path.stat().st_mtime)
-        if time.time() - last_note > KEEP_LOST:
-            for path in segments:
-                path.unlink(missing_ok=True)
-            lock_path.unlink(missing_ok=True)
+        if not segments:
+            return 0  # a process so new it has not locked its file yet
+        if time.time() - max(path.stat().st_mtime for path in segments) > KEEP_LOST:
+            _remove(segments, lock_path)
             return 0
         marker = REVIVED_KEY.format(owner)
         if connection.exists(marker):
             return 0
         entries = read_entries(directory, owner)
-        if not entries:  # nothing open (or a process so new it has not locked its file yet)
+        if not entries:  # every attempt it noted was recorded: nothing to keep
+            _remove(segments, lock_path)
             return 0
         pipeline = connection.pipeline(transaction=False)
         for (delivery, attempt), value in entries.items():

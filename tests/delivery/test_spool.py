@@ -36,7 +36,7 @@ from tests.helpers import Try
 journal = AttemptJournal(Redis.from_url("unix:///nonexistent.sock"), Path(sys.argv[1]))  # no Redis note arrives
 journal.started([Try((1, 1)), Try((2, 1)), Try((3, 1))])
 journal.finished([Try((1, 1))], [(NotifyResult(True, status_code=200, response_data="ok"), 12)])
-journal.forget([(3, 1)])
+journal.forget([(3, 1)] if sys.argv[2] == "lost" else [(1, 1), (2, 1), (3, 1)])
 print(journal.owner, flush=True)
 time.sleep(60)
 """
@@ -50,10 +50,10 @@ def spool(tmp_path: Path) -> Path:
     return folder
 
 
-def _lost_worker(folder: Path) -> tuple[subprocess.Popen[str], str]:
+def _lost_worker(folder: Path, recorded: bool = False) -> tuple[subprocess.Popen[str], str]:
     root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(
-        [sys.executable, "-c", LOST_WORKER, str(folder)],
+        [sys.executable, "-c", LOST_WORKER, str(folder), "recorded" if recorded else "lost"],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
         stdout=subprocess.PIPE,
@@ -123,6 +123,15 @@ def test_a_lost_workers_spool_is_put_back_once_per_redis_lifetime(env: AppEnv, s
         os.utime(path, (an_hour_ago, an_hour_ago))
     redis.flushall()
     assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 0  # too old to matter: removed
+    assert list(spool.iterdir()) == []
+
+
+def test_a_lost_workers_spool_with_everything_recorded_is_removed(env: AppEnv, spool: Path) -> None:
+    process, _ = _lost_worker(spool, recorded=True)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    assert len(list(spool.iterdir())) == 2  # its lock and its segment
+    assert revive_lost(env.redis.client(), spool, entry_key=KEY, ttl=60) == 0
     assert list(spool.iterdir()) == []
 
 
