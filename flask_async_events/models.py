@@ -23,14 +23,17 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    cast,
+    literal_column,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session
 
 TABLE_PREFIX = "async_event"
 # How much of a response body an attempt keeps in the log (and in the attempt journal).
 RESPONSE_EXCERPT = 8192
+BODY_INDEX = "ix_async_event_subscriber_log_body"  # PostgreSQL: the delivered bodies, as JSONB
 
 # The host's ``db.session`` (a scoped session) or a plain session.
 DbSession = Session | scoped_session[Any]
@@ -176,6 +179,16 @@ class DeliveryAttempt(Base):
     """``async_event_subscriber_log``: one row per attempt, append-only."""
 
     __tablename__ = "async_event_subscriber_log"
+    __table_args__ = (
+        # PostgreSQL: the payload search finds exact values at a path through this index, by
+        # containment (operations/payload_sql.py); the other databases read the bodies.
+        Index(
+            BODY_INDEX,
+            cast(literal_column("serialized_data"), postgresql.JSONB).label("body"),
+            postgresql_using="gin",
+            postgresql_ops={"body": "jsonb_path_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )
 
     log_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), index=True)

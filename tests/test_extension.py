@@ -15,7 +15,7 @@ from flask import Flask
 from flask_async_events import AsyncEvents
 from flask_async_events import migrate as migrations
 from flask_async_events.config import ConfigError
-from flask_async_events.models import Base
+from flask_async_events.models import BODY_INDEX, Base
 from flask_async_events.state import get_state
 from tests.appfactory import db, events
 from tests.conftest import DB_BACKEND, AppEnv
@@ -113,6 +113,8 @@ def test_embedded_defaults_run_without_redis_or_a_database(tmp_path: Path, caplo
         state.db.engine.dispose()
 
 
+# SQLite cannot reflect expression indexes; the one on the bodies is PostgreSQL's only anyway.
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index")
 def test_migrations_match_the_models_and_round_trip(database_uri: str) -> None:
     engine = sa.create_engine(database_uri)
     try:
@@ -125,6 +127,10 @@ def test_migrations_match_the_models_and_round_trip(database_uri: str) -> None:
                         type_ != "table" or (name or "").startswith("async_event_") or name == "async_event"
                     ),
                     "compare_type": True,
+                    # PostgreSQL's index on the bodies as JSONB is made there only.
+                    "include_object": lambda item, name, type_, reflected, compared: (
+                        type_ != "index" or name != BODY_INDEX or engine.dialect.name == "postgresql"
+                    ),
                 },
             )
             assert compare_metadata(context, Base.metadata) == []

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from flask_async_events.models import BODY_INDEX
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.state import get_state
 from tests.conftest import AppEnv, Receiver, run_burst
@@ -168,3 +169,31 @@ def test_a_search_counts_its_matches_up_to_a_cap_and_pages_on_past_it(
     assert "More than 3 attempts, page 1" in first and "older →" in first
     last = client.get("/async-events/admin/logs?page=3").get_data(as_text=True)
     assert "More than 3 attempts, page 3" in last and "older →" not in last and "newer" in last
+
+
+@pytest.mark.parametrize(
+    ("text", "indexed", "expected"),
+    [
+        ("data.id:1234", True, [("customers", 200)]),
+        ('data.customer_email:"2026-01-31"', True, []),
+        ("data.customer_email:jane*", False, [("ok", 200), ("failing", 500)]),  # a pattern: the bodies are read
+    ],
+)
+def test_exact_payload_values_are_looked_up_in_the_index_of_the_bodies_on_postgresql(
+    logged: tuple[Flask, dict[str, int]], text: str, indexed: bool, expected: list[tuple[str, int]]
+) -> None:
+    app, subscriptions = logged
+    assert found(app, text) == sorted((subscriptions[name], status) for name, status in expected)
+    with app.app_context():
+        session = get_state().db.session
+        dialect = session.get_bind().dialect
+        if dialect.name != "postgresql":
+            return  # the other databases read the bodies, always
+        compiled = attempts_query(text, dialect.name).compile(dialect=dialect)
+        values = {name: json.dumps(v) if isinstance(v, dict | list) else v for name, v in compiled.params.items()}
+        connection = session.connection()
+        for scan in ("seqscan", "indexscan"):  # five rows: leave the planner bitmap scans only, to show its options
+            connection.exec_driver_sql(f"SET LOCAL enable_{scan} = off")
+        plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}", values))
+        session.rollback()
+    assert (BODY_INDEX in plan) == indexed, plan
