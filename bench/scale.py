@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -215,7 +216,11 @@ def measure(uri: str, attempts: int, repeat: int) -> list[tuple[str, list[float]
         rows.append((f"search `{search}`", timed(get(logs, q=search), repeat), "< 300 ms"))
     trace_uuid = delivery_uuid(middle) if uri.startswith("postgresql") else f"d-{middle}"
     rows.append(("a trace", timed(get(f"{logs}/{trace_uuid}"), repeat), "< 50 ms"))
-    client.post("/async-events/admin/login", data={"token": admin})
+    login = client.get("/async-events/admin/login").get_data()
+    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', login)
+    answer = client.post("/async-events/admin/login", data={"token": admin, "csrf_token": csrf and csrf.group(1)})
+    if answer.status_code != 302:
+        raise RuntimeError(f"could not log in to the admin pages: {answer.status_code}")
     dead = timed(get("/async-events/admin/dead-letters"), repeat)
     rows.append(("the dead-letter page", dead, ""))
     with app.app_context():
