@@ -1,6 +1,7 @@
 """``python -m bench.chaos``: seeded fault-injection runs, and a table of what held.
 
     python -m bench.chaos [--profile default|harsh] [--runs N] [--events N] [--workers 3] [--seed 1] [--sentinel]
+                          [--no-spool]
 
 The default profile kills a worker every 2 to 6 s while 10,000 events are published at 250/s. The harsh
 one kills a worker every 1.5 to 3.5 s while 600 events are published at 20/s (30 s of faults), over 10
@@ -9,6 +10,9 @@ connection once and take one endpoint down for 8 s.
 
 With ``--sentinel``, Redis is a master, a replica and three sentinels, and the mid-run Redis fault is a
 failover (the master killed; writes it had not yet replicated are lost with it).
+
+With ``--no-spool``, the workers keep the attempt journal in Redis only (``ASYNC_EVENTS_JOURNAL_DIR``
+empty), as before it was also written to disk: the comparison for what the spool saves.
 
 Exits non-zero if any run lost, misrouted or left a delivery pending, or duplicated more than
 0.5% of deliveries.
@@ -50,11 +54,21 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--rate", type=float, help="events published per second (default: the profile's)")
     parser.add_argument("--sentinel", action="store_true", help="Redis behind Sentinel; a failover mid-run")
+    parser.add_argument(
+        "--no-spool", action="store_true", help="the attempt journal in Redis only (ASYNC_EVENTS_JOURNAL_DIR empty)"
+    )
     args = parser.parse_args()
     reports = []
     profile = PROFILES[args.profile]
     for seed in range(args.seed, args.seed + (args.runs or profile.runs)):
-        config = profile.config(seed, events=args.events, workers=args.workers, rate=args.rate, sentinel=args.sentinel)
+        config = profile.config(
+            seed,
+            events=args.events,
+            workers=args.workers,
+            rate=args.rate,
+            sentinel=args.sentinel,
+            spool=not args.no_spool,
+        )
         report = run(config)
         reports.append(report)
         print(f"seed {seed}: {'ok' if report.ok else 'FAILED'}; " + "; ".join(report.faults), flush=True)

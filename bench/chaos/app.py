@@ -41,6 +41,7 @@ def create_app() -> Flask:
         # Circuits still open, hold, probe and are lost with Redis; they only cool down for 20 s at most.
         ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN=20,
         ASYNC_EVENTS_ALLOWED_NETWORKS=["127.0.0.0/8"],
+        ASYNC_EVENTS_JOURNAL_DIR=os.environ.get("CHAOS_JOURNAL_DIR", ""),  # the run's folder, or "": Redis only
     )
     db.init_app(app)
     events.init_app(app, db=db)

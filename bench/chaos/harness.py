@@ -57,6 +57,7 @@ class ChaosConfig:
     kill_jitter: float = 0.5  # each gap is kill_every x (1 +- this), drawn by the seed
     restart_redis: bool = True
     sentinel: bool = False  # Redis as a master, a replica and three sentinels; its fault is a failover
+    spool: bool = True  # the attempt journal also on disk (False: in Redis only)
     drop_database: bool = True
     outage: float = 8.0  # seconds one endpoint answers only 503 (its circuit opens), mid-run; 0 for none
     drain_timeout: float = 240.0
@@ -80,6 +81,7 @@ class Profile:
         workers: int = 3,
         rate: float | None = None,
         sentinel: bool = False,
+        spool: bool = True,
     ) -> ChaosConfig:
         """One seeded run of this timetable, with what the command line changed."""
         return ChaosConfig(
@@ -90,6 +92,7 @@ class Profile:
             kill_every=self.kill_every,
             kill_jitter=self.kill_jitter,
             sentinel=sentinel,
+            spool=spool,
         )
 
 
@@ -156,6 +159,7 @@ class Services:
             **os.environ,
             "CHAOS_DATABASE_URI": self.database_uri,
             "CHAOS_REDIS_URL": self.redis_url,
+            "CHAOS_JOURNAL_DIR": str(folder / "journal") if config.spool else "",
             "PYTHONPATH": str(ROOT),
         }
 
