@@ -58,8 +58,8 @@ HEARTBEAT = 1.0
 ALIVE_TTL = 4  # no heartbeat for this long: the process is gone
 OWNER_MARK = "."  # claim tokens are "<owner>.<claim>"; older plain tokens wait for their lease
 TIMEOUT = 1.0  # a Redis that hangs holds the journal's thread (and its heartbeat) twice this at most
-# One immediate retry (a connection Redis dropped when it restarted), none of the client's backoffs:
-# a note that waits seconds for Redis is worth nothing, and holds up the heartbeat.
+# One immediate retry (a connection Redis dropped when it restarted), none of the client's backoffs,
+# which would hold up the heartbeat for seconds: notes Redis refused are sent again with the next write.
 RETRY = Retry(NoBackoff(), 1)
 TTL = 24 * 3600  # only a lost worker's entries outlive their record, until another worker reads them
 WARN_EVERY = 60.0
@@ -161,6 +161,7 @@ class AttemptJournal:
 
     def _write_loop(self) -> None:
         beat_at = time.monotonic() + HEARTBEAT
+        unsent: list[Note] = []  # what Redis refused, sent again first with the next write
         while True:
             try:
                 first = self._notes.get(timeout=max(0.0, beat_at - time.monotonic()))
@@ -181,14 +182,16 @@ class AttemptJournal:
             beat = time.monotonic() >= beat_at
             if beat:
                 beat_at = time.monotonic() + HEARTBEAT
-            self._write(notes, beat=beat)
-            if beat and self._spool_folder is not None:
+            written = self._write([*unsent, *notes], beat=beat)
+            unsent = [] if written else [*unsent, *notes][-MAX_PENDING:]
+            if written and beat and self._spool_folder is not None:
                 revive(self._redis, self._spool_folder)
             with self._written:
                 self._pending -= len(notes)
                 self._written.notify_all()
 
-    def _write(self, notes: list[Note], *, beat: bool) -> None:
+    def _write(self, notes: list[Note], *, beat: bool) -> bool:
+        """Send ``notes`` (and the heartbeat) in one pipeline; False if Redis did not take them."""
         pipeline = self._redis.pipeline(transaction=False)
         if beat:
             pipeline.set(ALIVE_KEY.format(self.owner), 1, ex=ALIVE_TTL)
@@ -203,6 +206,8 @@ class AttemptJournal:
             pipeline.execute()
         except RedisError as exc:
             self._warn(exc)
+            return False
+        return True
 
     def _warn(self, exc: RedisError) -> None:
         """Say so once a minute, not once per send, while Redis is away."""

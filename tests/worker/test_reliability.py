@@ -190,6 +190,8 @@ def test_the_journal_notes_attempts_and_never_fails_a_send(env: AppEnv, caplog: 
     finally:
         env.redis.start()
     assert caplog.text.count("Could not write the attempt journal") == 1  # once a minute, not per note
+    # Kept and sent again once Redis is back (here with the next heartbeat).
+    wait_for(lambda: recall(redis, [Try((4, 1))]) == {(4, 1): Staged(Try((4, 1)).uuid, answered, 3)}, timeout=5)
     journal.close()
 
 
