@@ -79,7 +79,7 @@ class Spool:
                 else:
                     self._open[key] = value
             try:
-                os.write(self._fd, data)
+                _write_all(self._fd, data)
                 self._size += len(data)
                 if self._size > ROTATE_BYTES:
                     self._rotate()
@@ -112,11 +112,17 @@ class Spool:
         self._generation += 1
         self._fd = self._new_segment()
         data = "".join(_line(key, value) for key, value in self._open.items()).encode()
-        os.write(self._fd, data)
+        _write_all(self._fd, data)
         self._size = len(data)
         if old_fd is not None:
             os.close(old_fd)
         old_path.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """One append of ``data``; a short one (the disk is full) is an error, not half a line."""
+    if os.write(fd, data) != len(data):
+        raise OSError(f"wrote less than {len(data)} bytes")
 
 
 def _line(key: AttemptKey, value: str | None) -> str:
