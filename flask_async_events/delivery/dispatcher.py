@@ -115,11 +115,11 @@ class Dispatcher:
             return self._lock.wait_for(lambda: not self._unrecorded, max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout: float) -> None:
-        self.drain(timeout, release_waiting=True)
+        drained = self.drain(timeout, release_waiting=True)
         self._closed = True
         self.sender.shutdown()
         self._thread.join(timeout=1)
-        self.journal.close()
+        self.journal.close(drained=drained)
 
     def _journaled(self, run: Callable[[], SendResult], items: list[Claimed]) -> SendResult:
         """On a sending thread: note the attempt's start, make it, note its outcome."""

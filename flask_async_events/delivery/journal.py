@@ -135,8 +135,10 @@ class AttemptJournal:
         with self._written:
             return self._written.wait_for(lambda: not self._pending, timeout)
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Write what is noted, and say this process is gone (its claims are recorded or handed back)."""
+    def close(self, timeout: float = 2.0, *, drained: bool = True) -> None:
+        """Write what is noted, and say this process is gone. ``drained``: its claims are recorded
+        or handed back, so its spool goes too; otherwise the spool stays for the workers of this
+        host to put back, as a lost worker's would."""
         self.flush(timeout)
         self._notes.put(None)
         self._thread.join(timeout)
@@ -146,7 +148,7 @@ class AttemptJournal:
             self._warn(exc)
         self._redis.close()
         if self._spool is not None:
-            self._spool.close()
+            self._spool.close(remove=drained)
 
     def _note(self, note: Note) -> None:
         if not note:

@@ -88,15 +88,15 @@ class Spool:
                 os.close(self._fd)
                 self._fd = None
 
-    def close(self) -> None:
-        """Remove the spool: this process stopped cleanly, every claim recorded or handed back."""
+    def close(self, *, remove: bool = True) -> None:
+        """Close the spool, and ``remove`` it: this process stopped cleanly, every claim recorded
+        or handed back. Kept, its lock released, it is a lost worker's spool like any other."""
         with self._mutex:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            for path in _segments(self._directory, self._owner):
-                path.unlink(missing_ok=True)
-            (self._directory / f"{self._owner}{LOCK_SUFFIX}").unlink(missing_ok=True)
+            if remove:
+                _remove(_segments(self._directory, self._owner), self._directory / f"{self._owner}{LOCK_SUFFIX}")
             os.close(self._lock_fd)
 
     def _segment_path(self, generation: int) -> Path:

@@ -155,6 +155,16 @@ def test_a_journal_writes_its_spool_before_redis_and_removes_it_when_closed(env:
     assert redis.keys("async_events:attempt:*") == []
 
 
+def test_a_journal_closed_before_its_sends_ended_leaves_its_spool_for_the_host(env: AppEnv, spool: Path) -> None:
+    redis = env.redis.client()
+    journal = AttemptJournal(redis, spool)
+    journal.started([Try((9, 1))])
+    journal.close(drained=False)  # a worker that stopped with a send still in flight
+    redis.flushall()  # and Redis restarted empty (this test's own server)
+    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 1
+    assert set(recall(redis, [Try((9, 1))])) == {(9, 1)}
+
+
 def test_a_failing_disk_turns_the_spool_off_and_the_journal_goes_on(
     env: AppEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
