@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     cast,
+    func,
     literal_column,
 )
 from sqlalchemy.dialects import mysql, postgresql
@@ -180,11 +181,11 @@ class DeliveryAttempt(Base):
 
     __tablename__ = "async_event_subscriber_log"
     __table_args__ = (
-        # PostgreSQL: the payload search finds exact values at a path through this index, by
-        # containment (operations/payload_sql.py); the other databases read the bodies.
+        # PostgreSQL: the payload search finds exact values at a path through this index of the
+        # bodies in lower case, by containment (operations/payload_sql.py); the others read them.
         Index(
             BODY_INDEX,
-            cast(literal_column("serialized_data"), postgresql.JSONB).label("body"),
+            cast(func.lower(literal_column("serialized_data")), postgresql.JSONB).label("body"),
             postgresql_using="gin",
             postgresql_ops={"body": "jsonb_path_ops"},
         ).ddl_if(dialect="postgresql"),

@@ -191,30 +191,33 @@ def json_path_exists(keys: tuple[str, ...], test: str, variables: dict[str, Any]
 
 def json_path_term(keys: tuple[str, ...], value: str, *, phrase: bool, wanted: float | None) -> Condition:
     """PostgreSQL: a term at a payload path, matched as the filters match it. An exact value
-    that no change of case can alter (a number, an id of digits, a date) is first looked up in the
-    index of the bodies (:func:`indexed_candidates`)."""
+    (no pattern) is first looked up in the index of the bodies (:func:`indexed_candidates`)."""
     found = _json_path_term(keys, value, phrase=phrase, wanted=wanted)
     candidates = indexed_candidates(keys, value, phrase=phrase, wanted=wanted)
     return found if candidates is None else sa.and_(candidates, found)
 
 
 def indexed_candidates(keys: tuple[str, ...], value: str, *, phrase: bool, wanted: float | None) -> Condition | None:
-    """PostgreSQL: bodies that hold ``value`` at ``keys`` (itself, or in a list there) as a string
-    or as the number ``wanted``, by containment, which the GIN index of the bodies answers; every
-    body the term matches is among them. None where a pattern or letters (matched in either case)
-    make the values too many to name."""
-    if ("*" in value and not phrase) or value.lower() != value.upper():
+    """PostgreSQL: bodies that, in lower case, hold ``value`` at ``keys`` (itself, or in a list
+    there) as a string, the number ``wanted`` or the boolean it names, by containment, which the
+    GIN index of the lower-cased bodies answers. Every body the term matches is among them: the
+    database's ``lower`` folds case as its regular expressions do. None for a pattern, and for a
+    value beyond ASCII (whose lower case Python and the database may write differently)."""
+    if ("*" in value and not phrase) or not value.isascii():
         return None
-    values: list[Any] = [value]
+    lowered = value.lower()
+    values: list[Any] = [lowered]
     if wanted is not None:
         values.append(int(wanted) if wanted.is_integer() and abs(wanted) < 2**53 else wanted)
-    body = sa.cast(DeliveryAttempt.serialized_data, postgresql.JSONB)
+    if lowered in ("true", "false"):
+        values.append(lowered == "true")
+    body = sa.cast(sa.func.lower(DeliveryAttempt.serialized_data), postgresql.JSONB)
     documents = []
     for scalar in values:
         for held in (scalar, [scalar]):
             document: Any = held
             for key in reversed(keys):
-                document = {key: document}
+                document = {key.lower(): document}
             documents.append(body.op("@>")(sa.literal(document, postgresql.JSONB)))
     return sa.or_(*documents)
 

@@ -176,7 +176,9 @@ def test_a_search_counts_its_matches_up_to_a_cap_and_pages_on_past_it(
     [
         ("data.id:1234", True, [("customers", 200)]),
         ('data.customer_email:"2026-01-31"', True, []),
+        ("data.customer_email:JANE@Shop.test", True, [("ok", 200), ("failing", 500)]),  # letters in either case
         ("data.customer_email:jane*", False, [("ok", 200), ("failing", 500)]),  # a pattern: the bodies are read
+        ("data.customer_email:jäne@shop.test", False, []),  # beyond ASCII: the bodies are read
     ],
 )
 def test_exact_payload_values_are_looked_up_in_the_index_of_the_bodies_on_postgresql(

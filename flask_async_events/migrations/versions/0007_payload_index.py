@@ -1,4 +1,4 @@
-"""payload index: the delivered bodies as JSONB in a GIN index, for payload searches (PostgreSQL)
+"""payload index: the delivered bodies, in lower case, as JSONB in a GIN index, for payload searches (PostgreSQL)
 
 Revision ID: 0007
 Revises: 0006
@@ -24,7 +24,8 @@ INDEX = "ix_async_event_subscriber_log_body"
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
-            f"CREATE INDEX {INDEX} ON async_event_subscriber_log USING gin ((serialized_data::jsonb) jsonb_path_ops)"
+            f"CREATE INDEX {INDEX} ON async_event_subscriber_log"
+            " USING gin ((lower(serialized_data)::jsonb) jsonb_path_ops)"
         )
 
 
