@@ -16,7 +16,8 @@
                                      │           circuit holds back (flow.py), hand the sends over
                                      ▼
                                   dispatcher.py  a worker's threads: sender.py sends (per-endpoint
-                                     │           cap), journal.py notes each attempt in Redis
+                                     │           cap), journal.py notes each attempt on local disk
+                                     │           (spool.py) and in Redis
                                      ▼
                                   recording.py   a batch of results per transaction: a log row per
                                      │           attempt and its statistics (attempt_stats.py), the
