@@ -3,7 +3,10 @@ with this package's maintenance added to RQ's own."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import time
 from typing import Any
 
@@ -22,6 +25,8 @@ from flask_async_events.state import AppState, get_state
 from flask_async_events.worker.maintenance import run_maintenance
 from flask_async_events.worker.scheduler import PreciseScheduler
 
+SCHEDULER_STOP_TRIES = 5
+SCHEDULER_STOP_WAIT = 1.0  # seconds for the scheduler to stop after each SIGTERM
 log = logging.getLogger("flask_async_events")
 
 
@@ -136,6 +141,22 @@ class AsyncEventsWorker(SimpleWorker):
         wait = settings.connect_timeout + settings.timeout + (0 if stopping else settings.send_budget)
         drain(self.flask_app, wait, release_waiting=stopping)
         super().teardown()
+
+    def stop_scheduler(self) -> None:
+        """RQ's, made sure of. A SIGTERM that reaches the forked scheduler before it has installed its
+        own handlers runs the worker's inherited one instead and is lost (a burst worker can stop
+        right after starting it), and RQ would then wait for it forever: ask again, then kill it."""
+        process = self.scheduler._process if self.scheduler is not None else None
+        if process is None or not process.pid:
+            return
+        for _ in range(SCHEDULER_STOP_TRIES):
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signal.SIGTERM)
+            process.join(SCHEDULER_STOP_WAIT)
+            if not process.is_alive():
+                return
+        process.kill()
+        process.join()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         with self.flask_app.app_context():

@@ -382,3 +382,22 @@ def test_the_journal_drops_notes_rather_than_memory_while_redis_hangs(
     recalled = journal_module.recall(env.redis.client(), [Try((1, 1)), Try((2, 1)), Try((3, 1))])
     assert set(recalled) == {(1, 1), (2, 1)}
     journal.close()
+
+
+def test_a_burst_worker_stops_a_scheduler_that_missed_its_sigterm(
+    app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_async_events.worker import rq_worker
+    from flask_async_events.worker.scheduler import PreciseScheduler
+
+    # The forked scheduler deaf to SIGTERM, as one is when the signal beats its own handlers.
+    monkeypatch.setattr(
+        PreciseScheduler, "_install_signal_handlers", lambda self: signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    )
+    monkeypatch.setattr(rq_worker, "SCHEDULER_STOP_WAIT", 0.2)
+    subscribe(app, receiver.respond())
+    place_order(app)
+    started = time.monotonic()
+    run_burst(app)  # returns: asked again, then killed
+    assert time.monotonic() - started < 30
+    assert states(app) == [DeliveryState.DELIVERED]
