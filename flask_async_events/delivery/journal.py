@@ -116,7 +116,7 @@ class AttemptJournal:
         return f"{self.owner}{OWNER_MARK}{secrets.token_hex(8)}"
 
     def started(self, attempts: Sequence[Attempted]) -> None:
-        self._note([(a.attempt_key, json.dumps({"uuid": a.uuid})) for a in attempts])
+        self._note([(a.attempt_key, f'{{"uuid": "{a.uuid}"}}') for a in attempts])  # a uuid is hex
 
     def finished(self, attempts: Sequence[Attempted], results: Sequence[tuple[NotifyResult, int]]) -> None:
         entries = []

@@ -85,8 +85,9 @@ class Spool:
                     self._rotate()
             except OSError as exc:
                 log.warning("Could not write the attempt journal's spool in %s (%s); turned off", self._directory, exc)
-                os.close(self._fd)
-                self._fd = None
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
 
     def close(self, *, remove: bool = True) -> None:
         """Close the spool, and ``remove`` it: this process stopped cleanly, every claim recorded
@@ -96,7 +97,7 @@ class Spool:
                 os.close(self._fd)
                 self._fd = None
             if remove:
-                _remove(_segments(self._directory, self._owner), self._directory / f"{self._owner}{LOCK_SUFFIX}")
+                _remove(_spools(self._directory).get(self._owner, []), self._directory / f"{self._owner}{LOCK_SUFFIX}")
             os.close(self._lock_fd)
 
     def _segment_path(self, generation: int) -> Path:
@@ -107,15 +108,19 @@ class Spool:
 
     def _rotate(self) -> None:
         """Start a segment holding only the open entries, then drop the old one: a kill between
-        the two leaves both, and reading them in order gives the same answer."""
+        the two leaves both, and reading them in order gives the same answer. If the new one
+        cannot be written, the old one stays as it is (and the spool is turned off)."""
         old_fd, old_path = self._fd, self._segment_path(self._generation)
+        assert old_fd is not None
         self._generation += 1
-        self._fd = self._new_segment()
-        data = "".join(_line(key, value) for key, value in self._open.items()).encode()
-        _write_all(self._fd, data)
-        self._size = len(data)
-        if old_fd is not None:
+        self._fd = None
+        try:
+            self._fd = self._new_segment()
+            data = "".join(_line(key, value) for key, value in self._open.items()).encode()
+            _write_all(self._fd, data)
+        finally:
             os.close(old_fd)
+        self._size = len(data)
         old_path.unlink(missing_ok=True)
 
 
@@ -129,21 +134,38 @@ def _line(key: AttemptKey, value: str | None) -> str:
     return f"{key[0]} {key[1]} {FORGET if value is None else value}\n"
 
 
-def _segments(directory: Path, owner: str) -> list[Path]:
-    """An owner's segments, oldest first."""
-    found = []
-    for path in directory.glob(f"{owner}.*{SEGMENT_SUFFIX}"):
-        generation = path.name[len(owner) + 1 : -len(SEGMENT_SUFFIX)]
-        if generation.isdigit():
-            found.append((int(generation), path))
-    return [path for _, path in sorted(found)]
+def _spools(directory: Path) -> dict[str, list[Path]]:
+    """Each owner's segments in ``directory``, oldest first."""
+    return _listing(directory)[0]
+
+
+def _listing(directory: Path) -> tuple[dict[str, list[Path]], set[str]]:
+    """One listing of ``directory``: each owner's segments, oldest first, and the owners with a lock
+    file."""
+    found: dict[str, list[tuple[int, Path]]] = {}
+    locked = set()
+    for name in os.listdir(directory):
+        if name.endswith(LOCK_SUFFIX):
+            locked.add(name[: -len(LOCK_SUFFIX)])
+            continue
+        if not name.endswith(SEGMENT_SUFFIX):
+            continue
+        owner, dot, generation = name[: -len(SEGMENT_SUFFIX)].rpartition(".")
+        if dot and generation.isdigit():
+            found.setdefault(owner, []).append((int(generation), directory / name))
+    return {owner: [path for _, path in sorted(segments)] for owner, segments in found.items()}, locked
 
 
 def read_entries(directory: Path, owner: str) -> dict[AttemptKey, str]:
-    """The open entries of an owner's spool: each attempt's latest note, forgotten ones left out.
-    A line cut short by a kill (no newline yet) is not an entry."""
+    """The open entries of an owner's spool: each attempt's latest note, forgotten ones left out."""
+    return _read(_spools(directory).get(owner, []))
+
+
+def _read(segments: list[Path]) -> dict[AttemptKey, str]:
+    """The open entries of a spool's ``segments``. A line cut short by a kill (no newline yet) is
+    not an entry."""
     entries: dict[AttemptKey, str] = {}
-    for path in _segments(directory, owner):
+    for path in segments:
         for line in _whole_lines(path):
             delivery, _, rest = line.partition(" ")
             attempt, _, value = rest.partition(" ")
@@ -176,49 +198,72 @@ def _whole_lines(path: Path) -> Iterator[str]:
 def revive_lost(connection: Redis, directory: Path, *, entry_key: str, ttl: int) -> int:
     """Put the entries of this host's lost workers back in Redis, under ``entry_key`` (Redis lost
     them, or the worker died before its thread wrote them), once per Redis lifetime; drop spools
-    older than :data:`KEEP_LOST`. A live process's spool is locked, this one's too. Return how
-    many entries were written."""
-    written = 0
-    for lock_path in directory.glob(f"*{LOCK_SUFFIX}"):
-        owner = lock_path.name[: -len(LOCK_SUFFIX)]
-        try:
-            written += _revive_one(connection, directory, owner, lock_path, entry_key=entry_key, ttl=ttl)
-        except (OSError, RedisError) as exc:
-            log.warning("Could not revive the journal spool of lost worker %s (%s)", owner, exc)
-    return written
+    older than :data:`KEEP_LOST`. A live process's spool is locked, this one's too. One listing of
+    the folder and one round trip when nothing is to be put back. Return how many entries were
+    written."""
+    held: dict[str, int] = {}  # lost owners whose lock we hold
+    try:
+        segments, locked = _listing(directory)
+        for owner in locked & segments.keys():
+            fd = _lock_if_lost(directory / f"{owner}{LOCK_SUFFIX}")
+            if fd is not None:
+                held[owner] = fd
+        return _revive(connection, directory, {owner: segments[owner] for owner in held}, entry_key, ttl)
+    except FileNotFoundError:
+        return 0  # no worker of this host has had a spool
+    except (OSError, RedisError) as exc:
+        log.warning("Could not revive the journal spools of lost workers in %s (%s)", directory, exc)
+        return 0
+    finally:
+        for fd in held.values():
+            os.close(fd)  # releases the lock
 
 
-def _revive_one(connection: Redis, directory: Path, owner: str, lock_path: Path, *, entry_key: str, ttl: int) -> int:
+def _lock_if_lost(lock_path: Path) -> int | None:
+    """A descriptor holding the lock of a spool whose process is gone; None if it is alive (or
+    stopped cleanly just now). A spool with no segment yet is a process too new to have locked
+    its file: :func:`revive_lost` only looks at owners with segments."""
     try:
         fd = os.open(lock_path, os.O_RDWR)
     except FileNotFoundError:
-        return 0  # its process stopped cleanly just now
+        return None  # its process stopped cleanly just now
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return 0  # its process is alive
-        if not lock_path.exists():
-            return 0  # removed by its process as it stopped, before we had the lock
-        segments = _segments(directory, owner)
-        if not segments:
-            return 0  # a process so new it has not locked its file yet
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None  # its process is alive
+    if not lock_path.exists():  # removed by its process as it stopped, before we had the lock
+        os.close(fd)
+        return None
+    return fd
+
+
+def _revive(connection: Redis, directory: Path, lost: dict[str, list[Path]], entry_key: str, ttl: int) -> int:
+    """Revive the spools of ``lost`` owners (their locks held) that this Redis has not had yet."""
+    recent = {}
+    for owner, segments in lost.items():
         if time.time() - max(path.stat().st_mtime for path in segments) > KEEP_LOST:
-            _remove(segments, lock_path)
-            return 0
-        marker = REVIVED_KEY.format(owner)
-        if connection.exists(marker):
-            return 0
-        entries = read_entries(directory, owner)
+            _remove(segments, directory / f"{owner}{LOCK_SUFFIX}")
+        else:
+            recent[owner] = segments
+    if not recent:
+        return 0
+    markers = connection.mget([REVIVED_KEY.format(owner) for owner in recent])
+    pipeline = connection.pipeline(transaction=False)
+    revived = {}
+    for (owner, segments), marker in zip(recent.items(), markers, strict=True):
+        if marker is not None:
+            continue
+        entries = _read(segments)
         if not entries:  # every attempt it noted was recorded: nothing to keep
-            _remove(segments, lock_path)
-            return 0
-        pipeline = connection.pipeline(transaction=False)
+            _remove(segments, directory / f"{owner}{LOCK_SUFFIX}")
+            continue
         for (delivery, attempt), value in entries.items():
             pipeline.set(entry_key.format(delivery, attempt), value, ex=ttl)
-        pipeline.set(marker, 1, ex=KEEP_LOST)
+        pipeline.set(REVIVED_KEY.format(owner), 1, ex=KEEP_LOST)
+        revived[owner] = len(entries)
+    if revived:
         pipeline.execute()
-        log.warning("Revived %d attempt journal entry(ies) of lost worker %s", len(entries), owner)
-        return len(entries)
-    finally:
-        os.close(fd)  # releases the lock
+    for owner, count in revived.items():
+        log.warning("Revived %d attempt journal entry(ies) of lost worker %s", count, owner)
+    return sum(revived.values())

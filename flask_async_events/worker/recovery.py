@@ -53,7 +53,7 @@ def take_over(state: AppState, delivery_ids: list[int]) -> int:
     says their attempts did, and hand back the rest, due now. Return how many were settled."""
     settled = 0
     folder = spool_directory(state.settings)
-    if delivery_ids and folder is not None and folder.is_dir():  # lost workers of this host: their notes first
+    if delivery_ids and folder is not None:  # lost workers of this host: their notes first
         revive(state.queues.connection, folder)
     for start in range(0, len(delivery_ids), state.settings.batch_size):
         chunk = delivery_ids[start : start + state.settings.batch_size]

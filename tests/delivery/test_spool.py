@@ -95,6 +95,45 @@ def test_a_growing_spool_is_rewritten_with_only_its_open_entries(
     spool.close()
 
 
+def test_a_spool_that_cannot_write_its_next_segment_keeps_the_last_one_and_leaks_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(spool_module, "ROTATE_BYTES", 4096)
+    os.symlink("/dev/full", tmp_path / "owner.1.journal")  # the disk is full when the spool rotates
+    descriptors = len(os.listdir("/proc/self/fd"))
+    spool = Spool(tmp_path, "owner")
+    with caplog.at_level(logging.WARNING, logger="flask_async_events"):
+        for delivery in range(1, 401):
+            spool.write([((delivery, 1), '{"uuid": "x"}')])
+    assert caplog.text.count("Could not write the attempt journal's spool") == 1
+    assert len(os.listdir("/proc/self/fd")) == descriptors + 1  # the lock's, not a segment's
+    assert (tmp_path / "owner.0.journal").stat().st_size > 4096  # what it wrote before is there
+    (tmp_path / "owner.1.journal").unlink()
+    kept = set(read_entries(tmp_path, "owner"))  # every note up to the one past 4 KB
+    assert len(kept) > 200 and kept == {(delivery, 1) for delivery in range(1, len(kept) + 1)}
+    spool.close()
+    assert len(os.listdir("/proc/self/fd")) == descriptors
+
+
+def test_a_redis_that_is_away_leaves_a_lost_workers_spool_for_the_next_look(
+    env: AppEnv, spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    process, _ = _lost_worker(spool)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    redis = env.redis.client()
+    env.redis.stop()
+    try:
+        with caplog.at_level(logging.WARNING, logger="flask_async_events"):
+            assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 0
+        assert "Could not revive the journal spools of lost workers" in caplog.text
+    finally:
+        env.redis.start()
+    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 2
+    assert set(recall(redis, [Try((1, 1)), Try((2, 1))])) == {(1, 1), (2, 1)}
+    assert revive_lost(redis, spool / "nowhere", entry_key=KEY, ttl=60) == 0  # no spool yet: quietly nothing
+
+
 def test_a_lost_workers_spool_is_put_back_once_per_redis_lifetime(env: AppEnv, spool: Path) -> None:
     redis = env.redis.client()
     process, owner = _lost_worker(spool)
