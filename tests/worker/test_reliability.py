@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -384,9 +385,7 @@ def test_the_journal_drops_notes_rather_than_memory_while_redis_hangs(
     journal.close()
 
 
-def test_a_burst_worker_stops_a_scheduler_that_missed_its_sigterm(
-    app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_worker_stops_a_scheduler_that_missed_its_sigterm(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     from flask_async_events.worker import rq_worker
     from flask_async_events.worker.scheduler import PreciseScheduler
 
@@ -395,9 +394,16 @@ def test_a_burst_worker_stops_a_scheduler_that_missed_its_sigterm(
         PreciseScheduler, "_install_signal_handlers", lambda self: signal.signal(signal.SIGTERM, signal.SIG_IGN)
     )
     monkeypatch.setattr(rq_worker, "SCHEDULER_STOP_WAIT", 0.2)
-    subscribe(app, receiver.respond())
-    place_order(app)
-    started = time.monotonic()
-    run_burst(app)  # returns: asked again, then killed
-    assert time.monotonic() - started < 30
-    assert states(app) == [DeliveryState.DELIVERED]
+    worker = rq_worker.AsyncEventsWorker(get_state(app).queues.all(), app=app)
+    worker.scheduler = scheduler = PreciseScheduler(worker.queues, connection=worker.connection)
+    process = scheduler.start()
+    try:
+        wait_for(lambda: bool(worker.connection.exists(scheduler.key)), 10)  # deaf from here on
+        stopper = threading.Thread(target=worker.stop_scheduler, daemon=True)
+        stopper.start()
+        stopper.join(15)
+        assert not stopper.is_alive(), "the worker waited for a scheduler that will never stop"
+        assert not process.is_alive()
+    finally:
+        process.kill()
+        process.join(5)
