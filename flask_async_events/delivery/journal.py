@@ -3,7 +3,10 @@
 A worker killed after a receiver answered, but before the answer reached the database, would
 otherwise have that delivery sent again when its claim is taken over: a duplicate. Results reach the
 database in batches, tens to hundreds of milliseconds late under load; a journal note reaches
-Redis within a millisecond or so, written by a thread of its own a pipeline at a time.
+Redis within a millisecond or so, written by a thread of its own a pipeline at a time. Each process
+keeps its entries in one hash of its own (a field per attempt), so a write is a few commands
+however many notes it carries, and whoever settles a claim knows where to look: the claim token
+names the process.
 
 Maintenance, settling a lost worker's claims, reads the journal first. An outcome found there
 is recorded instead of sent again; an attempt that started but never ended is logged as
@@ -34,7 +37,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -45,14 +48,14 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from flask_async_events import redis_connection
-from flask_async_events.delivery.spool import KEEP_LOST, Note, Spool, revive_lost
+from flask_async_events.delivery.spool import KEEP_LOST, Note, Spool, entry_field, revive_lost
 from flask_async_events.delivery.types import AttemptKey
 from flask_async_events.models import RESPONSE_EXCERPT
 from flask_async_events.notifiers.base import NotifyResult
 
 log = logging.getLogger("flask_async_events")
 
-KEY = "async_events:attempt:{}:{}"
+KEY = "async_events:journal:{}"  # a hash per process: a field per attempt (spool.entry_field)
 ALIVE_KEY = "async_events:alive:{}"
 HEARTBEAT = 1.0
 ALIVE_TTL = 4  # no heartbeat for this long: the process is gone
@@ -61,7 +64,7 @@ TIMEOUT = 1.0  # a Redis that hangs holds the journal's thread (and its heartbea
 # One immediate retry (a connection Redis dropped when it restarted), none of the client's backoffs,
 # which would hold up the heartbeat for seconds: notes Redis refused are sent again with the next write.
 RETRY = Retry(NoBackoff(), 1)
-TTL = 24 * 3600  # only a lost worker's entries outlive their record, until another worker reads them
+TTL = 24 * 3600  # a lost worker's hash outlives its last note by this, until another worker reads it
 WARN_EVERY = 60.0
 WRITE_BATCH = 500
 MAX_PENDING = 100_000  # notes waiting for Redis; more are dropped (the journal only saves resends)
@@ -193,17 +196,22 @@ class AttemptJournal:
                 self._written.notify_all()
 
     def _write(self, notes: list[Note], *, beat: bool) -> bool:
-        """Send ``notes`` (and the heartbeat) in one pipeline; False if Redis did not take them."""
+        """Send ``notes`` (and the heartbeat) in one pipeline of a few commands, each attempt's
+        latest note only; False if Redis did not take them."""
+        latest: dict[str, str | None] = {}
+        for note in notes:
+            for attempt, value in note:
+                latest[entry_field(attempt)] = value
+        forgotten = [field for field, value in latest.items() if value is None]
+        key = KEY.format(self.owner)
         pipeline = self._redis.pipeline(transaction=False)
         if beat:
             pipeline.set(ALIVE_KEY.format(self.owner), 1, ex=ALIVE_TTL)
-        for note in notes:
-            for attempt, value in note:
-                key = KEY.format(*attempt)
-                if value is None:
-                    pipeline.delete(key)
-                else:
-                    pipeline.set(key, value, ex=TTL)
+        if forgotten:
+            pipeline.hdel(key, *forgotten)
+        if len(forgotten) < len(latest):
+            pipeline.hset(key, mapping={field: value for field, value in latest.items() if value is not None})
+            pipeline.expire(key, TTL)
         try:
             pipeline.execute()
         except RedisError as exc:
@@ -221,7 +229,7 @@ class AttemptJournal:
 def revive(connection: Redis, folder: Path) -> None:
     """Put back in Redis the entries this host's lost workers have in their spools (see
     :func:`~flask_async_events.delivery.spool.revive_lost`)."""
-    revive_lost(connection, folder, entry_key=KEY, ttl=KEEP_LOST)
+    revive_lost(connection, folder, journal_key=KEY, ttl=KEEP_LOST)
 
 
 def _staged(value: bytes | str) -> Staged | None:
@@ -234,23 +242,31 @@ def _staged(value: bytes | str) -> Staged | None:
         return None
 
 
-def recall(connection: Redis, attempts: Sequence[Attempted]) -> dict[AttemptKey, Staged]:
-    """The journal's entries for ``attempts``: those it has that name the attempt's delivery."""
-    if not attempts:
+def recall(connection: Redis, owners: Mapping[str, Sequence[Attempted]]) -> dict[AttemptKey, Staged]:
+    """The journal's entries for the attempts of each owner (the process that held their claim):
+    those it has that name the attempt's delivery."""
+    owners = {owner: attempts for owner, attempts in owners.items() if attempts}
+    if not owners:
         return {}
-    values = connection.mget([KEY.format(*attempt.attempt_key) for attempt in attempts])
+    pipeline = connection.pipeline(transaction=False)
+    for owner, attempts in owners.items():
+        pipeline.hmget(KEY.format(owner), [entry_field(attempt.attempt_key) for attempt in attempts])
     found = {}
-    for attempt, value in zip(attempts, values, strict=True):
-        staged = None if value is None else _staged(value)
-        if staged is not None and staged.uuid == attempt.uuid:
-            found[attempt.attempt_key] = staged
+    for attempts, values in zip(owners.values(), pipeline.execute(), strict=True):
+        for attempt, value in zip(attempts, values, strict=True):
+            staged = None if value is None else _staged(value)
+            if staged is not None and staged.uuid == attempt.uuid:
+                found[attempt.attempt_key] = staged
     return found
 
 
-def forget(connection: Redis, attempts: Sequence[AttemptKey]) -> None:
-    """Drop entries now (their results are in the database); those left expire by themselves."""
-    if attempts:
-        connection.delete(*[KEY.format(*attempt) for attempt in attempts])
+def forget(connection: Redis, owners: Mapping[str, Sequence[AttemptKey]]) -> None:
+    """Drop the entries of each owner's attempts now (their results are in the database)."""
+    pipeline = connection.pipeline(transaction=False)
+    for owner, attempts in owners.items():
+        if attempts:
+            pipeline.hdel(KEY.format(owner), *[entry_field(attempt) for attempt in attempts])
+    pipeline.execute()
 
 
 def claim_owner(token: str) -> str | None:

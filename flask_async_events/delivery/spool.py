@@ -45,6 +45,11 @@ LOCK_SUFFIX = ".lock"
 SEGMENT_SUFFIX = ".journal"
 
 
+def entry_field(key: AttemptKey) -> str:
+    """An attempt's field in its process's journal hash in Redis."""
+    return f"{key[0]}:{key[1]}"
+
+
 def spool_directory(settings: Settings) -> Path | None:
     """Where an app's workers keep their spools (None: nowhere): a folder per Redis, so apps
     sharing ``ASYNC_EVENTS_JOURNAL_DIR`` never revive each other's entries."""
@@ -195,8 +200,9 @@ def _whole_lines(path: Path) -> Iterator[str]:
         yield line.decode("utf-8", "replace")
 
 
-def revive_lost(connection: Redis, directory: Path, *, entry_key: str, ttl: int) -> int:
-    """Put the entries of this host's lost workers back in Redis, under ``entry_key`` (Redis lost
+def revive_lost(connection: Redis, directory: Path, *, journal_key: str, ttl: int) -> int:
+    """Put the entries of this host's lost workers back in Redis, in the hash ``journal_key`` names
+    for each (Redis lost
     them, or the worker died before its thread wrote them), once per Redis lifetime; drop spools
     older than :data:`KEEP_LOST`. A live process's spool is locked, this one's too. One listing of
     the folder and one round trip when nothing is to be put back. Return how many entries were
@@ -208,7 +214,7 @@ def revive_lost(connection: Redis, directory: Path, *, entry_key: str, ttl: int)
             fd = _lock_if_lost(directory / f"{owner}{LOCK_SUFFIX}")
             if fd is not None:
                 held[owner] = fd
-        return _revive(connection, directory, {owner: segments[owner] for owner in held}, entry_key, ttl)
+        return _revive(connection, directory, {owner: segments[owner] for owner in held}, journal_key, ttl)
     except FileNotFoundError:
         return 0  # no worker of this host has had a spool
     except (OSError, RedisError) as exc:
@@ -238,7 +244,7 @@ def _lock_if_lost(lock_path: Path) -> int | None:
     return fd
 
 
-def _revive(connection: Redis, directory: Path, lost: dict[str, list[Path]], entry_key: str, ttl: int) -> int:
+def _revive(connection: Redis, directory: Path, lost: dict[str, list[Path]], journal_key: str, ttl: int) -> int:
     """Revive the spools of ``lost`` owners (their locks held) that this Redis has not had yet."""
     recent = {}
     for owner, segments in lost.items():
@@ -258,8 +264,9 @@ def _revive(connection: Redis, directory: Path, lost: dict[str, list[Path]], ent
         if not entries:  # every attempt it noted was recorded: nothing to keep
             _remove(segments, directory / f"{owner}{LOCK_SUFFIX}")
             continue
-        for (delivery, attempt), value in entries.items():
-            pipeline.set(entry_key.format(delivery, attempt), value, ex=ttl)
+        key = journal_key.format(owner)
+        pipeline.hset(key, mapping={entry_field(attempt): value for attempt, value in entries.items()})
+        pipeline.expire(key, ttl)
         pipeline.set(REVIVED_KEY.format(owner), 1, ex=KEEP_LOST)
         revived[owner] = len(entries)
     if revived:

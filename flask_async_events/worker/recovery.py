@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
@@ -52,17 +53,32 @@ def take_over(state: AppState, delivery_ids: list[int]) -> int:
     """Settle claims whose lease has ended (their worker is gone): record what the attempt journal
     says their attempts did, and hand back the rest, due now. Return how many were settled."""
     settled = 0
+    connection = state.queues.connection
     folder = spool_directory(state.settings)
     if delivery_ids and folder is not None:  # lost workers of this host: their notes first
-        revive(state.queues.connection, folder)
+        revive(connection, folder)
     for start in range(0, len(delivery_ids), state.settings.batch_size):
         chunk = delivery_ids[start : start + state.settings.batch_size]
+        holders = _holders(state, chunk)
         claimed = claim(state, chunk, uuid.uuid4().hex, skip=set(), expired=True)
-        recovered, unstarted = recovered_outcomes(recall(state.queues.connection, claimed), claimed)
+        owners: dict[str, list[Claimed]] = defaultdict(list)
+        for item in claimed:
+            if (owner := holders.get(item.id)) is not None:
+                owners[owner].append(item)
+        recovered, unstarted = recovered_outcomes(recall(connection, owners), claimed)
         record(state, recovered, unstarted)
-        forget(state.queues.connection, [outcome.item.attempt_key for outcome in recovered])
+        forget(connection, {owner: [item.attempt_key for item in items] for owner, items in owners.items()})
         settled += len(claimed)
     return settled
+
+
+def _holders(state: AppState, delivery_ids: list[int]) -> dict[int, str]:
+    """The process each delivery's claim names (where its attempt journal is), read before the
+    claim is taken."""
+    session = state.db.session
+    rows = session.execute(select(Delivery.id, Delivery.claim_token).where(Delivery.id.in_(delivery_ids))).all()
+    session.rollback()
+    return {row.id: owner for row in rows if row.claim_token and (owner := claim_owner(row.claim_token))}
 
 
 def recovered_outcomes(

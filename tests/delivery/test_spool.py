@@ -118,50 +118,50 @@ def test_a_spool_that_cannot_write_its_next_segment_keeps_the_last_one_and_leaks
 def test_a_redis_that_is_away_leaves_a_lost_workers_spool_for_the_next_look(
     env: AppEnv, spool: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    process, _ = _lost_worker(spool)
+    process, owner = _lost_worker(spool)
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     redis = env.redis.client()
     env.redis.stop()
     try:
         with caplog.at_level(logging.WARNING, logger="flask_async_events"):
-            assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 0
+            assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 0
         assert "Could not revive the journal spools of lost workers" in caplog.text
     finally:
         env.redis.start()
-    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 2
-    assert set(recall(redis, [Try((1, 1)), Try((2, 1))])) == {(1, 1), (2, 1)}
-    assert revive_lost(redis, spool / "nowhere", entry_key=KEY, ttl=60) == 0  # no spool yet: quietly nothing
+    assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 2
+    assert set(recall(redis, {owner: [Try((1, 1)), Try((2, 1))]})) == {(1, 1), (2, 1)}
+    assert revive_lost(redis, spool / "nowhere", journal_key=KEY, ttl=60) == 0  # no spool yet: quietly nothing
 
 
 def test_a_lost_workers_spool_is_put_back_once_per_redis_lifetime(env: AppEnv, spool: Path) -> None:
     redis = env.redis.client()
     process, owner = _lost_worker(spool)
     try:
-        assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 0  # alive: its lock is held
-        assert recall(redis, [Try((1, 1)), Try((2, 1))]) == {}
+        assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 0  # alive: its lock is held
+        assert recall(redis, {owner: [Try((1, 1)), Try((2, 1))]}) == {}
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
-    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 2
-    recalled = recall(redis, [Try((1, 1)), Try((2, 1)), Try((3, 1))])
+    assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 2
+    recalled = recall(redis, {owner: [Try((1, 1)), Try((2, 1)), Try((3, 1))]})
     assert {key: (entry.result, entry.duration_ms) for key, entry in recalled.items()} == {
         (1, 1): (ANSWERED, 12),  # answered: recorded, not sent again
         (2, 1): (None, None),  # under way: logged as interrupted
     }
-    redis.delete(KEY.format(1, 1))  # recorded by the worker that settled the claim
-    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 0  # once per Redis lifetime
-    assert recall(redis, [Try((1, 1))]) == {}
+    redis.hdel(KEY.format(owner), "1:1")  # recorded by the worker that settled the claim
+    assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 0  # once per Redis lifetime
+    assert recall(redis, {owner: [Try((1, 1))]}) == {}
 
     redis.flushall()  # Redis restarted empty (this test's own server)
-    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 2
+    assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 2
     assert redis.exists(REVIVED_KEY.format(owner))
 
     an_hour_ago = time.time() - 3600
     for path in spool.iterdir():
         os.utime(path, (an_hour_ago, an_hour_ago))
     redis.flushall()
-    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 0  # too old to matter: removed
+    assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 0  # too old to matter: removed
     assert list(spool.iterdir()) == []
 
 
@@ -170,7 +170,7 @@ def test_a_lost_workers_spool_with_everything_recorded_is_removed(env: AppEnv, s
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     assert len(list(spool.iterdir())) == 2  # its lock and its segment
-    assert revive_lost(env.redis.client(), spool, entry_key=KEY, ttl=60) == 0
+    assert revive_lost(env.redis.client(), spool, journal_key=KEY, ttl=60) == 0
     assert list(spool.iterdir()) == []
 
 
@@ -191,7 +191,7 @@ def test_a_journal_writes_its_spool_before_redis_and_removes_it_when_closed(env:
     journal.close()
     assert list(spool.iterdir()) == []
     revive(redis, spool)  # nothing of a cleanly stopped journal to put back
-    assert redis.keys("async_events:attempt:*") == []
+    assert redis.keys("async_events:journal:*") == []
 
 
 def test_a_journal_closed_before_its_sends_ended_leaves_its_spool_for_the_host(env: AppEnv, spool: Path) -> None:
@@ -200,8 +200,8 @@ def test_a_journal_closed_before_its_sends_ended_leaves_its_spool_for_the_host(e
     journal.started([Try((9, 1))])
     journal.close(drained=False)  # a worker that stopped with a send still in flight
     redis.flushall()  # and Redis restarted empty (this test's own server)
-    assert revive_lost(redis, spool, entry_key=KEY, ttl=60) == 1
-    assert set(recall(redis, [Try((9, 1))])) == {(9, 1)}
+    assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 1
+    assert set(recall(redis, {journal.owner: [Try((9, 1))]})) == {(9, 1)}
 
 
 def test_a_failing_disk_turns_the_spool_off_and_the_journal_goes_on(
@@ -214,7 +214,7 @@ def test_a_failing_disk_turns_the_spool_off_and_the_journal_goes_on(
         journal = AttemptJournal(redis, blocked / "spool")
     assert "Could not open the journal's spool" in caplog.text
     journal.started([Try((1, 1))])
-    assert journal.flush(5) and set(recall(redis, [Try((1, 1))])) == {(1, 1)}
+    assert journal.flush(5) and set(recall(redis, {journal.owner: [Try((1, 1))]})) == {(1, 1)}
     journal.close()
 
     full = tmp_path / "full"

@@ -77,7 +77,7 @@ def test_a_worker_killed_mid_delivery_is_finished_by_another(
     # Taken over once the lost worker's liveness key expired, well before the claim's lease ended.
     assert lost.created < killed_at + timedelta(seconds=settings.claim_lease - 5)
     journal = get_state(app).queues.connection
-    wait_for(lambda: journal.keys("async_events:attempt:*") == [], timeout=5)  # nothing left behind once recorded
+    wait_for(lambda: journal.keys("async_events:journal:*") == [], timeout=5)  # nothing left behind once recorded
 
 
 @contextmanager
@@ -136,7 +136,7 @@ def test_an_answer_survives_its_worker_and_redis_dying_together(
         assert (attempt.success, attempt.status_code, attempt.attempt) == (True, 200, 1)
         assert attempt.duration_ms is not None and attempt.duration_ms >= 1000
         journal = get_state(app).queues.connection
-        wait_for(lambda: journal.keys("async_events:attempt:*") == [], timeout=5)  # revived, then used up
+        wait_for(lambda: journal.keys("async_events:journal:*") == [], timeout=5)  # revived, then used up
     else:  # without it, at least once: sent again
         assert len(receiver.at("/slow")) == 2
 
@@ -167,7 +167,7 @@ def test_an_answer_the_lost_worker_journaled_is_recorded_not_sent_again(
 
 
 def test_the_journal_notes_attempts_and_never_fails_a_send(env: AppEnv, caplog: pytest.LogCaptureFixture) -> None:
-    from flask_async_events.delivery.journal import AttemptJournal, Staged, recall
+    from flask_async_events.delivery.journal import KEY, AttemptJournal, Staged, recall
     from flask_async_events.notifiers.base import NotifyResult
 
     redis = env.redis.client()
@@ -178,21 +178,28 @@ def test_the_journal_notes_attempts_and_never_fails_a_send(env: AppEnv, caplog: 
     assert journal.flush(5)
     uuid = Try((1, 1)).uuid
     expected = {(1, 1): Staged(uuid, None), (2, 1): Staged(uuid, answered, 12)}
-    assert recall(redis, [Try((1, 1)), Try((2, 1)), Try((3, 1))]) == expected
-    assert recall(redis, [Try((2, 1), uuid="another-delivery")]) == {}  # only for the delivery it names
+    assert recall(redis, {journal.owner: [Try((1, 1)), Try((2, 1)), Try((3, 1))]}) == expected
+    assert recall(redis, {journal.owner: [Try((2, 1), uuid="another")]}) == {}  # only for the delivery it names
+    assert recall(redis, {"another-worker": [Try((2, 1))]}) == {}  # only for a claim of the process that wrote it
     journal.forget([(1, 1), (2, 1)])
     assert journal.flush(5)
-    assert recall(redis, [Try((1, 1)), Try((2, 1))]) == {}
+    assert recall(redis, {journal.owner: [Try((1, 1)), Try((2, 1))]}) == {}
     env.redis.stop()
     try:
         journal.started([Try((4, 1))])
         journal.finished([Try((4, 1))], [(answered, 3)])
+        journal.started([Try((5, 1))])
+        journal.forget([(5, 1)])
         assert journal.flush(5)  # written off, not stuck
     finally:
         env.redis.start()
     assert caplog.text.count("Could not write the attempt journal") == 1  # once a minute, not per note
     # Kept and sent again once Redis is back (here with the next heartbeat).
-    wait_for(lambda: recall(redis, [Try((4, 1))]) == {(4, 1): Staged(Try((4, 1)).uuid, answered, 3)}, timeout=5)
+    wait_for(
+        lambda: recall(redis, {journal.owner: [Try((4, 1))]}) == {(4, 1): Staged(Try((4, 1)).uuid, answered, 3)},
+        timeout=5,
+    )
+    assert redis.hkeys(KEY.format(journal.owner)) == [b"4:1"]  # each attempt's latest note only
     journal.close()
 
 
@@ -342,18 +349,19 @@ def test_a_lost_workers_journaled_answer_is_recorded_when_its_claims_are_taken_o
     place_order(app)
     run_burst(app)
     [delivery] = deliveries(app)
-    _claimed_by(app, "0123456789abcd.00000000000000aa", alive=False, redis_age=100)  # its second attempt
     with app.app_context():
         journal = AttemptJournal(get_state().queues.connection)
         answered = NotifyResult(True, status_code=202, response_data="ok")
         journal.finished([Try((delivery.id, 2), delivery.uuid)], [(answered, 7)])
         assert journal.flush(5)
         journal.close()
+    _claimed_by(app, f"{journal.owner}.00000000000000aa", alive=False, redis_age=100)  # its second attempt
+    with app.app_context():
         requeue_stalled(get_state())
     assert states(app) == [DeliveryState.DELIVERED] and len(receiver.requests) == 1  # not sent again
     assert [(a.success, a.status_code, a.duration_ms, a.attempt) for a in attempts(app)][1] == (True, 202, 7, 2)
     with app.app_context():
-        assert get_state().queues.connection.keys("async_events:attempt:*") == []
+        assert get_state().queues.connection.keys("async_events:journal:*") == []
 
 
 def test_the_journal_drops_notes_rather_than_memory_while_redis_hangs(
@@ -380,7 +388,7 @@ def test_the_journal_drops_notes_rather_than_memory_while_redis_hangs(
     journal.started([Try((3, 1))])  # one note too many: dropped
     hung.set()
     assert journal.flush(5)
-    recalled = journal_module.recall(env.redis.client(), [Try((1, 1)), Try((2, 1)), Try((3, 1))])
+    recalled = journal_module.recall(env.redis.client(), {journal.owner: [Try((1, 1)), Try((2, 1)), Try((3, 1))]})
     assert set(recalled) == {(1, 1), (2, 1)}
     journal.close()
 
