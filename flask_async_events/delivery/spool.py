@@ -7,9 +7,9 @@ journal's thread, is what maintenance on any host reads; this one is what surviv
 restarts empty or fails over to a replica that had not received the last notes.
 
 Each process holds an exclusive ``flock`` on its ``<owner>.lock`` for as long as it lives, so a
-lock anyone can take names a process that is gone (whatever became of its pid). Every worker on
-the host looks for those once a second (:func:`revive_lost`) and puts their entries back in Redis,
-once per Redis lifetime (a marker key says it was done), for as long as the lost worker's claims
+lock anyone can take names a process that is gone (whatever became of its pid; a child it forked,
+such as RQ's scheduler, does not keep the lock). Every worker on the host looks for those once a
+second (:func:`revive_lost`) and puts their entries back in Redis, once per Redis lifetime (a marker key says it was done), for as long as the lost worker's claims
 may still be settled. The entries name their delivery's uuid, so an entry can never be taken for
 another delivery that has the same row id (another database, or one restored from a backup).
 
@@ -19,6 +19,7 @@ still open once it grows past :data:`ROTATE_BYTES`. A process that stops cleanly
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -45,6 +46,31 @@ LOCK_SUFFIX = ".lock"
 SEGMENT_SUFFIX = ".journal"
 
 
+_HELD: set[int] = set()  # this process's spool descriptors, none of which a forked child may keep
+
+
+def _close_held_in_child() -> None:
+    """In a forked child (RQ forks its scheduler): close the parent's spool descriptors, so its
+    lock is released when the parent dies, whoever it forked."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+
+def _held(fd: int) -> int:
+    _HELD.add(fd)
+    return fd
+
+
+def _release(fd: int) -> None:
+    _HELD.discard(fd)
+    os.close(fd)
+
+
 def entry_field(key: AttemptKey) -> str:
     """An attempt's field in its process's journal hash in Redis."""
     return f"{key[0]}:{key[1]}"
@@ -60,12 +86,13 @@ def spool_directory(settings: Settings) -> Path | None:
 
 class Spool:
     """The journal file of one worker process. Writes are atomic appends under a lock; nothing
-    here raises once the spool is open: a disk that fails turns it off, with a warning."""
+    here raises once the spool is open: a disk that fails turns it off, with a warning. A forked
+    child has none of it: its copy does nothing."""
 
     def __init__(self, directory: Path, owner: str) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._directory, self._owner = directory, owner
-        self._lock_fd = os.open(directory / f"{owner}{LOCK_SUFFIX}", os.O_CREAT | os.O_RDWR, 0o600)
+        self._directory, self._owner, self._pid = directory, owner, os.getpid()
+        self._lock_fd = _held(os.open(directory / f"{owner}{LOCK_SUFFIX}", os.O_CREAT | os.O_RDWR, 0o600))
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._mutex = threading.Lock()
         self._open: dict[AttemptKey, str] = {}  # each unforgotten entry's latest value
@@ -74,6 +101,8 @@ class Spool:
         self._size = 0
 
     def write(self, note: Note) -> None:
+        if self._pid != os.getpid():
+            return
         data = "".join(_line(key, value) for key, value in note).encode()
         with self._mutex:
             if self._fd is None:
@@ -91,25 +120,27 @@ class Spool:
             except OSError as exc:
                 log.warning("Could not write the attempt journal's spool in %s (%s); turned off", self._directory, exc)
                 if self._fd is not None:
-                    os.close(self._fd)
+                    _release(self._fd)
                     self._fd = None
 
     def close(self, *, remove: bool = True) -> None:
         """Close the spool, and ``remove`` it: this process stopped cleanly, every claim recorded
         or handed back. Kept, its lock released, it is a lost worker's spool like any other."""
+        if self._pid != os.getpid():
+            return
         with self._mutex:
             if self._fd is not None:
-                os.close(self._fd)
+                _release(self._fd)
                 self._fd = None
             if remove:
                 _remove(_spools(self._directory).get(self._owner, []), self._directory / f"{self._owner}{LOCK_SUFFIX}")
-            os.close(self._lock_fd)
+            _release(self._lock_fd)
 
     def _segment_path(self, generation: int) -> Path:
         return self._directory / f"{self._owner}.{generation}{SEGMENT_SUFFIX}"
 
     def _new_segment(self) -> int:
-        return os.open(self._segment_path(self._generation), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        return _held(os.open(self._segment_path(self._generation), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
 
     def _rotate(self) -> None:
         """Start a segment holding only the open entries, then drop the old one: a kill between
@@ -124,7 +155,7 @@ class Spool:
             data = "".join(_line(key, value) for key, value in self._open.items()).encode()
             _write_all(self._fd, data)
         finally:
-            os.close(old_fd)
+            _release(old_fd)
         self._size = len(data)
         old_path.unlink(missing_ok=True)
 
@@ -222,7 +253,7 @@ def revive_lost(connection: Redis, directory: Path, *, journal_key: str, ttl: in
         return 0
     finally:
         for fd in held.values():
-            os.close(fd)  # releases the lock
+            _release(fd)  # releases the lock
 
 
 def _lock_if_lost(lock_path: Path) -> int | None:
@@ -230,16 +261,16 @@ def _lock_if_lost(lock_path: Path) -> int | None:
     stopped cleanly just now). A spool with no segment yet is a process too new to have locked
     its file: :func:`revive_lost` only looks at owners with segments."""
     try:
-        fd = os.open(lock_path, os.O_RDWR)
+        fd = _held(os.open(lock_path, os.O_RDWR))
     except FileNotFoundError:
         return None  # its process stopped cleanly just now
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
+        _release(fd)
         return None  # its process is alive
     if not lock_path.exists():  # removed by its process as it stopped, before we had the lock
-        os.close(fd)
+        _release(fd)
         return None
     return fd
 

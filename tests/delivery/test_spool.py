@@ -19,12 +19,13 @@ from flask_async_events.delivery.journal import KEY, AttemptJournal, recall, rev
 from flask_async_events.delivery.spool import REVIVED_KEY, Spool, read_entries, revive_lost, spool_directory
 from flask_async_events.errors import ConfigError
 from flask_async_events.notifiers.base import NotifyResult
-from tests.conftest import AppEnv
+from tests.conftest import AppEnv, wait_for
 from tests.helpers import Try
 
 ANSWERED = NotifyResult(True, status_code=200, response_data="ok")
 # A worker's journal that noted three attempts (one answered, one under way, one forgotten), then hung.
 LOST_WORKER = """
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,13 @@ from tests.helpers import Try
 journal = AttemptJournal(Redis.from_url("unix:///nonexistent.sock"), Path(sys.argv[1]))  # no Redis note arrives
 journal.started([Try((1, 1)), Try((2, 1)), Try((3, 1))])
 journal.finished([Try((1, 1))], [(NotifyResult(True, status_code=200, response_data="ok"), 12)])
-journal.forget([(3, 1)] if sys.argv[2] == "lost" else [(1, 1), (2, 1), (3, 1)])
+journal.forget([(1, 1), (2, 1), (3, 1)] if sys.argv[2] == "recorded" else [(3, 1)])
+if sys.argv[2] == "forked" and os.fork() == 0:  # a child that outlives it, as RQ's scheduler can
+    journal.started([Try((4, 1))])  # the child's copy of the journal does nothing to the spool
+    journal.close()
+    Path(sys.argv[1], "child-done").touch()
+    time.sleep(60)
+    os._exit(0)
 print(journal.owner, flush=True)
 time.sleep(60)
 """
@@ -50,10 +57,12 @@ def spool(tmp_path: Path) -> Path:
     return folder
 
 
-def _lost_worker(folder: Path, recorded: bool = False) -> tuple[subprocess.Popen[str], str]:
+def _lost_worker(folder: Path, mode: str = "lost") -> tuple[subprocess.Popen[str], str]:
+    """A worker that journaled attempts and hangs: ``lost`` with two entries open, ``recorded``
+    with none, ``forked`` like ``lost`` with a child of its own."""
     root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(
-        [sys.executable, "-c", LOST_WORKER, str(folder), "recorded" if recorded else "lost"],
+        [sys.executable, "-c", LOST_WORKER, str(folder), mode],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
         stdout=subprocess.PIPE,
@@ -165,8 +174,24 @@ def test_a_lost_workers_spool_is_put_back_once_per_redis_lifetime(env: AppEnv, s
     assert list(spool.iterdir()) == []
 
 
+def test_a_lost_worker_is_found_lost_while_a_child_it_forked_lives_on(env: AppEnv, spool: Path) -> None:
+    process, owner = _lost_worker(spool, "forked")
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    wait_for(lambda: (spool / "child-done").exists(), timeout=10)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    try:
+        assert len(children) == 1 and Path(f"/proc/{children[0]}").exists()  # its child lives on
+        redis = env.redis.client()
+        assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 2  # the child does not hold its lock
+        assert set(recall(redis, {owner: [Try((1, 1)), Try((2, 1)), Try((4, 1))]})) == {(1, 1), (2, 1)}
+    finally:
+        for child in children:
+            os.kill(int(child), signal.SIGKILL)
+
+
 def test_a_lost_workers_spool_with_everything_recorded_is_removed(env: AppEnv, spool: Path) -> None:
-    process, _ = _lost_worker(spool, recorded=True)
+    process, _ = _lost_worker(spool, "recorded")
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     assert len(list(spool.iterdir())) == 2  # its lock and its segment
