@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +29,7 @@ import requests
 
 from bench import ours
 from bench.common import ROOT, drop_database, free_port, fresh_database, start_redis, wait_until
+from bench.cpu import PARTS, CpuWindow
 from bench.plain import plain_loop
 from flask_async_events.version import __version__
 
@@ -70,17 +72,19 @@ class Services:
             process.wait(10)
 
 
-def plain(services: Services, count: int, client: str, processes: int) -> float:
+def plain(services: Services, count: int, client: str, processes: int, window: CpuWindow) -> float:
     """Requests per second of ``processes`` plain loops sending ``count`` in all."""
     services.reset()
     if processes == 1:
-        return count / plain_loop(f"{services.url}/hook", count, client)
+        with window:
+            return count / plain_loop(f"{services.url}/hook", count, client)
     command = [sys.executable, "-m", "bench.plain", f"{services.url}/hook", str(count // processes), client]
-    children = [
-        subprocess.Popen([*command, str(index)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        for index in range(processes)
-    ]
-    seconds = [float(child.communicate()[0]) for child in children]
+    with window:
+        children = [
+            subprocess.Popen([*command, str(index)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            for index in range(processes)
+        ]
+        seconds = [float(child.communicate()[0]) for child in children]
     return count // processes * processes / max(seconds)
 
 
@@ -163,16 +167,21 @@ def main() -> None:
     began = time.monotonic()
     rates: dict[str, list[float]] = {}
 
-    def ours_run(workers: int, *, spool: bool = True) -> Callable[[], float]:
+    cpu: dict[str, list[tuple[float, ...]]] = {}
+
+    def ours_run(workers: int, *, spool: bool = True) -> Callable[[CpuWindow], float]:
         url = f"{services.url}/hook"
         journal = {} if spool else {"BENCH_JOURNAL_DIR": ""}  # the attempt journal in Redis only
-        return lambda: services.with_database(
-            lambda env: ours.throughput({**env, **journal}, url, args.events, workers)
+        return lambda window: services.with_database(
+            lambda env: ours.throughput({**env, **journal}, url, args.events, workers, window)
         )
 
-    def measure(name: str, run: Callable[[], float]) -> None:
-        value = run()
+    def measure(name: str, run: Callable[[CpuWindow], float], *, in_process: bool = False) -> None:
+        window = CpuWindow(services.receiver.pid, services.redis_process.pid, in_process=in_process)
+        value = run(window)
         rates.setdefault(name, []).append(value)
+        if window.use is not None:
+            cpu.setdefault(name, []).append(window.use.per_webhook(args.events))
         print(f"  {name}: {value:,.0f}/s", flush=True)
 
     latencies: list[float] = []
@@ -181,12 +190,17 @@ def main() -> None:
     try:
         for run in range(args.repeat):
             print(f"run {run + 1} of {args.repeat}", flush=True)
-            measure("plain loop, requests, 1 process", lambda: plain(services, args.events, "requests", 1))
-            measure("plain loop, requests, 2 processes", lambda: plain(services, args.events, "requests", 2))
-            measure("plain loop, urllib3, 1 process", lambda: plain(services, args.events, "urllib3", 1))
-            measure("plain loop, urllib3, 2 processes", lambda: plain(services, args.events, "urllib3", 2))
-            measure("RQ default worker, 1 job per webhook", lambda: rq_default_worker(services, args.rq_jobs))
-            measure("Celery, 2 prefork processes, 1 task per webhook", lambda: celery_prefork(services, args.events, 2))
+            for client in ("requests", "urllib3"):
+                for processes in (1, 2):
+                    measure(
+                        f"plain loop, {client}, {processes} process{'es' if processes > 1 else ''}",
+                        partial(plain, services, args.events, client, processes),
+                        in_process=processes == 1,
+                    )
+            measure("RQ default worker, 1 job per webhook", lambda _: rq_default_worker(services, args.rq_jobs))
+            measure(
+                "Celery, 2 prefork processes, 1 task per webhook", lambda _: celery_prefork(services, args.events, 2)
+            )
             for workers in (1, 2):
                 measure(f"flask-async-events, {workers} worker{'s' if workers > 1 else ''}", ours_run(workers))
             measure("flask-async-events, 2 workers, journal not spooled to disk", ours_run(2, spool=False))
@@ -210,7 +224,7 @@ def main() -> None:
     finally:
         services.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    report = render(args, rates, latencies, fanouts, overheads, memory, time.monotonic() - began)
+    report = render(args, rates, cpu, latencies, fanouts, overheads, memory, time.monotonic() - began)
     RESULTS.write_text(report)
     print(report)
 
@@ -218,6 +232,7 @@ def main() -> None:
 def render(
     args: argparse.Namespace,
     rates: dict[str, list[float]],
+    cpu: dict[str, list[tuple[float, ...]]],
     latencies: list[float],
     fanouts: list[float],
     overheads: list[tuple[float, float]],
@@ -247,6 +262,19 @@ def render(
     ]
     for name, values in rates.items():
         lines.append(f"| {name} | {spread(values)} | {ours_two / median[name]:.2f}x |")
+    lines += [
+        "",
+        "## Where the CPU goes (µs of CPU per webhook, median of the runs)",
+        "",
+        "Measured over each timed run: the senders' own processes, the receiver's and Redis's, and the"
+        " rest of the machine's busy time (`/proc/stat`), which is PostgreSQL above all (`bench/cpu.py`).",
+        "",
+        f"| contender | {' | '.join(PARTS)} | total |",
+        "|---|" + "---|" * (len(PARTS) + 1),
+    ]
+    for name, uses in cpu.items():
+        parts = [statistics.median(use[index] for use in uses) for index in range(len(PARTS) + 1)]
+        lines.append(f"| {name} | {' | '.join(f'{part:,.0f}' for part in parts)} |")
     p50, p95, p99 = (percentile(latencies, share) for share in (0.5, 0.95, 0.99))
     lines += [
         "",

@@ -3,6 +3,7 @@ and a shop route that stores an order with or without publishing (the publish-ov
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -77,6 +78,9 @@ def create_app() -> Flask:
     )
     if "BENCH_JOURNAL_DIR" in os.environ:  # where the attempt journal is spooled ("": not at all)
         app.config["ASYNC_EVENTS_JOURNAL_DIR"] = os.environ["BENCH_JOURNAL_DIR"]
+    for name, value in os.environ.items():  # trying a setting: BENCH_SET_ASYNC_EVENTS_BATCH_SIZE=500
+        if name.startswith("BENCH_SET_"):
+            app.config[name.removeprefix("BENCH_SET_")] = json.loads(value)
     db.init_app(app)
     events.init_app(app, db=db)
     if os.environ.get("BENCH_COUNT_QUERIES"):

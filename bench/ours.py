@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from bench.common import ROOT
+from bench.cpu import CpuWindow
 from bench.signed import SECRET
 
 WORKER = [sys.executable, "-m", "flask", "--app", "bench.app:create_app", "async-events", "worker"]
@@ -86,16 +87,19 @@ def running_workers(env: dict[str, str], count: int) -> Iterator[list[subprocess
             worker.wait(60)
 
 
-def throughput(env: dict[str, str], url: str, count: int, workers: int, metadata: str = "http") -> float:
+def throughput(
+    env: dict[str, str], url: str, count: int, workers: int, window: CpuWindow | None = None, metadata: str = "http"
+) -> float:
     """Deliveries per second: ``count`` events published, then ``workers`` burst workers started
-    and timed until every delivery is recorded as delivered."""
+    and timed until every delivery is recorded as delivered (the CPU it took in ``window``)."""
     app = bench_app(env)
     subscribe(app, [url], metadata)
     publish(app, count)
-    started = time.perf_counter()
-    for worker in start_workers(env, workers, burst=True):
-        worker.wait()
-    elapsed = time.perf_counter() - started
+    with window or nullcontext():
+        started = time.perf_counter()
+        for worker in start_workers(env, workers, burst=True):
+            worker.wait()
+        elapsed = time.perf_counter() - started
     done = delivered(app)
     if done != count:
         raise RuntimeError(f"only {done} of {count} deliveries were delivered")
