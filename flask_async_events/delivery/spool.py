@@ -9,9 +9,10 @@ restarts empty or fails over to a replica that had not received the last notes.
 Each process holds an exclusive ``flock`` on its ``<owner>.lock`` for as long as it lives, so a
 lock anyone can take names a process that is gone (whatever became of its pid; a child it forked,
 such as RQ's scheduler, does not keep the lock). Every worker on the host looks for those once a
-second (:func:`revive_lost`) and puts their entries back in Redis, once per Redis lifetime (a marker key says it was done), for as long as the lost worker's claims
-may still be settled. The entries name their delivery's uuid, so an entry can never be taken for
-another delivery that has the same row id (another database, or one restored from a backup).
+second (:func:`revive_lost`) and puts their entries back in Redis, once per Redis lifetime (a
+marker key says it was done), for as long as the lost worker's claims may still be settled. The
+entries name their delivery's uuid, so an entry can never be taken for another delivery that has
+the same row id (another database, or one restored from a backup).
 
 A spool is a few kilobytes: it holds one line per note, and is rewritten with only the attempts
 still open once it grows past :data:`ROTATE_BYTES`. A process that stops cleanly removes it.
