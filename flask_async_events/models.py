@@ -49,6 +49,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def naive_utc(moment: datetime) -> datetime:
+    """``moment`` as stored: naive UTC (an aware one converted, a naive one taken as UTC)."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores naive UTC (portable across databases) and hands back aware UTC datetimes."""
 
@@ -56,9 +61,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if isinstance(value, str):  # SQLite through a raw text column

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Insert, Table, insert
+from sqlalchemy import Insert, Table, TextClause, Update, insert
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session
 
@@ -56,3 +56,19 @@ def has_row_locks(session: Session | scoped_session[Any]) -> bool:
     """Whether ``FOR UPDATE SKIP LOCKED`` lets workers take disjoint rows (not so in SQLite, which
     locks the whole database: there each job touches only the rows it was given)."""
     return session.get_bind().dialect.name != "sqlite"
+
+
+def update_rows(
+    session: Session | scoped_session[Any],
+    statement: Update,
+    from_arrays: TextClause,
+    rows: Sequence[dict[str, Any]],
+) -> None:
+    """Run ``statement`` for each of ``rows``; on PostgreSQL, ``from_arrays`` once instead, each
+    parameter an array of the rows' values (one statement for the batch, not one per row)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(from_arrays, {name: [row[name] for row in rows] for name in rows[0]})
+    else:
+        session.execute(statement, list(rows))

@@ -12,23 +12,25 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, cast
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, null, select
+from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, null, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from flask_async_events import signals
 from flask_async_events.delivery.attempt_log import report_attempts
 from flask_async_events.delivery.attempt_stats import write_attempts
 from flask_async_events.delivery.circuits import endpoint_key
+from flask_async_events.delivery.dialects import update_rows
 from flask_async_events.delivery.flow import feed, hold, release
 from flask_async_events.delivery.operational import publish_endpoint, publish_failures
 from flask_async_events.delivery.subscription_status import disable_subscriptions
 from flask_async_events.delivery.types import Claimed, Outcome, Parked
 from flask_async_events.delivery.verdicts import Health, Notice, Verdict, hand_back, judge, log_row
-from flask_async_events.models import Delivery, DeliveryState, Subscription, UTCDateTime, utcnow
+from flask_async_events.models import Delivery, DeliveryState, Subscription, UTCDateTime, naive_utc, utcnow
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")
@@ -49,6 +51,17 @@ _UPDATE_DELIVERY = (
         lease_until=None,
         updated_at=bindparam("b_now"),
     )
+)
+# The same, for a whole batch in one statement on PostgreSQL (the rows in id order, so that two
+# transactions lock shared rows in the same order).
+_UPDATE_DELIVERIES = text(
+    f"""UPDATE {_DELIVERY.name} AS d SET state = v.state, next_attempt_at = v.next,
+    attempt_count = d.attempt_count + v.inc, round_attempts = v.round, claim_token = NULL,
+    lease_until = NULL, updated_at = v.now
+    FROM unnest(CAST(:b_id AS BIGINT[]), CAST(:b_token AS VARCHAR[]), CAST(:b_state AS VARCHAR[]),
+        CAST(:b_next AS TIMESTAMP[]), CAST(:b_inc AS INTEGER[]), CAST(:b_round AS INTEGER[]),
+        CAST(:b_now AS TIMESTAMP[])) AS v(id, token, state, next, inc, round, now)
+    WHERE d.id = v.id AND d.claim_token = v.token"""
 )
 _SUBSCRIBER = cast(Table, Subscription.__table__)
 # One row per endpoint, in id order: recording threads of several workers lock the same rows in
@@ -80,8 +93,8 @@ def record(
     judged += [(item, hand_back(item, now)) for item in released]
     judged += [(entry.item, hand_back(entry.item, now, entry.until)) for entry in parked]
     write_attempts(session, [log_row(outcome, now) for outcome in outcomes])
-    if judged:
-        session.execute(_UPDATE_DELIVERY, [_delivery_row(item, verdict, now) for item, verdict in judged])
+    rows = sorted((_delivery_row(item, verdict, now) for item, verdict in judged), key=itemgetter("b_id"))
+    update_rows(session, _UPDATE_DELIVERY, _UPDATE_DELIVERIES, rows)
     succeeded = {item.subscription_id for item, verdict in judged if verdict.health is Health.SUCCEEDED}
     failures = Counter(item.subscription_id for item, verdict in judged if verdict.health is Health.FAILED)
     gone = {item.subscription_id for item, verdict in judged if verdict.gone}
@@ -186,13 +199,14 @@ def _dead_entry(outcome: Outcome, verdict: Verdict) -> dict[str, Any]:
 
 
 def _delivery_row(item: Claimed, verdict: Verdict, now: datetime) -> dict[str, Any]:
-    """The parameters of :data:`_UPDATE_DELIVERY` for one verdict (fenced by the claim's token)."""
+    """The parameters of :data:`_UPDATE_DELIVERY` for one verdict (fenced by the claim's token),
+    times in naive UTC, as they are stored."""
     return {
         "b_id": item.id,
         "b_token": item.claim_token,
-        "b_now": now,
+        "b_now": naive_utc(now),
         "b_state": verdict.state,
-        "b_next": verdict.next_attempt_at,
+        "b_next": naive_utc(verdict.next_attempt_at),
         "b_inc": 1 if verdict.attempted else 0,
         "b_round": verdict.round_attempts,
     }
