@@ -115,8 +115,8 @@ class AttemptJournal:
         self._thread.start()
 
     def claim_token(self) -> str:
-        """A new claim token that names this process (32 characters at most)."""
-        return f"{self.owner}{OWNER_MARK}{secrets.token_hex(8)}"
+        """A new claim token that names this process."""
+        return claim_token_of(self.owner)
 
     def started(self, attempts: Sequence[Attempted]) -> None:
         self._note([(a.attempt_key, f'{{"uuid": "{a.uuid}"}}') for a in attempts])  # a uuid is hex
@@ -267,6 +267,12 @@ def forget(connection: Redis, owners: Mapping[str, Sequence[AttemptKey]]) -> Non
         if attempts:
             pipeline.hdel(KEY.format(owner), *[entry_field(attempt) for attempt in attempts])
     pipeline.execute()
+
+
+def claim_token_of(owner: str) -> str:
+    """A new claim token that names ``owner``, the process whose journal has the claim's
+    attempts (32 characters at most)."""
+    return f"{owner}{OWNER_MARK}{secrets.token_hex(8)}"
 
 
 def claim_owner(token: str) -> str | None:

@@ -7,7 +7,8 @@ answer the lost worker journaled is recorded as it was, not sent again; an attem
 but never finished is logged as interrupted and retried on the schedule; the rest is handed back,
 due now. A claim of a live worker is never taken: not while Redis is too young for live workers to
 have written their liveness keys, never for tokens that name no worker, never for claims younger
-than a liveness key's lifetime.
+than a liveness key's lifetime. A claim taken over keeps naming the lost worker, so that if the
+worker taking it over is lost too, the next one still reads the first one's journal.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flask_async_events.delivery.journal import (
     OWNER_MARK,
     Staged,
     claim_owner,
+    claim_token_of,
     forget,
     lost_owners,
     recall,
@@ -60,16 +62,27 @@ def take_over(state: AppState, delivery_ids: list[int]) -> int:
     for start in range(0, len(delivery_ids), state.settings.batch_size):
         chunk = delivery_ids[start : start + state.settings.batch_size]
         holders = _holders(state, chunk)
-        claimed = claim(state, chunk, uuid.uuid4().hex, skip=set(), expired=True)
-        owners: dict[str, list[Claimed]] = defaultdict(list)
-        for item in claimed:
-            if (owner := holders.get(item.id)) is not None:
-                owners[owner].append(item)
-        recovered, unstarted = recovered_outcomes(recall(connection, owners), claimed)
-        record(state, recovered, unstarted)
-        forget(connection, {owner: [item.attempt_key for item in items] for owner, items in owners.items()})
-        settled += len(claimed)
+        by_owner: dict[str | None, list[int]] = defaultdict(list)
+        for delivery_id in chunk:
+            by_owner[holders.get(delivery_id)].append(delivery_id)
+        for owner, ids in by_owner.items():
+            settled += _settle(state, owner, ids)
     return settled
+
+
+def _settle(state: AppState, owner: str | None, delivery_ids: list[int]) -> int:
+    """Take over claims of one lost ``owner`` and settle them from its journal. The new claim
+    names the same owner: if this worker is lost too before it records them, the next one to take
+    them over still knows whose journal to read."""
+    connection = state.queues.connection
+    token = uuid.uuid4().hex if owner is None else claim_token_of(owner)
+    claimed = claim(state, delivery_ids, token, skip=set(), expired=True)
+    journaled = {} if owner is None else recall(connection, {owner: claimed})
+    recovered, unstarted = recovered_outcomes(journaled, claimed)
+    record(state, recovered, unstarted)
+    if owner is not None:
+        forget(connection, {owner: [item.attempt_key for item in claimed]})
+    return len(claimed)
 
 
 def _holders(state: AppState, delivery_ids: list[int]) -> dict[int, str]:

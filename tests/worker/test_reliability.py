@@ -364,6 +364,40 @@ def test_a_lost_workers_journaled_answer_is_recorded_when_its_claims_are_taken_o
         assert get_state().queues.connection.keys("async_events:journal:*") == []
 
 
+def test_a_lost_workers_attempt_is_logged_even_when_the_worker_taking_it_over_is_lost_too(
+    app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_async_events.delivery.journal import AttemptJournal
+    from flask_async_events.worker import recovery
+    from flask_async_events.worker.maintenance import requeue_stalled
+
+    subscribe(app, receiver.respond())
+    place_order(app)
+    run_burst(app)
+    [delivery] = deliveries(app)
+    with app.app_context():
+        journal = AttemptJournal(get_state().queues.connection)
+        journal.started([Try((delivery.id, 2), delivery.uuid)])  # under way when its worker was lost
+        assert journal.flush(5)
+        journal.close()
+    _claimed_by(app, f"{journal.owner}.00000000000000aa", alive=False, redis_age=100)
+
+    def lost_while_recording(*args: Any) -> None:
+        raise SystemExit("the worker taking the claims over was killed too")
+
+    with app.app_context(), monkeypatch.context() as patch:
+        patch.setattr(recovery, "record", lost_while_recording)
+        with pytest.raises(SystemExit):
+            requeue_stalled(get_state())
+        get_state().db.session.rollback()
+    with app.app_context():  # its lease ends; the next worker takes the claim over
+        get_state().db.session.execute(update(Delivery).values(lease_until=utcnow() - timedelta(seconds=1)))
+        get_state().db.session.commit()
+        requeue_stalled(get_state())
+    [interrupted] = [a for a in attempts(app) if a.attempt == 2]
+    assert interrupted.error_class == "Interrupted"  # logged from the first worker's journal, not lost
+
+
 def test_the_journal_drops_notes_rather_than_memory_while_redis_hangs(
     env: AppEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
