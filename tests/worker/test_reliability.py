@@ -338,12 +338,10 @@ def test_a_lost_workers_claims_are_taken_over_before_their_lease_ends(
         assert len(receiver.requests) == 2 and states(app) == [DeliveryState.DELIVERED]
 
 
-def test_a_lost_workers_journaled_answer_is_recorded_when_its_claims_are_taken_over(
-    app: Flask, receiver: Receiver
-) -> None:
+def _lost_with_its_journal(app: Flask, receiver: Receiver, note: Callable[[Any, Try], None]) -> None:
+    """One delivery, sent once, then claimed for its second attempt by a worker now lost, whose
+    journal has what ``note(journal, attempt)`` wrote."""
     from flask_async_events.delivery.journal import AttemptJournal
-    from flask_async_events.notifiers.base import NotifyResult
-    from flask_async_events.worker.maintenance import requeue_stalled
 
     subscribe(app, receiver.respond())
     place_order(app)
@@ -351,11 +349,20 @@ def test_a_lost_workers_journaled_answer_is_recorded_when_its_claims_are_taken_o
     [delivery] = deliveries(app)
     with app.app_context():
         journal = AttemptJournal(get_state().queues.connection)
-        answered = NotifyResult(True, status_code=202, response_data="ok")
-        journal.finished([Try((delivery.id, 2), delivery.uuid)], [(answered, 7)])
+        note(journal, Try((delivery.id, 2), delivery.uuid))
         assert journal.flush(5)
         journal.close()
-    _claimed_by(app, f"{journal.owner}.00000000000000aa", alive=False, redis_age=100)  # its second attempt
+    _claimed_by(app, f"{journal.owner}.00000000000000aa", alive=False, redis_age=100)
+
+
+def test_a_lost_workers_journaled_answer_is_recorded_when_its_claims_are_taken_over(
+    app: Flask, receiver: Receiver
+) -> None:
+    from flask_async_events.notifiers.base import NotifyResult
+    from flask_async_events.worker.maintenance import requeue_stalled
+
+    answered = NotifyResult(True, status_code=202, response_data="ok")
+    _lost_with_its_journal(app, receiver, lambda journal, attempt: journal.finished([attempt], [(answered, 7)]))
     with app.app_context():
         requeue_stalled(get_state())
     assert states(app) == [DeliveryState.DELIVERED] and len(receiver.requests) == 1  # not sent again
@@ -367,20 +374,11 @@ def test_a_lost_workers_journaled_answer_is_recorded_when_its_claims_are_taken_o
 def test_a_lost_workers_attempt_is_logged_even_when_the_worker_taking_it_over_is_lost_too(
     app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flask_async_events.delivery.journal import AttemptJournal
     from flask_async_events.worker import recovery
     from flask_async_events.worker.maintenance import requeue_stalled
 
-    subscribe(app, receiver.respond())
-    place_order(app)
-    run_burst(app)
-    [delivery] = deliveries(app)
-    with app.app_context():
-        journal = AttemptJournal(get_state().queues.connection)
-        journal.started([Try((delivery.id, 2), delivery.uuid)])  # under way when its worker was lost
-        assert journal.flush(5)
-        journal.close()
-    _claimed_by(app, f"{journal.owner}.00000000000000aa", alive=False, redis_age=100)
+    # Under way when its worker was lost.
+    _lost_with_its_journal(app, receiver, lambda journal, attempt: journal.started([attempt]))
 
     def lost_while_recording(*args: Any) -> None:
         raise SystemExit("the worker taking the claims over was killed too")
