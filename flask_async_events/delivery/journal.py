@@ -37,7 +37,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -242,31 +242,24 @@ def _staged(value: bytes | str) -> Staged | None:
         return None
 
 
-def recall(connection: Redis, owners: Mapping[str, Sequence[Attempted]]) -> dict[AttemptKey, Staged]:
-    """The journal's entries for the attempts of each owner (the process that held their claim):
-    those it has that name the attempt's delivery."""
-    owners = {owner: attempts for owner, attempts in owners.items() if attempts}
-    if not owners:
+def recall(connection: Redis, owner: str, attempts: Sequence[Attempted]) -> dict[AttemptKey, Staged]:
+    """The entries ``owner`` (the process that held the claims) journaled for ``attempts``: those
+    that name the attempt's delivery."""
+    if not attempts:
         return {}
-    pipeline = connection.pipeline(transaction=False)
-    for owner, attempts in owners.items():
-        pipeline.hmget(KEY.format(owner), [entry_field(attempt.attempt_key) for attempt in attempts])
+    values = connection.hmget(KEY.format(owner), [entry_field(attempt.attempt_key) for attempt in attempts])
     found = {}
-    for attempts, values in zip(owners.values(), pipeline.execute(), strict=True):
-        for attempt, value in zip(attempts, values, strict=True):
-            staged = None if value is None else _staged(value)
-            if staged is not None and staged.uuid == attempt.uuid:
-                found[attempt.attempt_key] = staged
+    for attempt, value in zip(attempts, values, strict=True):
+        staged = None if value is None else _staged(value)
+        if staged is not None and staged.uuid == attempt.uuid:
+            found[attempt.attempt_key] = staged
     return found
 
 
-def forget(connection: Redis, owners: Mapping[str, Sequence[AttemptKey]]) -> None:
-    """Drop the entries of each owner's attempts now (their results are in the database)."""
-    pipeline = connection.pipeline(transaction=False)
-    for owner, attempts in owners.items():
-        if attempts:
-            pipeline.hdel(KEY.format(owner), *[entry_field(attempt) for attempt in attempts])
-    pipeline.execute()
+def forget(connection: Redis, owner: str, attempts: Sequence[AttemptKey]) -> None:
+    """Drop the entries ``owner`` journaled for ``attempts`` now (their results are in the database)."""
+    if attempts:
+        connection.hdel(KEY.format(owner), *[entry_field(attempt) for attempt in attempts])
 
 
 def claim_token_of(owner: str) -> str:

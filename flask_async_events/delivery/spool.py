@@ -239,16 +239,17 @@ def revive_lost(connection: Redis, directory: Path, *, journal_key: str, ttl: in
     older than :data:`KEEP_LOST`. A live process's spool is locked, this one's too. One listing of
     the folder and one round trip when nothing is to be put back. Return how many entries were
     written."""
-    held: dict[str, int] = {}  # lost owners whose lock we hold
     try:
         segments, locked = _listing(directory)
+    except FileNotFoundError:
+        return 0  # no worker of this host has had a spool
+    held: dict[str, int] = {}  # lost owners whose lock we hold
+    try:
         for owner in locked & segments.keys():
             fd = _lock_if_lost(directory / f"{owner}{LOCK_SUFFIX}")
             if fd is not None:
                 held[owner] = fd
         return _revive(connection, directory, {owner: segments[owner] for owner in held}, journal_key, ttl)
-    except FileNotFoundError:
-        return 0  # no worker of this host has had a spool
     except (OSError, RedisError) as exc:
         log.warning("Could not revive the journal spools of lost workers in %s (%s)", directory, exc)
         return 0

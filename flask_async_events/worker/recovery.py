@@ -77,11 +77,11 @@ def _settle(state: AppState, owner: str | None, delivery_ids: list[int]) -> int:
     connection = state.queues.connection
     token = uuid.uuid4().hex if owner is None else claim_token_of(owner)
     claimed = claim(state, delivery_ids, token, skip=set(), expired=True)
-    journaled = {} if owner is None else recall(connection, {owner: claimed})
+    journaled = {} if owner is None else recall(connection, owner, claimed)
     recovered, unstarted = recovered_outcomes(journaled, claimed)
     record(state, recovered, unstarted)
     if owner is not None:
-        forget(connection, {owner: [item.attempt_key for item in claimed]})
+        forget(connection, owner, [item.attempt_key for item in claimed])
     return len(claimed)
 
 

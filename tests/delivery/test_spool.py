@@ -139,7 +139,7 @@ def test_a_redis_that_is_away_leaves_a_lost_workers_spool_for_the_next_look(
     finally:
         env.redis.start()
     assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 2
-    assert set(recall(redis, {owner: [Try((1, 1)), Try((2, 1))]})) == {(1, 1), (2, 1)}
+    assert set(recall(redis, owner, [Try((1, 1)), Try((2, 1))])) == {(1, 1), (2, 1)}
     assert revive_lost(redis, spool / "nowhere", journal_key=KEY, ttl=60) == 0  # no spool yet: quietly nothing
 
 
@@ -148,19 +148,19 @@ def test_a_lost_workers_spool_is_put_back_once_per_redis_lifetime(env: AppEnv, s
     process, owner = _lost_worker(spool)
     try:
         assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 0  # alive: its lock is held
-        assert recall(redis, {owner: [Try((1, 1)), Try((2, 1))]}) == {}
+        assert recall(redis, owner, [Try((1, 1)), Try((2, 1))]) == {}
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 2
-    recalled = recall(redis, {owner: [Try((1, 1)), Try((2, 1)), Try((3, 1))]})
+    recalled = recall(redis, owner, [Try((1, 1)), Try((2, 1)), Try((3, 1))])
     assert {key: (entry.result, entry.duration_ms) for key, entry in recalled.items()} == {
         (1, 1): (ANSWERED, 12),  # answered: recorded, not sent again
         (2, 1): (None, None),  # under way: logged as interrupted
     }
     redis.hdel(KEY.format(owner), "1:1")  # recorded by the worker that settled the claim
     assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 0  # once per Redis lifetime
-    assert recall(redis, {owner: [Try((1, 1))]}) == {}
+    assert recall(redis, owner, [Try((1, 1))]) == {}
 
     redis.flushall()  # Redis restarted empty (this test's own server)
     assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 2
@@ -184,7 +184,7 @@ def test_a_lost_worker_is_found_lost_while_a_child_it_forked_lives_on(env: AppEn
         assert len(children) == 1 and Path(f"/proc/{children[0]}").exists()  # its child lives on
         redis = env.redis.client()
         assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 2  # the child does not hold its lock
-        assert set(recall(redis, {owner: [Try((1, 1)), Try((2, 1)), Try((4, 1))]})) == {(1, 1), (2, 1)}
+        assert set(recall(redis, owner, [Try((1, 1)), Try((2, 1)), Try((4, 1))])) == {(1, 1), (2, 1)}
     finally:
         for child in children:
             os.kill(int(child), signal.SIGKILL)
@@ -226,7 +226,7 @@ def test_a_journal_closed_before_its_sends_ended_leaves_its_spool_for_the_host(e
     journal.close(drained=False)  # a worker that stopped with a send still in flight
     redis.flushall()  # and Redis restarted empty (this test's own server)
     assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 1
-    assert set(recall(redis, {journal.owner: [Try((9, 1))]})) == {(9, 1)}
+    assert set(recall(redis, journal.owner, [Try((9, 1))])) == {(9, 1)}
 
 
 def test_a_failing_disk_turns_the_spool_off_and_the_journal_goes_on(
@@ -239,7 +239,7 @@ def test_a_failing_disk_turns_the_spool_off_and_the_journal_goes_on(
         journal = AttemptJournal(redis, blocked / "spool")
     assert "Could not open the journal's spool" in caplog.text
     journal.started([Try((1, 1))])
-    assert journal.flush(5) and set(recall(redis, {journal.owner: [Try((1, 1))]})) == {(1, 1)}
+    assert journal.flush(5) and set(recall(redis, journal.owner, [Try((1, 1))])) == {(1, 1)}
     journal.close()
 
     full = tmp_path / "full"

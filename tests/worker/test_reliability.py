@@ -178,12 +178,12 @@ def test_the_journal_notes_attempts_and_never_fails_a_send(env: AppEnv, caplog: 
     assert journal.flush(5)
     uuid = Try((1, 1)).uuid
     expected = {(1, 1): Staged(uuid, None), (2, 1): Staged(uuid, answered, 12)}
-    assert recall(redis, {journal.owner: [Try((1, 1)), Try((2, 1)), Try((3, 1))]}) == expected
-    assert recall(redis, {journal.owner: [Try((2, 1), uuid="another")]}) == {}  # only for the delivery it names
-    assert recall(redis, {"another-worker": [Try((2, 1))]}) == {}  # only for a claim of the process that wrote it
+    assert recall(redis, journal.owner, [Try((1, 1)), Try((2, 1)), Try((3, 1))]) == expected
+    assert recall(redis, journal.owner, [Try((2, 1), uuid="another")]) == {}  # only for the delivery it names
+    assert recall(redis, "another-worker", [Try((2, 1))]) == {}  # only for a claim of the process that wrote it
     journal.forget([(1, 1), (2, 1)])
     assert journal.flush(5)
-    assert recall(redis, {journal.owner: [Try((1, 1)), Try((2, 1))]}) == {}
+    assert recall(redis, journal.owner, [Try((1, 1)), Try((2, 1))]) == {}
     env.redis.stop()
     try:
         journal.started([Try((4, 1))])
@@ -196,7 +196,7 @@ def test_the_journal_notes_attempts_and_never_fails_a_send(env: AppEnv, caplog: 
     assert caplog.text.count("Could not write the attempt journal") == 1  # once a minute, not per note
     # Kept and sent again once Redis is back (here with the next heartbeat).
     wait_for(
-        lambda: recall(redis, {journal.owner: [Try((4, 1))]}) == {(4, 1): Staged(Try((4, 1)).uuid, answered, 3)},
+        lambda: recall(redis, journal.owner, [Try((4, 1))]) == {(4, 1): Staged(Try((4, 1)).uuid, answered, 3)},
         timeout=5,
     )
     assert redis.hkeys(KEY.format(journal.owner)) == [b"4:1"]  # each attempt's latest note only
@@ -420,7 +420,7 @@ def test_the_journal_drops_notes_rather_than_memory_while_redis_hangs(
     journal.started([Try((3, 1))])  # one note too many: dropped
     hung.set()
     assert journal.flush(5)
-    recalled = journal_module.recall(env.redis.client(), {journal.owner: [Try((1, 1)), Try((2, 1)), Try((3, 1))]})
+    recalled = journal_module.recall(env.redis.client(), journal.owner, [Try((1, 1)), Try((2, 1)), Try((3, 1))])
     assert set(recalled) == {(1, 1), (2, 1)}
     journal.close()
 
