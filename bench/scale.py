@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -175,6 +177,52 @@ def timed(action: Callable[[], Any], repeat: int, budget: float = BUDGET) -> lis
     return samples
 
 
+def order_body(number: int, rng: random.Random) -> str:
+    """A ~1 KB order, its text as varied as a real one's (names, SKUs, addresses, amounts)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+
+    def word(size: int) -> str:
+        return "".join(rng.choice(letters) for _ in range(size))
+
+    items = [
+        {
+            "sku": word(3).upper() + str(rng.randrange(10**6)),
+            "name": f"{word(7)} {word(5)}",
+            "qty": rng.randint(1, 5),
+            "price": round(rng.uniform(1, 300), 2),
+        }
+        for _ in range(8)
+    ]
+    customer = {"email": f"{word(6)}.{word(8)}@{word(7)}.com", "name": f"{word(6).title()} {word(9).title()}"}
+    address = {"street": f"{rng.randrange(1, 999)} {word(10).title()} Street", "city": word(8).title(), "zip": word(5)}
+    body = {"data": {"id": number, "customer": customer, "shipping": address, "items": items}}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def logging_cost(uri: str, rows: int = 5000, per_statement: int = 500) -> float:
+    """Microseconds to log an attempt of a ~1 KB order (in statements of ``per_statement`` rows,
+    each its own transaction, as the workers log), into the filled log; the rows go again after."""
+    rng = random.Random(1)
+    engine = sa.create_engine(uri)
+    with engine.begin() as connection:
+        first = int(connection.scalar(sa.text("SELECT max(log_id) FROM async_event_subscriber_log")) or 0) + 1
+    batch = [{"id": first + n, "body": order_body(n, rng), "now": NOW.replace(tzinfo=None)} for n in range(rows)]
+    insert = sa.text(
+        "INSERT INTO async_event_subscriber_log (log_id, uuid, subscription_id, attempt, success, status_code,"
+        " duration_ms, response_data, created, serialized_data)"
+        " VALUES (:id, 'cost', 1, 1, true, 200, 20, 'ok', :now, :body)"
+    )
+    began = time.perf_counter()
+    for start in range(0, rows, per_statement):
+        with engine.begin() as connection:
+            connection.execute(insert, batch[start : start + per_statement])
+    seconds = time.perf_counter() - began
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM async_event_subscriber_log WHERE log_id >= :first"), {"first": first})
+    engine.dispose()
+    return seconds / rows * 1e6
+
+
 def measure(uri: str, attempts: int, repeat: int) -> list[tuple[str, list[float], str]]:
     """Every timed read, through the app's REST API, metrics and admin pages, and the jobs' queries."""
     from bench.app import create_app, db
@@ -204,10 +252,11 @@ def measure(uri: str, attempts: int, repeat: int) -> list[tuple[str, list[float]
     recent = (NOW - timedelta(days=1)).strftime("%Y-%m-%d")
     rows.append(("metrics scrape", timed(get("/async-events/metrics"), repeat), "< 200 ms"))
     rows.append(("the log's first page", timed(get(logs), repeat), "< 300 ms"))
+    patterns = ("data.customer.email:c7@*", "data.customer.email:*7@example.c*")
     for search in (
         f"data.id:{middle}",
         "data.customer.email:C7@Example.com",
-        "data.customer.email:c7@*",
+        *patterns,
         "status:500",
         "subscription:7",
         "event:bench.created AND success:false",
@@ -215,6 +264,8 @@ def measure(uri: str, attempts: int, repeat: int) -> list[tuple[str, list[float]
         "error:Timeout",
     ):
         rows.append((f"search `{search}`", timed(get(logs, q=search), repeat), "< 300 ms"))
+    if uri.startswith("postgresql"):
+        rows.extend(with_pattern_index(uri, [(search, get(logs, q=search)) for search in patterns], repeat))
     trace_uuid = delivery_uuid(middle) if uri.startswith("postgresql") else f"d-{middle}"
     rows.append(("a trace", timed(get(f"{logs}/{trace_uuid}"), repeat), "< 50 ms"))
     login = client.get("/async-events/admin/login").get_data()
@@ -249,6 +300,26 @@ def measure(uri: str, attempts: int, repeat: int) -> list[tuple[str, list[float]
     return rows
 
 
+def with_pattern_index(
+    uri: str, searches: list[tuple[str, Callable[[], None]]], repeat: int
+) -> list[tuple[str, list[float], str]]:
+    """PostgreSQL: logging an attempt without and with the pattern index, the index's build, and
+    the pattern searches with it; the index is dropped again after."""
+    from flask_async_events.operations.pattern_index import create_pattern_index, drop_pattern_index
+
+    engine = sa.create_engine(uri)
+    rows = [("logging an attempt of a 1 KB order, 500 a statement", [logging_cost(uri) / 1000], "")]
+    built = create_pattern_index(engine)
+    print(f"  the pattern index built in {built:.0f} s", flush=True)
+    rows.append(("`db pattern-index`: building it (delivery going on)", [built * 1000], ""))
+    rows.append(("... then logging an attempt of a 1 KB order", [logging_cost(uri) / 1000], ""))
+    for search, run in searches:
+        rows.append((f"search `{search}` with the pattern index", timed(run, repeat), "< 300 ms"))
+    drop_pattern_index(engine)
+    engine.dispose()
+    return rows
+
+
 def prune_rate() -> tuple[int, float]:
     """Prune what is older than 24 days (a fifth of the history): rows deleted and rows per second."""
     from bench.app import create_app
@@ -261,6 +332,13 @@ def prune_rate() -> tuple[int, float]:
         report = prune(get_state(), timedelta(days=24) + (datetime.now(UTC) - NOW))
         seconds = time.perf_counter() - began
     return report.total, report.total / seconds
+
+
+def duration(milliseconds: float) -> str:
+    """``115 µs``, ``25 ms`` or ``12.3 s``."""
+    if milliseconds < 1:
+        return f"{milliseconds * 1000:.0f} µs"
+    return f"{milliseconds:.0f} ms" if milliseconds < 10_000 else f"{milliseconds / 1000:.1f} s"
 
 
 def render(
@@ -286,7 +364,8 @@ def render(
         "|---|---|---|---|",
     ]
     for name, samples, target in rows:
-        lines.append(f"| {name} | {statistics.median(samples):.0f} ms | {max(samples):.0f} ms | {target} |")
+        slowest = f"{duration(max(samples))}" if len(samples) > 1 else ""
+        lines.append(f"| {name} | {duration(statistics.median(samples))} | {slowest} | {target} |")
     count, rate = pruned
     lines.append(f"| `prune --older-than 24d`: {count:,} rows | {rate:,.0f} rows/s | | >= 50,000 rows/s |")
     return "\n".join(lines) + "\n"
@@ -314,7 +393,9 @@ def main() -> None:
         print(f"  {migrate_seconds:.0f} s", flush=True)
         rows = measure(uri, args.attempts, args.repeat)
         for name, samples, _ in rows:
-            print(f"  {name}: median {statistics.median(samples):.0f} ms, slowest {max(samples):.0f} ms", flush=True)
+            print(
+                f"  {name}: median {duration(statistics.median(samples))}, slowest {duration(max(samples))}", flush=True
+            )
         pruned = prune_rate()
         print(f"  prune: {pruned[0]:,} rows at {pruned[1]:,.0f} rows/s", flush=True)
     finally:

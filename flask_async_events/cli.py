@@ -20,9 +20,11 @@ from flask_async_events.delivery.filters import check_filter
 from flask_async_events.delivery.outbox import publish_event
 from flask_async_events.delivery.queues import QUEUE_NAMES
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
+from flask_async_events.errors import IndexUnavailable
 from flask_async_events.models import ApiToken, DeliveryAttempt, Subscription, utcnow
 from flask_async_events.operations.headers import parse_header_lines, set_headers, shown_headers, stored_headers
 from flask_async_events.operations.missed import count_unreceived, recover_missed
+from flask_async_events.operations.pattern_index import create_pattern_index, drop_pattern_index
 from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay, retry_dead
 from flask_async_events.operations.retention import DEFAULT_BATCH, count_prunable, parse_age, parse_moment, prune
 from flask_async_events.operations.rotation import rotate_secret
@@ -708,6 +710,23 @@ def downgrade(revision: str) -> None:
     engine = get_state().db.engine
     migrate.downgrade(engine, revision)
     click.echo(f"Database at revision {migrate.current_revision(engine) or 'base'}")
+
+
+@db.command("pattern-index")
+@click.option("--drop", is_flag=True, help="Drop the index instead (payload patterns then read the bodies).")
+def pattern_index(drop: bool) -> None:
+    """Build (or drop) PostgreSQL's trigram index of the delivered bodies, so payload patterns such
+    as data.customer.email:c7@* are looked up, not read from every body. It makes logging each
+    attempt dearer (see the performance guide); delivery goes on while it is built."""
+    engine = get_state().db.engine
+    try:
+        if drop:
+            click.echo("Pattern index dropped" if drop_pattern_index(engine) else "There was no pattern index")
+            return
+        click.echo("Building the pattern index (delivery goes on meanwhile)...")
+        click.echo(f"Pattern index built in {create_pattern_index(engine):.1f} s: payload patterns are looked up")
+    except IndexUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @db.command()

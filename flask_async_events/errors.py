@@ -10,6 +10,7 @@ Each keeps the built-in base it always had, so ``except ValueError`` goes on wor
      ├── ForbiddenAddress (ValueError)     a recipient resolves where the SSRF policy forbids
      ├── QueryError (ValueError)           a log search that cannot be run, with the position
      ├── ReplayError (ValueError)          a delivery that cannot be sent again now, and why
+ ├── IndexUnavailable (RuntimeError)   the database cannot keep the pattern index, and why
      ├── InvalidSignature (ValueError)     a received webhook whose signature does not check out
      ├── AuthError                         a REST API request without valid credentials (401)
      │    └── InvalidPortalLink            a portal link that was altered, or is past its expiry
@@ -48,6 +49,10 @@ class QueryError(AsyncEventsError, ValueError):
 
 class ReplayError(AsyncEventsError, ValueError):
     """The delivery cannot be replayed now; the message says why and what to do."""
+
+
+class IndexUnavailable(AsyncEventsError, RuntimeError):
+    """The payload-pattern index cannot be made here (not PostgreSQL, or no ``pg_trgm``), and why."""
 
 
 class InvalidSignature(AsyncEventsError, ValueError):

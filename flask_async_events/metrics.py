@@ -3,7 +3,9 @@
 Every value is read from the database and Redis at scrape time, never from one process's memory,
 so any web process answers for all workers. Attempt counts and the latency histogram come from the
 attempt totals, counted as attempts are logged: a scrape reads a row or two per subscription,
-however long the log, and ``prune`` does not lower them.
+however long the log, and ``prune`` does not lower them. Deliveries are counted by state for the
+backlog only (waiting, delivering, retrying, dead), through the state index: the delivered and
+cancelled ones are history, as long as the log, and successes are already counted.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> lis
 def render(state: AppState) -> str:
     """The metrics of ``state``'s database and Redis, one scrape's worth."""
     session = state.db.session
-    status = system_status(state)
+    status = system_status(state, history=False)
     totals = AttemptTotals.__table__.c
     attempts = session.execute(
         select(Subscription.notifier, totals.success, func.sum(totals.attempts))
@@ -84,7 +86,8 @@ def render(state: AppState) -> str:
         *_family(
             "async_events_deliveries",
             "gauge",
-            "Deliveries by state (dead: the dead letters).",
+            "Deliveries waiting, being sent, retrying or dead, by state (the delivered ones are counted by"
+            " async_events_attempts_total).",
             (_sample("async_events_deliveries", n, state=name) for name, n in status["deliveries"].items()),
         ),
         *_family(

@@ -27,6 +27,9 @@ from flask_async_events.models import DeliveryAttempt
 
 Condition = ColumnElement[bool]
 
+TRIGRAM = 3  # the shortest run of a pattern the trigram index can look up
+VERBATIM = re.compile(r"[ !#-\[\]-~]+")  # printable ASCII but " and \, which JSON writes as they are
+
 
 @dataclass(frozen=True)
 class Scalar:
@@ -190,11 +193,27 @@ def json_path_exists(keys: tuple[str, ...], test: str, variables: dict[str, Any]
 
 
 def json_path_term(keys: tuple[str, ...], value: str, *, phrase: bool, wanted: float | None) -> Condition:
-    """PostgreSQL: a term at a payload path, matched as the filters match it. An exact value
-    (no pattern) is first looked up in the index of the bodies (:func:`indexed_candidates`)."""
+    """PostgreSQL: a term at a payload path, matched as the filters match it. An exact value is
+    first looked up in the index of the bodies (:func:`indexed_candidates`), a pattern in the
+    trigram index of their text (:func:`pattern_candidates`)."""
     found = _json_path_term(keys, value, phrase=phrase, wanted=wanted)
     candidates = indexed_candidates(keys, value, phrase=phrase, wanted=wanted)
+    if candidates is None and not phrase:
+        candidates = pattern_candidates(value)
     return found if candidates is None else sa.and_(candidates, found)
+
+
+def pattern_candidates(value: str) -> Condition | None:
+    """PostgreSQL: bodies whose lower-cased text holds a pattern's literal runs in their order,
+    by ``LIKE``, which the trigram index of that text answers (migration 0008). Every string the
+    pattern matches is among them, written verbatim in the body: so only for runs of printable
+    ASCII without ``"`` or ``\\`` (what JSON may escape), one of three characters at least (a
+    trigram to look up). None otherwise: the path query alone then reads every body."""
+    runs = [run for run in value.lower().split("*") if run]
+    if not runs or max(map(len, runs)) < TRIGRAM or not all(VERBATIM.fullmatch(run) for run in runs):
+        return None
+    pattern = "%" + "%".join(escape_like(run) for run in runs) + "%"
+    return sa.func.lower(DeliveryAttempt.serialized_data).like(pattern, escape="\\")
 
 
 def indexed_candidates(keys: tuple[str, ...], value: str, *, phrase: bool, wanted: float | None) -> Condition | None:

@@ -26,16 +26,24 @@ COUNT_CAP = 10_000
 
 def count_rows(session: DbSession, query: Select[*tuple[Any, ...]], cap: int | None = None) -> int:
     """How many rows a query would return, before paging; with a ``cap``, counting stops at
-    ``cap + 1`` (more than the cap)."""
-    counted = query.order_by(None)
-    if cap is not None:
-        counted = counted.limit(cap + 1)
+    ``cap + 1`` (more than the cap), reading the rows in the query's order, as its pages do: so a
+    search that matches many rows stops early even where an index would have found all of them
+    first (a trigram index, for a common pattern: measured 577 against 141 ms at 2 million attempts)."""
+    counted = query.order_by(None) if cap is None else query.limit(cap + 1)
     return session.scalar(select(func.count()).select_from(counted.subquery())) or 0
 
 
-def system_status(state: AppState) -> dict[str, Any]:
+# The states that are work to do or to look at: few rows, found through the state index, however
+# long the history of delivered and cancelled ones (which only a count of all of them could give).
+BACKLOG = (*DeliveryState.OPEN, DeliveryState.DEAD)
+HISTORY = (DeliveryState.DELIVERED, DeliveryState.CANCELLED)
+
+
+def system_status(state: AppState, *, history: bool = True) -> dict[str, Any]:
     """Queue depths, registries, workers, outbox backlog, deliveries by state, oldest undelivered
-    age, events left out by subscriptions' filters, and the endpoints whose circuit is open."""
+    age, events left out by subscriptions' filters, and the endpoints whose circuit is open.
+    Without ``history`` the delivered and cancelled deliveries are not counted: what is left
+    costs what the backlog holds, not what the log has kept (a metrics scrape)."""
     session = state.db.session
     queues = {}
     for queue in state.queues.all():
@@ -45,7 +53,10 @@ def system_status(state: AppState) -> dict[str, Any]:
             "scheduled": ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False),
             "failed": FailedJobRegistry(queue=queue).get_job_count(cleanup=False),
         }
-    by_state = dict(session.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all())
+    counted = select(Delivery.state, func.count()).group_by(Delivery.state)
+    if not history:
+        counted = counted.where(Delivery.state.in_(BACKLOG))
+    by_state = dict(session.execute(counted).all())
     untriggered = session.scalar(select(func.count()).where(Event.triggered_at.is_(None))) or 0
     oldest = session.scalar(select(func.min(Delivery.created_at)).where(Delivery.state.in_(DeliveryState.OPEN)))
     oldest_event = session.scalar(select(func.min(Event.created_at)).where(Event.triggered_at.is_(None)))
@@ -58,17 +69,7 @@ def system_status(state: AppState) -> dict[str, Any]:
         "workers": Worker.count(connection=state.queues.connection),
         "pending_events": untriggered,
         "filtered": state.queues.filtered_total(),
-        "deliveries": {
-            name: by_state.get(name, 0)
-            for name in (
-                DeliveryState.PENDING,
-                DeliveryState.DELIVERING,
-                DeliveryState.RETRYING,
-                DeliveryState.DELIVERED,
-                DeliveryState.DEAD,
-                DeliveryState.CANCELLED,
-            )
-        },
+        "deliveries": {name: by_state.get(name, 0) for name in (*BACKLOG, *(HISTORY if history else ()))},
         "oldest_undelivered_seconds": round((now - min(candidates)).total_seconds(), 1) if candidates else 0,
         "circuits": {endpoint: describe(circuit, now.timestamp()) for endpoint, circuit in circuits.items()},
     }

@@ -21,7 +21,7 @@ from tests.conftest import AppEnv
 
 KEYS = ["a", "b", "tags"]
 EVENTS = ["sales.order.created", "customer.created"]
-WORDS = ["x", "X", "xy", "y", "true", "1", "2.5", "a b", "50%", "_"]
+WORDS = ["x", "X", "xy", "y", "true", "1", "2.5", "a b", "50%", "_", "xyz", "wXyz-v", "zxy"]
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),
@@ -32,7 +32,13 @@ SCALARS = st.one_of(
 VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3), st.fixed_dictionaries({"c": SCALARS}))
 PAYLOADS = st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=3)
 FIELDS = st.sampled_from(["data.a", "data.b", "data.tags", "data.a.c", "data.b.c"])
-TERM_VALUES = st.sampled_from(["x", "X*", "*y", "x*y", "true", "false", "1", "2.5", "-1.5", "2", '"a b"', "50%", "_"])
+# Patterns with a run of three characters or more are looked up by trigrams on PostgreSQL first.
+TERM_VALUES = st.sampled_from(
+    [
+        *["x", "X*", "*y", "x*y", "true", "false", "1", "2.5", "-1.5", "2", '"a b"', "50%", "_"],
+        *["xyz*", "*XYZ", "w*yz-*", "*xy*", "*zxy*", "xyz", "*50%*", "tags*"],
+    ]
+)
 BOUNDS = st.sampled_from(["*", "0", "1", "2.5", "-2"])
 TEXT_BOUNDS = st.sampled_from(["*", "a", "x", "xz", "Y"])
 
