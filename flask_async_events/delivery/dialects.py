@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Insert, Table, TextClause, Update, insert
+from sqlalchemy import BigInteger, ColumnElement, Insert, Table, TextClause, Update, any_, bindparam, insert
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session
 
@@ -72,3 +72,11 @@ def update_rows(
         session.execute(from_arrays, {name: [row[name] for row in rows] for name in rows[0]})
     else:
         session.execute(statement, list(rows))
+
+
+def id_in(session: Session | scoped_session[Any], column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """``column IN ids``; on PostgreSQL ``column = ANY(array)``, one parameter instead of one per
+    id (a batch of 10,000 ids is otherwise 10,000 parameters to send and parse)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("ids", list(ids), type_=postgresql.ARRAY(BigInteger())))
+    return column.in_(list(ids))

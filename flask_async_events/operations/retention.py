@@ -16,13 +16,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
-from sqlalchemy import Select, and_, delete, exists, select
+from sqlalchemy import CursorResult, Row, and_, delete, exists, false, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from flask_async_events.delivery.attempt_stats import hour_of
-from flask_async_events.models import AttemptHourly, Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
+from flask_async_events.delivery.dialects import id_in
+from flask_async_events.models import AttemptHourly, DbSession, Delivery, DeliveryAttempt, DeliveryState, Event, utcnow
 from flask_async_events.operations.status import count_rows
 from flask_async_events.state import AppState
 
@@ -67,21 +69,34 @@ class PruneReport:
         return self.attempts + self.deliveries + self.events
 
 
-def _candidates(cutoff: datetime) -> dict[str, tuple[Any, Select[int]]]:
-    """Per kind: its id column, and the query for rows old enough to go."""
-    attempt_logged = exists().where(DeliveryAttempt.delivery_id == Delivery.id)
-    delivered = exists().where(Delivery.event_id == Event.id)
-    return {
-        "attempts": (DeliveryAttempt.log_id, select(DeliveryAttempt.log_id).where(DeliveryAttempt.created < cutoff)),
-        "deliveries": (
+@dataclass(frozen=True)
+class Kind:
+    """One kind of row prune deletes: its id column, what makes a row old enough (on the row
+    itself), and what keeps it all the same (a row elsewhere that refers to it, given its id)."""
+
+    name: str
+    column: Any
+    old: tuple[ColumnElement[bool], ...]
+    referred: Callable[[Any], ColumnElement[bool]] | None = None
+
+
+def _kinds(cutoff: datetime) -> list[Kind]:
+    """The three kinds, children first, so no row is left pointing at a deleted one."""
+    return [
+        Kind("attempts", DeliveryAttempt.log_id, (DeliveryAttempt.created < cutoff,)),
+        Kind(
+            "deliveries",
             Delivery.id,
-            select(Delivery.id).where(Delivery.state.in_(FINISHED), Delivery.updated_at < cutoff, ~attempt_logged),
+            (Delivery.state.in_(FINISHED), Delivery.updated_at < cutoff),
+            lambda delivery_id: exists().where(DeliveryAttempt.delivery_id == delivery_id),
         ),
-        "events": (
+        Kind(
+            "events",
             Event.id,
-            select(Event.id).where(Event.triggered_at.is_not(None), Event.created_at < cutoff, ~delivered),
+            (Event.triggered_at.is_not(None), Event.created_at < cutoff),
+            lambda event_id: exists().where(Delivery.event_id == event_id),
         ),
-    }
+    ]
 
 
 def count_prunable(state: AppState, older_than: timedelta) -> PruneReport:
@@ -112,37 +127,59 @@ def prune(
     max_batches: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> PruneReport:
-    """Delete rows older than ``older_than``, ``batch_size`` at a time (``max_batches`` caps a
-    periodic run); ``progress`` is told how many rows each batch removed."""
+    """Delete rows older than ``older_than``, ``batch_size`` candidates at a time (``max_batches``
+    caps a periodic run); ``progress`` is told how many rows each batch removed."""
     session = state.db.session
     cutoff = utcnow() - older_than
     report = PruneReport()
     batches = 0
-    for kind, (column, query) in _candidates(cutoff).items():
-        table = column.class_
-        after = 0  # keyset: each batch reads on from the last id, not again over the rows just deleted
+    for kind in _kinds(cutoff):
+        after = 0  # keyset: each batch reads on from the last candidate, not again over what went
         while max_batches is None or batches < max_batches:
-            ids = list(session.scalars(query.where(column > after).order_by(column).limit(batch_size)))
-            if not ids:
+            batch = _batch(session, kind, after, batch_size)
+            if not batch:
                 break
-            after = ids[-1]
-            dead_uuids = _dead_uuids(session, ids) if kind == "deliveries" else []
-            session.execute(delete(table).where(column.in_(ids)).execution_options(synchronize_session=False))
+            after = batch[-1].id
+            going = [row for row in batch if not row.referred]
+            deleted = _delete(session, kind, [row.id for row in going])
             session.commit()
-            _forget_dead_letters(state, dead_uuids)
-            setattr(report, kind, getattr(report, kind) + len(ids))
+            _forget_dead_letters(state, [row.uuid for row in going if kind.name == "deliveries" and row.dead])
+            setattr(report, kind.name, getattr(report, kind.name) + deleted)
             batches += 1
             if progress is not None:
-                progress(len(ids))
+                progress(deleted)
     hourly_cutoff = min(cutoff, utcnow() - timedelta(days=CHART_DAYS))
     session.execute(delete(AttemptHourly).where(AttemptHourly.hour < hour_of(hourly_cutoff)))
     session.commit()
     return report
 
 
-def _dead_uuids(session: Any, delivery_ids: list[int]) -> list[str]:
-    query = select(Delivery.uuid).where(Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.DEAD)
-    return list(session.scalars(query))
+def _batch(session: DbSession, kind: Kind, after: int, size: int) -> list[Row[Any]]:
+    """The next ``size`` rows old enough, in id order (a delivery with its uuid and whether it is
+    dead), each saying whether a row refers to it. The candidates come first and the references
+    are looked up for each (an index probe apiece): asked as one anti-join, PostgreSQL hashed the
+    whole referring table for every batch (290 ms a batch of events at 2 million attempts)."""
+    dead = [Delivery.uuid, (Delivery.state == DeliveryState.DEAD).label("dead")] if kind.name == "deliveries" else []
+    candidates = (
+        select(kind.column.label("id"), *dead)
+        .where(kind.column > after, *kind.old)
+        .order_by(kind.column)
+        .limit(size)
+        .subquery()
+    )
+    referred = kind.referred(candidates.c.id) if kind.referred is not None else false()
+    return list(session.execute(select(*candidates.c, referred.label("referred")).order_by(candidates.c.id)))
+
+
+def _delete(session: DbSession, kind: Kind, ids: list[int]) -> int:
+    """Delete these candidates, asking again whether they are old and unreferred: a dead delivery
+    replayed, or an event given a new delivery, since the batch was read stays. How many went."""
+    if not ids:
+        return 0
+    conditions = [*kind.old, ~kind.referred(kind.column)] if kind.referred is not None else list(kind.old)
+    statement = delete(kind.column.class_).where(id_in(session, kind.column, ids), *conditions)
+    result = cast(CursorResult[Any], session.execute(statement.execution_options(synchronize_session=False)))
+    return int(result.rowcount or 0)
 
 
 def _forget_dead_letters(state: AppState, uuids: list[str]) -> None:

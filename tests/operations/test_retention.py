@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from flask_async_events.models import Delivery, DeliveryAttempt, Event, utcnow
+from flask_async_events.operations import retention
 from flask_async_events.operations.retention import parse_age
 from flask_async_events.state import get_state
 from flask_async_events.worker.maintenance import run_maintenance
@@ -97,3 +100,30 @@ def test_a_bad_age_names_the_option(aged: Flask) -> None:
     assert "Invalid value for '--older-than': 'a month' is not an age" in result.output
     assert counts(aged) == (6, 6, 6)
     assert parse_age("2w") == timedelta(days=14) and parse_age("90m") == timedelta(minutes=90)
+
+
+def test_what_changes_between_a_batchs_read_and_its_delete_stays(
+    aged: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead delivery replayed, and an old event given a new delivery (recover --missed), after
+    prune read their batch: the delete asks again, and both stay."""
+    other = subscribe(aged, receiver.respond("/other"))
+    delete_batch = retention._delete
+    changed = {}
+
+    def meanwhile(session: Any, kind: retention.Kind, ids: list[int]) -> int:
+        if kind.name == "deliveries" and ids:
+            changed["replayed"] = ids[0]
+            session.execute(update(Delivery).where(Delivery.id == ids[0]).values(state="pending", updated_at=utcnow()))
+        if kind.name == "events" and ids:
+            changed["event"] = ids[0]
+            session.execute(insert(Delivery).values(uuid=str(uuid.uuid4()), event_id=ids[0], subscription_id=other))
+        return delete_batch(session, kind, ids)
+
+    monkeypatch.setattr(retention, "_delete", meanwhile)
+    with aged.app_context():
+        report = retention.prune(get_state(), timedelta(days=30))
+        assert db.session.get(Delivery, changed["replayed"]) is not None
+        assert db.session.get(Event, changed["event"]) is not None
+    assert (report.attempts, report.deliveries, report.events) == (4, 3, 2)
+    assert counts(aged) == (2, 4, 4)  # the two recent orders, the one replayed, and the new delivery
