@@ -26,6 +26,7 @@ from sqlalchemy import (
     cast,
     func,
     literal_column,
+    text,
 )
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
@@ -35,6 +36,7 @@ TABLE_PREFIX = "async_event"
 # How much of a response body an attempt keeps in the log (and in the attempt journal).
 RESPONSE_EXCERPT = 8192
 BODY_INDEX = "ix_async_event_subscriber_log_body"  # PostgreSQL: the delivered bodies, as JSONB
+DEAD_INDEX = "ix_async_event_delivery_dead"  # PostgreSQL: the dead letters, by when they died
 
 # The host's ``db.session`` (a scoped session) or a plain session.
 DbSession = Session | scoped_session[Any]
@@ -176,6 +178,9 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("event_id", "subscription_id"),
         Index("ix_async_event_delivery_state_next_attempt_at", "state", "next_attempt_at"),
+        # PostgreSQL: the dead letters, newest first, without reading every dead row (a partial
+        # index holds the dead ones only, so other deliveries' updates never touch it).
+        Index(DEAD_INDEX, "updated_at", "id", postgresql_where=text("state = 'dead'")).ddl_if(dialect="postgresql"),
     )
 
 

@@ -15,7 +15,7 @@ from flask import Flask
 from flask_async_events import AsyncEvents
 from flask_async_events import migrate as migrations
 from flask_async_events.config import ConfigError
-from flask_async_events.models import BODY_INDEX, Base
+from flask_async_events.models import BODY_INDEX, DEAD_INDEX, Base
 from flask_async_events.state import get_state
 from tests.appfactory import db, events
 from tests.conftest import DB_BACKEND, AppEnv
@@ -127,9 +127,14 @@ def test_migrations_match_the_models_and_round_trip(database_uri: str) -> None:
                         type_ != "table" or (name or "").startswith("async_event_") or name == "async_event"
                     ),
                     "compare_type": True,
-                    # PostgreSQL's index on the bodies as JSONB is made there only.
+                    # PostgreSQL's index on the bodies as JSONB is made there only, the partial
+                    # index of the dead letters where partial indexes are.
                     "include_object": lambda item, name, type_, reflected, compared: (
-                        type_ != "index" or name != BODY_INDEX or engine.dialect.name == "postgresql"
+                        type_ != "index"
+                        or (
+                            (name != BODY_INDEX or engine.dialect.name == "postgresql")
+                            and (name != DEAD_INDEX or engine.dialect.name != "mysql")
+                        )
                     ),
                 },
             )

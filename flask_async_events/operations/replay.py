@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, literal, select, update
 
 from flask_async_events.errors import ReplayError
 from flask_async_events.models import Delivery, DeliveryState, Subscription, utcnow
@@ -56,8 +56,9 @@ def recover(
 
 
 def dead_filter(subscription_id: int | None, since: datetime | None) -> list[ColumnElement[bool]]:
-    """Dead deliveries (of one subscription, or all), created since ``since``."""
-    conditions = [Delivery.state == DeliveryState.DEAD]
+    """Dead deliveries (of one subscription, or all), created since ``since``. The state is written
+    into the statement, not bound: only then may the database use the dead letters' partial index."""
+    conditions = [Delivery.state == literal(DeliveryState.DEAD, literal_execute=True)]
     if subscription_id is not None:
         conditions.append(Delivery.subscription_id == subscription_id)
     if since is not None:

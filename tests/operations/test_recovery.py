@@ -6,7 +6,12 @@ import json
 
 import pytest
 from flask import Flask
+from sqlalchemy import select, text
 
+from flask_async_events.models import DEAD_INDEX, Delivery
+from flask_async_events.operations.replay import dead_filter
+from flask_async_events.operations.status import dead_letters
+from flask_async_events.state import get_state
 from tests.conftest import AppEnv, Receiver, drain, run_burst
 from tests.helpers import place_order, states, subscribe
 
@@ -82,3 +87,22 @@ def test_trace_shows_one_delivery_on_the_command_line(dead: tuple[Flask, Receive
     assert code == 0 and output.startswith(f"Dead Lettered: sales.order.created to subscription {outage}")
     code, output = cli(app, "trace", "no-such-uuid")
     assert code == 1 and "no delivery with uuid no-such-uuid" in output
+
+
+def test_the_dead_letters_come_newest_first_from_their_own_index(dead: tuple[Flask, Receiver, int, int]) -> None:
+    """On PostgreSQL the list reads the dead letters' partial index in order instead of sorting
+    every dead row; the other databases sort them."""
+    app, *_ = dead
+    with app.app_context():
+        state = get_state()
+        session = state.db.session
+        newest_first = select(Delivery.uuid).where(*dead_filter(None, None))
+        newest_first = newest_first.order_by(Delivery.updated_at.desc(), Delivery.id.desc()).limit(4)
+        assert [row["uuid"] for row in dead_letters(state, limit=4)] == list(session.scalars(newest_first))
+        if session.get_bind().dialect.name != "postgresql":
+            return
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        compiled = newest_first.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        plan = " ".join(row[0] for row in session.execute(text(f"EXPLAIN {compiled}")))
+        session.rollback()
+    assert DEAD_INDEX in plan and "Sort" not in plan, plan
