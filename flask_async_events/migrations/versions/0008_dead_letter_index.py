@@ -26,8 +26,8 @@ DEAD = sa.text("state = 'dead'")
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name in ("postgresql", "sqlite"):
-        op.create_index(INDEX, "async_event_delivery", ["updated_at", "id"], postgresql_where=DEAD, sqlite_where=DEAD)
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_index(INDEX, "async_event_delivery", ["updated_at", "id"], postgresql_where=DEAD)
 
 
 def downgrade() -> None:
