@@ -127,14 +127,9 @@ def test_migrations_match_the_models_and_round_trip(database_uri: str) -> None:
                         type_ != "table" or (name or "").startswith("async_event_") or name == "async_event"
                     ),
                     "compare_type": True,
-                    # PostgreSQL's index on the bodies as JSONB is made there only, the partial
-                    # index of the dead letters where partial indexes are.
+                    # PostgreSQL's indexes of the bodies and of the dead letters are made there only.
                     "include_object": lambda item, name, type_, reflected, compared: (
-                        type_ != "index"
-                        or (
-                            (name != BODY_INDEX or engine.dialect.name == "postgresql")
-                            and (name != DEAD_INDEX or engine.dialect.name != "mysql")
-                        )
+                        type_ != "index" or name not in (BODY_INDEX, DEAD_INDEX) or engine.dialect.name == "postgresql"
                     ),
                 },
             )
