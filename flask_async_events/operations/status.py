@@ -33,6 +33,12 @@ def count_rows(session: DbSession, query: Select[*tuple[Any, ...]], cap: int | N
     return session.scalar(select(func.count()).select_from(counted.subquery())) or 0
 
 
+# The states that are work to do or to look at: few rows, found through the state index, however
+# long the history of delivered and cancelled ones (which only a count of all of them could give).
+BACKLOG = (*DeliveryState.OPEN, DeliveryState.DEAD)
+HISTORY = (DeliveryState.DELIVERED, DeliveryState.CANCELLED)
+
+
 def system_status(state: AppState, *, history: bool = True) -> dict[str, Any]:
     """Queue depths, registries, workers, outbox backlog, deliveries by state, oldest undelivered
     age, events left out by subscriptions' filters, and the endpoints whose circuit is open.
