@@ -358,7 +358,8 @@ def render(
         f" {DAYS} days of history, written in {fill_seconds:.0f} s by the database itself. Each read timed"
         f" {args.repeat} times after a warm-up (three once it has taken {BUDGET:.0f} s). The history is"
         f" written at revision {FILLED_AT}; the migrations after it then ran on it in {migrate_seconds:.1f} s"
-        " (0006 counts the attempt statistics from the log; 0007 indexes the bodies on PostgreSQL).",
+        " (0006 counts the attempt statistics from the log; 0007 indexes the bodies, 0008 the dead letters, on"
+        " PostgreSQL).",
         "",
         "| through the product | median | slowest | target |",
         "|---|---|---|---|",
