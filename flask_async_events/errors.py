@@ -10,7 +10,7 @@ Each keeps the built-in base it always had, so ``except ValueError`` goes on wor
      ├── ForbiddenAddress (ValueError)     a recipient resolves where the SSRF policy forbids
      ├── QueryError (ValueError)           a log search that cannot be run, with the position
      ├── ReplayError (ValueError)          a delivery that cannot be sent again now, and why
- ├── IndexUnavailable (RuntimeError)   the database cannot keep the pattern index, and why
+     ├── IndexUnavailable (RuntimeError)   the database cannot build the pattern index, and why
      ├── InvalidSignature (ValueError)     a received webhook whose signature does not check out
      ├── AuthError                         a REST API request without valid credentials (401)
      │    └── InvalidPortalLink            a portal link that was altered, or is past its expiry

@@ -57,10 +57,9 @@ class AttemptLog(MethodView):
             query = query.where(DeliveryAttempt.created >= _utc(filters["since"]))
         if "until" in filters:
             query = query.where(DeliveryAttempt.created <= _utc(filters["until"]))
-        newest_first = query.order_by(DeliveryAttempt.log_id.desc())
-        total = count_rows(state().db.session, newest_first, cap=COUNT_CAP)
+        total = count_rows(state().db.session, query, cap=COUNT_CAP)
         page, size = filters["page"], filters["page_size"]
-        rows = session.execute(newest_first.offset((page - 1) * size).limit(size))
+        rows = session.execute(query.order_by(DeliveryAttempt.log_id.desc()).offset((page - 1) * size).limit(size))
         return {
             "items": [attempt_dict(attempt, event_name) for attempt, event_name in rows],
             "total_count": min(total, COUNT_CAP),

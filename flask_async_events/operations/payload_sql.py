@@ -205,7 +205,8 @@ def json_path_term(keys: tuple[str, ...], value: str, *, phrase: bool, wanted: f
 
 def pattern_candidates(value: str) -> Condition | None:
     """PostgreSQL: bodies whose lower-cased text holds a pattern's literal runs in their order,
-    by ``LIKE``, which the trigram index of that text answers (migration 0008). Every string the
+    by ``LIKE``, which the trigram index of that text answers where it was built
+    (:mod:`~flask_async_events.operations.pattern_index`). Every string the
     pattern matches is among them, written verbatim in the body: so only for runs of printable
     ASCII without ``"`` or ``\\`` (what JSON may escape), one of three characters at least (a
     trigram to look up). None otherwise: the path query alone then reads every body."""

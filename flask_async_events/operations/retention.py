@@ -78,6 +78,7 @@ class Kind:
     column: Any
     old: tuple[ColumnElement[bool], ...]
     referred: Callable[[Any], ColumnElement[bool]] | None = None
+    dead_letters: bool = False  # whose dead rows leave RQ's failed-job registry too
 
 
 def _kinds(cutoff: datetime) -> list[Kind]:
@@ -89,6 +90,7 @@ def _kinds(cutoff: datetime) -> list[Kind]:
             Delivery.id,
             (Delivery.state.in_(FINISHED), Delivery.updated_at < cutoff),
             lambda delivery_id: exists().where(DeliveryAttempt.delivery_id == delivery_id),
+            dead_letters=True,
         ),
         Kind(
             "events",
@@ -143,7 +145,8 @@ def prune(
             going = [row for row in batch if not row.referred]
             deleted = _delete(session, kind, [row.id for row in going])
             session.commit()
-            _forget_dead_letters(state, [row.uuid for row in going if kind.name == "deliveries" and row.dead])
+            if kind.dead_letters:
+                _forget_dead_letters(state, [row.uuid for row in going if row.dead])
             setattr(report, kind.name, getattr(report, kind.name) + deleted)
             batches += 1
             if progress is not None:
@@ -159,7 +162,7 @@ def _batch(session: DbSession, kind: Kind, after: int, size: int) -> list[Row[An
     dead), each saying whether a row refers to it. The candidates come first and the references
     are looked up for each (an index probe apiece): asked as one anti-join, PostgreSQL hashed the
     whole referring table for every batch (290 ms a batch of events at 2 million attempts)."""
-    dead = [Delivery.uuid, (Delivery.state == DeliveryState.DEAD).label("dead")] if kind.name == "deliveries" else []
+    dead = [Delivery.uuid, (Delivery.state == DeliveryState.DEAD).label("dead")] if kind.dead_letters else []
     candidates = (
         select(kind.column.label("id"), *dead)
         .where(kind.column > after, *kind.old)

@@ -298,9 +298,9 @@ def logs() -> ResponseReturnValue:
     except QueryError as exc:
         error = str(exc)
     else:
-        newest_first = query.order_by(DeliveryAttempt.log_id.desc())
-        total = count_rows(session, newest_first, cap=COUNT_CAP)
-        rows = list(session.execute(newest_first.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
+        total = count_rows(session, query, cap=COUNT_CAP)
+        ordered = query.order_by(DeliveryAttempt.log_id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+        rows = list(session.execute(ordered))
     exact = total <= COUNT_CAP
     pages = max(1, -(-total // PAGE_SIZE)) if exact else None  # None: more pages than counted
     more = (pages is None and len(rows) == PAGE_SIZE) or (pages is not None and page < pages)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_async_events.errors import IndexUnavailable
-from flask_async_events.operations.pattern_index import create_pattern_index, pattern_index_state
+from flask_async_events.operations.pattern_index import PATTERN_INDEX, create_pattern_index, pattern_index_state
 from tests.conftest import DB_BACKEND, SERVER_URIS
 from tests.test_cli import cli, cli_error
 
@@ -24,7 +24,7 @@ def engine(app: Flask) -> Iterator[sa.Engine]:
     yield engine
     if DB_BACKEND == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(sa.text("DROP INDEX IF EXISTS ix_async_event_subscriber_log_text"))
+            connection.execute(sa.text(f"DROP INDEX IF EXISTS {PATTERN_INDEX}"))
     engine.dispose()
 
 
@@ -45,10 +45,7 @@ def test_an_interrupted_build_is_replaced(app: Flask, engine: sa.Engine) -> None
     create_pattern_index(engine)
     with engine.begin() as connection:
         connection.execute(
-            sa.text(
-                "UPDATE pg_index SET indisvalid = false WHERE indexrelid ="
-                " 'ix_async_event_subscriber_log_text'::regclass"
-            )
+            sa.text(f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{PATTERN_INDEX}'::regclass")
         )
     assert pattern_index_state(engine) == "invalid"
     cli(app, "db", "pattern-index")
@@ -57,9 +54,31 @@ def test_an_interrupted_build_is_replaced(app: Flask, engine: sa.Engine) -> None
 
 @pytest.mark.skipif(DB_BACKEND == "postgresql", reason="the other databases have no pattern index")
 def test_the_pattern_index_is_refused_where_it_cannot_be(app: Flask) -> None:
-    output = cli_error(app, "db", "pattern-index")
-    assert f"the pattern index is PostgreSQL's (pg_trgm); on {DB_BACKEND}" in output
-    assert "Traceback" not in output
+    for command in (["db", "pattern-index"], ["db", "pattern-index", "--drop"]):
+        output = cli_error(app, *command)
+        assert f"the pattern index is PostgreSQL's (pg_trgm); on {DB_BACKEND}" in output
+        assert "Traceback" not in output
+
+
+@pytest.mark.skipif(DB_BACKEND != "postgresql", reason="the pattern index is PostgreSQL's")
+def test_a_build_that_stops_says_so_and_the_next_one_builds(app: Flask, engine: sa.Engine) -> None:
+    """Another session holds the log's table (as a long VACUUM would): the build gives up at its lock
+    timeout with the reason and what to do, and builds once the table is free."""
+    create_pattern_index(engine)
+    cli(app, "db", "pattern-index", "--drop")  # pg_trgm is there now: what follows is the build itself
+    impatient = sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"], connect_args={"options": "-c lock_timeout=200"})
+    holder = engine.connect()
+    try:
+        holder.execute(sa.text("LOCK TABLE async_event_subscriber_log IN SHARE UPDATE EXCLUSIVE MODE"))
+        with pytest.raises(IndexUnavailable, match=r"was not built \(canceling statement due to lock timeout\)"):
+            create_pattern_index(impatient)
+    finally:
+        holder.rollback()
+        holder.close()
+        impatient.dispose()
+    assert pattern_index_state(engine) in ("absent", "invalid")
+    create_pattern_index(engine)
+    assert pattern_index_state(engine) == "valid"
 
 
 @pytest.mark.skipif(DB_BACKEND != "postgresql", reason="pg_trgm is PostgreSQL's")

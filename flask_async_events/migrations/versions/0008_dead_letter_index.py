@@ -7,8 +7,9 @@ Create Date: 2026-12-02 15:00:00
 The dead-letter list (newest first) read every dead row to sort them: 0.3 s with 50,000 of them
 among 2.5 million deliveries. The index holds the dead ones only, so the updates of every other
 delivery never touch it. MySQL and MariaDB have no partial indexes, and SQLite's planner takes
-one only once the database was analyzed: there the list sorts as before. The upgrade holds writes to the delivery table while it reads it once (seconds per
-million deliveries; results recorded meanwhile wait, none is lost).
+one only once the database was analyzed: there the list sorts as before. The upgrade holds
+writes to the delivery table while it reads it once (under a second per million deliveries;
+results recorded meanwhile wait, none is lost).
 """
 
 from collections.abc import Sequence
