@@ -151,7 +151,6 @@ class Services:
         self.sentinel: SentinelGroup | None = None
         if config.sentinel:
             self.sentinel = SentinelGroup(folder)
-            self.redis_url = self.sentinel.url
         self.receiver: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = []
         self.logs: list[IO[bytes]] = []
@@ -165,7 +164,8 @@ class Services:
 
     def start_redis(self) -> None:
         if self.sentinel is not None:
-            self.sentinel.start()
+            self.sentinel.start()  # its ports are known from here on
+            self.env["CHAOS_REDIS_URL"] = self.redis_url = self.sentinel.url
             return
         self.redis_process, _ = start_redis(self.folder)  # on self.redis_socket
 
