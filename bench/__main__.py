@@ -29,7 +29,7 @@ import requests
 
 from bench import ours
 from bench.common import ROOT, drop_database, free_port, fresh_database, start_redis, wait_until
-from bench.cpu import PARTS, CpuWindow
+from bench.cpu import PARTS, THREAD_PARTS, CpuWindow, ThreadSampler
 from bench.plain import plain_loop
 from flask_async_events.version import __version__
 
@@ -145,6 +145,11 @@ def spread(values: list[float], digits: int = 0) -> str:
     return " / ".join(f"{value:,.{digits}f}" for value in (min(values), statistics.median(values), max(values)))
 
 
+def medians(uses: list[tuple[float, ...]]) -> str:
+    """The median of each column of ``uses``, as table cells."""
+    return " | ".join(f"{statistics.median(column):,.0f}" for column in zip(*uses, strict=True))
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -168,13 +173,21 @@ def main() -> None:
     rates: dict[str, list[float]] = {}
 
     cpu: dict[str, list[tuple[float, ...]]] = {}
+    by_thread: dict[str, list[tuple[float, ...]]] = {}
 
-    def ours_run(workers: int, *, spool: bool = True) -> Callable[[CpuWindow], float]:
+    def ours_run(name: str, workers: int, *, spool: bool = True) -> Callable[[CpuWindow], float]:
         url = f"{services.url}/hook"
         journal = {} if spool else {"BENCH_JOURNAL_DIR": ""}  # the attempt journal in Redis only
-        return lambda window: services.with_database(
-            lambda env: ours.throughput({**env, **journal}, url, args.events, workers, window)
-        )
+
+        def run(window: CpuWindow) -> float:
+            threads = ThreadSampler()
+            rate = services.with_database(
+                lambda env: ours.throughput({**env, **journal}, url, args.events, workers, window, threads=threads)
+            )
+            by_thread.setdefault(name, []).append(threads.per_webhook(args.events))
+            return rate
+
+        return run
 
     def measure(name: str, run: Callable[[CpuWindow], float], *, in_process: bool = False) -> None:
         window = CpuWindow(services.receiver.pid, services.redis_process.pid, in_process=in_process)
@@ -202,8 +215,10 @@ def main() -> None:
                 "Celery, 2 prefork processes, 1 task per webhook", lambda _: celery_prefork(services, args.events, 2)
             )
             for workers in (1, 2):
-                measure(f"flask-async-events, {workers} worker{'s' if workers > 1 else ''}", ours_run(workers))
-            measure("flask-async-events, 2 workers, journal not spooled to disk", ours_run(2, spool=False))
+                name = f"flask-async-events, {workers} worker{'s' if workers > 1 else ''}"
+                measure(name, ours_run(name, workers))
+            name = "flask-async-events, 2 workers, journal not spooled to disk"
+            measure(name, ours_run(name, 2, spool=False))
             timed, fanout = services.with_database(
                 lambda env: ours.latency_and_fanout(
                     env, services.url, rate=args.rate, seconds=args.seconds, fanout=args.fanout, workers=2
@@ -224,7 +239,7 @@ def main() -> None:
     finally:
         services.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    report = render(args, rates, cpu, latencies, fanouts, overheads, memory, time.monotonic() - began)
+    report = render(args, rates, cpu, by_thread, latencies, fanouts, overheads, memory, time.monotonic() - began)
     RESULTS.write_text(report)
     print(report)
 
@@ -233,6 +248,7 @@ def render(
     args: argparse.Namespace,
     rates: dict[str, list[float]],
     cpu: dict[str, list[tuple[float, ...]]],
+    by_thread: dict[str, list[tuple[float, ...]]],
     latencies: list[float],
     fanouts: list[float],
     overheads: list[tuple[float, float]],
@@ -273,8 +289,20 @@ def render(
         "|---|" + "---|" * (len(PARTS) + 1),
     ]
     for name, uses in cpu.items():
-        parts = [statistics.median(use[index] for use in uses) for index in range(len(PARTS) + 1)]
-        lines.append(f"| {name} | {' | '.join(f'{part:,.0f}' for part in parts)} |")
+        lines.append(f"| {name} | {medians(uses)} |")
+    lines += [
+        "",
+        "## Where a worker's CPU goes, by thread (µs of CPU per webhook, median of the runs)",
+        "",
+        "Each worker thread's CPU time, read from `/proc` every 0.1 s while the workers run; the package"
+        " names its threads in the operating system (`ae-send_N`, `ae-record`, `ae-journal`), and the"
+        " main thread runs RQ and the jobs. libcurl's work is the sending threads'.",
+        "",
+        f"| contender | {' | '.join(THREAD_PARTS)} | total |",
+        "|---|" + "---|" * (len(THREAD_PARTS) + 1),
+    ]
+    for name, uses in by_thread.items():
+        lines.append(f"| {name} | {medians(uses)} |")
     p50, p95, p99 = (percentile(latencies, share) for share in (0.5, 0.95, 0.99))
     lines += [
         "",
@@ -288,7 +316,7 @@ def render(
         f" | {spread(fanouts, 2)} s | < 2 s |",
         "| a request that stores a row, without / with publish() (median)"
         f" | {' ; '.join(f'{a:.2f} / {b:.2f} ms' for a, b in overheads)}"
-        f" (adds {statistics.median(b - a for a, b in overheads):.2f} ms) | adds < 1 ms |",
+        f" (adds {statistics.median(b - a for a, b in overheads):.2f} ms) | adds < 0.5 ms |",
     ]
     if memory is not None:
         start, middle, end = memory

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from bench.common import ROOT
-from bench.cpu import CpuWindow
+from bench.cpu import CpuWindow, ThreadSampler
 from bench.signed import SECRET
 
 WORKER = [sys.executable, "-m", "flask", "--app", "bench.app:create_app", "async-events", "worker"]
@@ -88,17 +88,27 @@ def running_workers(env: dict[str, str], count: int) -> Iterator[list[subprocess
 
 
 def throughput(
-    env: dict[str, str], url: str, count: int, workers: int, window: CpuWindow | None = None, metadata: str = "http"
+    env: dict[str, str],
+    url: str,
+    count: int,
+    workers: int,
+    window: CpuWindow | None = None,
+    metadata: str = "http",
+    threads: ThreadSampler | None = None,
 ) -> float:
     """Deliveries per second: ``count`` events published, then ``workers`` burst workers started
-    and timed until every delivery is recorded as delivered (the CPU it took in ``window``)."""
+    and timed until every delivery is recorded as delivered (the CPU it took in ``window``, by
+    thread in ``threads``)."""
     app = bench_app(env)
     subscribe(app, [url], metadata)
     publish(app, count)
     with window or nullcontext():
         started = time.perf_counter()
-        for worker in start_workers(env, workers, burst=True):
-            worker.wait()
+        processes = start_workers(env, workers, burst=True)
+        if threads is not None:
+            threads.watch([process.pid for process in processes])
+        for process in processes:
+            process.wait()
         elapsed = time.perf_counter() - started
     done = delivered(app)
     if done != count:

@@ -29,6 +29,7 @@ from flask_async_events.delivery.spool import spool_directory
 from flask_async_events.delivery.types import Claimed, Outcome, Parked, SendResult, SendTask
 from flask_async_events.models import utcnow
 from flask_async_events.state import AppState
+from flask_async_events.threads import start_thread
 
 log = logging.getLogger("flask_async_events")
 
@@ -84,8 +85,7 @@ class Dispatcher:
         self._closed = False
         self._stopping = False
         self._next_turn: dict[str, float] = {}  # per endpoint: the time the next expired send is parked until
-        self._thread = threading.Thread(target=self._record_loop, name="async-events-record", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._record_loop, "record")
 
     def submit(self, outcomes: list[Outcome], sends: list[SendTask], parked: list[Parked]) -> None:
         """Record ``outcomes`` (decided without sending) and ``parked`` deliveries, and start

@@ -52,6 +52,7 @@ from flask_async_events.delivery.spool import KEEP_LOST, Note, Spool, entry_fiel
 from flask_async_events.delivery.types import AttemptKey
 from flask_async_events.models import RESPONSE_EXCERPT
 from flask_async_events.notifiers.base import NotifyResult
+from flask_async_events.threads import start_thread
 
 log = logging.getLogger("flask_async_events")
 
@@ -111,8 +112,7 @@ class AttemptJournal:
                 self._spool_folder = None
                 log.warning("Could not open the journal's spool in %s (%s); journaling to Redis only", spool, exc)
         self._write([], beat=True)  # alive before the first claim
-        self._thread = threading.Thread(target=self._write_loop, name="async-events-journal", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._write_loop, "journal")
 
     def claim_token(self) -> str:
         """A new claim token that names this process."""

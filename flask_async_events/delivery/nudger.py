@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 
 from redis.exceptions import RedisError
 
+from flask_async_events.threads import start_thread
+
 log = logging.getLogger("flask_async_events")
 
 EXIT_FLUSH_SECONDS = 2.0
@@ -44,7 +46,7 @@ class Nudger:
                 self._items = queue.SimpleQueue()
                 self._pending = 0
                 self._pid = os.getpid()
-                threading.Thread(target=self._run, name="async-events-nudge", daemon=True).start()
+                start_thread(self._run, "nudge")
             self._pending += 1
             self._items.put(event_ids)
 

@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from flask_async_events.threads import PREFIX, name_native_thread
+
 T = TypeVar("T")
 P = TypeVar("P")
 
@@ -55,7 +57,7 @@ class Sender(Generic[T, P]):
         self.per_endpoint = per_endpoint
         self._finish = finish
         self._expire = expire
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="async-events-send")
+        self._pool = ThreadPoolExecutor(threads, f"{PREFIX}send", name_native_thread)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._waiting: dict[str, deque[Task[T, P]]] = {}
