@@ -54,6 +54,15 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"unix://{path}"
 
 
+def database_uri(name: str) -> str:
+    """The URI of the PostgreSQL database ``name`` on the benchmarks' server."""
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _admin() -> sa.Engine:
+    return sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+
+
 def fresh_database(kind: str, folder: Path, run: int) -> str:
     """A migrated, empty database for one run."""
     from flask_async_events.migrate import upgrade
@@ -62,20 +71,44 @@ def fresh_database(kind: str, folder: Path, run: int) -> str:
         uri = f"sqlite:///{folder}/bench-{run}.sqlite"
     else:
         name = f"fae_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        admin = _admin()
         with admin.connect() as connection:
             connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
-        uri = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+        uri = database_uri(name)
     engine = sa.create_engine(uri)
     upgrade(engine)
     engine.dispose()
     return uri
 
 
+def kept_database(name: str) -> str | None:
+    """The comment of the PostgreSQL database ``name``, or None if there is none of that name."""
+    admin = _admin()
+    with admin.connect() as connection:
+        row = connection.execute(
+            sa.text("SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = :n"),
+            {"n": name},
+        ).first()
+    admin.dispose()
+    return None if row is None else str(row[0])
+
+
+def copy_database(source: str, target: str, comment: str | None = None) -> str:
+    """A new PostgreSQL database ``target``, a copy of ``source`` (which nobody may be connected
+    to), with ``comment``; returns its URI."""
+    admin = _admin()
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{target}" TEMPLATE "{source}"'))
+        if comment is not None:
+            connection.execute(sa.text(f"COMMENT ON DATABASE \"{target}\" IS '{comment}'"))
+    admin.dispose()
+    return database_uri(target)
+
+
 def drop_database(uri: str) -> None:
     if uri.startswith("postgresql"):
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        admin = _admin()
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{uri.rsplit("/", 1)[1]}" WITH (FORCE)'))
         admin.dispose()

@@ -47,7 +47,8 @@ def process_cpu(pid: int) -> float:
     return sum(int(value) for value in fields[11:15]) / TICK  # utime, stime, cutime, cstime
 
 
-def _rusage(who: int) -> float:
+def rusage_cpu(who: int) -> float:
+    """CPU seconds, user and system, of this process or (``RUSAGE_CHILDREN``) its reaped children."""
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
@@ -62,7 +63,7 @@ class CpuWindow:
 
     def _snapshot(self) -> tuple[float, float, float, float, float]:
         receiver, redis = (process_cpu(pid) for pid in self._pids)
-        return machine_busy(), _rusage(resource.RUSAGE_CHILDREN), _rusage(resource.RUSAGE_SELF), receiver, redis
+        return machine_busy(), rusage_cpu(resource.RUSAGE_CHILDREN), rusage_cpu(resource.RUSAGE_SELF), receiver, redis
 
     def __enter__(self) -> CpuWindow:
         self._start = self._snapshot()

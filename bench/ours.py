@@ -4,6 +4,7 @@ and worker memory. Each takes the environment of one fresh database and a runnin
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from bench.common import ROOT
-from bench.cpu import CpuWindow, ThreadSampler
+from bench.cpu import CpuWindow, ThreadSampler, rusage_cpu
 from bench.signed import SECRET
 
 WORKER = [sys.executable, "-m", "flask", "--app", "bench.app:create_app", "async-events", "worker"]
@@ -114,6 +115,16 @@ def throughput(
     if done != count:
         raise RuntimeError(f"only {done} of {count} deliveries were delivered")
     return count / elapsed
+
+
+def start_up_cpu(env: dict[str, str]) -> float:
+    """CPU seconds one burst worker takes with nothing to do: starting (imports, the app, RQ's
+    registration) and stopping. Every throughput run pays it once per worker, whatever its size."""
+    bench_app(env)
+    before = rusage_cpu(resource.RUSAGE_CHILDREN)
+    for process in start_workers(env, 1, burst=True):
+        process.wait()
+    return rusage_cpu(resource.RUSAGE_CHILDREN) - before
 
 
 def wait_for(check: Any, timeout: float, what: str, every: float = 0.01) -> None:

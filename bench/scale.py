@@ -2,12 +2,15 @@
 millions of delivery attempts, then times, through the product, what operators and scrapers ask for
 and what the jobs query, with that much history present. Writes ``bench/SCALE.md``.
 
-    python -m bench.scale [--attempts 5000000] [--database postgresql|sqlite] [--repeat 7]
+    python -m bench.scale [--attempts 5000000] [--database postgresql|sqlite] [--repeat 7] [--fresh]
 
 The rows are written by the database itself (``generate_series``, a recursive CTE on SQLite): one
 event and one delivery per two attempts, 100 subscriptions, 30 days of history, a failure in ten,
-two dead letters in a hundred. Each read is timed ``--repeat`` times after one warm-up (three times
-once it has taken 20 s); the table gives the median and the slowest.
+two dead letters in a hundred. On PostgreSQL the history is kept in a database of its own
+(``fae_scale_<attempts>_<digest>``, about 2 GB at 5 million) that the next run copies in seconds
+instead of writing it again; drop it to get the space back. Each read is timed ``--repeat``
+times after one warm-up (three times once it has taken 20 s); the table gives the median and the
+slowest.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.common import ROOT, drop_database, fresh_database, start_redis
+from bench.common import ROOT, copy_database, database_uri, drop_database, fresh_database, kept_database, start_redis
 
 RESULTS = ROOT / "bench" / "SCALE.md"
+MIGRATIONS = ROOT / "flask_async_events" / "migrations" / "versions"
 SUBSCRIPTIONS = 100
 DAYS = 30
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -74,6 +78,46 @@ FILL_POSTGRESQL = [
               d.created_at + a * interval '1 second', e.body
        FROM async_event_delivery d JOIN async_event e ON e.id = d.event_id CROSS JOIN generate_series(1, 2) AS a""",
 ]
+
+
+def history_name(attempts: int) -> str:
+    """The PostgreSQL database kept with the history at :data:`FILLED_AT`, so a next run copies it
+    instead of writing it again; named after all that shapes it (the fill, its constants, the
+    migrations up to that revision), so a change to any of them writes it afresh."""
+    digest = hashlib.sha256("\n".join([*FILL_POSTGRESQL, str(SUBSCRIPTIONS), str(DAYS), NOW.isoformat()]).encode())
+    for path in sorted(MIGRATIONS.glob("*.py")):
+        if path.name[:4] <= FILLED_AT:
+            digest.update(path.read_bytes())
+    return f"fae_scale_{attempts}_{digest.hexdigest()[:12]}"
+
+
+def sealed_secret() -> str:
+    """The subscriptions' secret as the bench app stores it, encrypted with its key."""
+    from bench.app import create_app
+    from flask_async_events.state import get_state
+
+    return get_state(create_app()).box.encrypt("scale-secret")
+
+
+def history(args: argparse.Namespace, folder: Path) -> tuple[str, str]:
+    """A database holding the history at :data:`FILLED_AT` (the bench app's from now on), and how
+    it was made: written now, or copied from the one an earlier run kept (PostgreSQL; ``--fresh``
+    writes it again)."""
+    kept = history_name(args.attempts)
+    written = kept_database(kept) if args.database == "postgresql" and not args.fresh else None
+    if written is not None:
+        began = time.perf_counter()
+        uri = os.environ["BENCH_DATABASE_URI"] = copy_database(kept, f"fae_bench_{uuid.uuid4().hex[:8]}")
+        return uri, (
+            f"{written}; this run copied it in {time.perf_counter() - began:.0f} s from `{kept}`, the database"
+            " an earlier run kept (`--fresh` writes it again)"
+        )
+    uri = os.environ["BENCH_DATABASE_URI"] = fresh_database(args.database, folder, 1)
+    made = f"written in {fill(uri, args.attempts, sealed_secret()):.0f} s by the database itself"
+    if args.database == "postgresql":
+        drop_database(database_uri(kept))  # a --fresh run replaces it
+        copy_database(uri.rsplit("/", 1)[1], kept, comment=made)
+    return uri, made
 
 
 def _fill_sqlite(connection: sa.Connection, events: int, start: datetime, span: int) -> None:
@@ -343,7 +387,7 @@ def duration(milliseconds: float) -> str:
 
 def render(
     args: argparse.Namespace,
-    fill_seconds: float,
+    made: str,
     migrate_seconds: float,
     rows: list[tuple[str, list[float], str]],
     pruned: tuple[int, float],
@@ -355,7 +399,7 @@ def render(
         f" --repeat {args.repeat}` (part of `make bench`).",
         "",
         f"{args.attempts:,} attempts, {args.attempts // 2:,} events and deliveries, {SUBSCRIPTIONS} subscriptions,"
-        f" {DAYS} days of history, written in {fill_seconds:.0f} s by the database itself. Each read timed"
+        f" {DAYS} days of history, {made}. Each read timed"
         f" {args.repeat} times after a warm-up (three once it has taken {BUDGET:.0f} s). The history is"
         f" written at revision {FILLED_AT}; the migrations after it then ran on it in {migrate_seconds:.1f} s"
         " (0006 counts the attempt statistics from the log; 0007 indexes the bodies, 0008 the dead letters, on"
@@ -377,19 +421,16 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=5_000_000)
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--fresh", action="store_true", help="write the history even if a kept copy exists")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="fae-scale-"))
     redis_process, redis_url = start_redis(folder)
-    uri = fresh_database(args.database, folder, 1)
+    uri = ""
     try:
-        os.environ.update(BENCH_DATABASE_URI=uri, BENCH_REDIS_URL=redis_url)
-        from bench.app import create_app
-        from flask_async_events.state import get_state
-
-        token = get_state(create_app()).box.encrypt("scale-secret")
-        print(f"filling {args.database} with {args.attempts:,} attempts", flush=True)
-        fill_seconds = fill(uri, args.attempts, token)
-        print(f"  {fill_seconds:.0f} s; the migrations after {FILLED_AT} on that history:", flush=True)
+        os.environ.update(BENCH_REDIS_URL=redis_url)
+        print(f"the history: {args.attempts:,} attempts in {args.database}", flush=True)
+        uri, made = history(args, folder)
+        print(f"  {made}; the migrations after {FILLED_AT} on it:", flush=True)
         migrate_seconds = migrate_filled(uri)
         print(f"  {migrate_seconds:.0f} s", flush=True)
         rows = measure(uri, args.attempts, args.repeat)
@@ -400,11 +441,12 @@ def main() -> None:
         pruned = prune_rate()
         print(f"  prune: {pruned[0]:,} rows at {pruned[1]:,.0f} rows/s", flush=True)
     finally:
-        drop_database(uri)
+        if uri:
+            drop_database(uri)
         redis_process.terminate()
         redis_process.wait(10)
         shutil.rmtree(folder, ignore_errors=True)
-    report = render(args, fill_seconds, migrate_seconds, rows, pruned)
+    report = render(args, made, migrate_seconds, rows, pruned)
     RESULTS.write_text(report)
     print(report)
 

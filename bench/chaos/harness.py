@@ -27,7 +27,7 @@ from typing import IO, Any
 import requests
 import sqlalchemy as sa
 
-from bench.common import PG_ADMIN, ROOT, start_redis, wait_until
+from bench.common import PG_ADMIN, ROOT, database_uri, start_redis, wait_until
 from bench.sentinel import SentinelGroup
 
 # (path, event pattern, store, enabled, receives the run's events: store 1, chaos.order.created)
@@ -141,7 +141,7 @@ class Services:
         self.redis_socket = folder / "redis.sock"
         self.redis_url = f"unix://{self.redis_socket}"
         self.database = f"fae_chaos_{uuid.uuid4().hex[:8]}"
-        self.database_uri = PG_ADMIN.rsplit("/", 1)[0] + f"/{self.database}"
+        self.database_uri = database_uri(self.database)
         self.ports: dict[str, int] = {}  # one endpoint per subscriber, bound by the receiver itself
         self.port = 0  # the first of them
         self.ports_file = folder / "ports.json"
