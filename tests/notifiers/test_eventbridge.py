@@ -138,7 +138,7 @@ def test_25_due_deliveries_go_out_in_3_put_events_calls(env: AppEnv, aws: str) -
             events.publish("customer.created", id=customer)
         db.session.commit()
     run_burst(app)
-    assert calls == [10, 10, 5]
+    assert sorted(calls) == [5, 10, 10]  # the batches are sent on parallel threads, in any order
     assert sorted(m["detail"]["data"]["id"] for m in received(aws, queue_url, 25)) == list(range(25))
     assert states(app) == ["delivered"] * 25
 
