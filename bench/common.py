@@ -8,7 +8,8 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -59,59 +60,71 @@ def database_uri(name: str) -> str:
     return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
 
 
-def _admin() -> sa.Engine:
-    return sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+def database_name(uri: str) -> str:
+    return uri.rsplit("/", 1)[1]
 
 
-def fresh_database(kind: str, folder: Path, run: int) -> str:
-    """A migrated, empty database for one run."""
+@contextmanager
+def admin_connection() -> Iterator[sa.Connection]:
+    """A connection to the benchmarks' PostgreSQL server, outside any transaction (``CREATE DATABASE``
+    and ``DROP DATABASE`` cannot run in one)."""
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            yield connection
+    finally:
+        admin.dispose()
+
+
+def migrated(uri: str) -> str:
+    """``uri``, its database brought up to this package's head revision."""
     from flask_async_events.migrate import upgrade
 
-    if kind == "sqlite":
-        uri = f"sqlite:///{folder}/bench-{run}.sqlite"
-    else:
-        name = f"fae_bench_{uuid.uuid4().hex[:8]}"
-        admin = _admin()
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        uri = database_uri(name)
     engine = sa.create_engine(uri)
     upgrade(engine)
     engine.dispose()
     return uri
 
 
+def create_database(name: str) -> str:
+    """A new, migrated PostgreSQL database ``name``; returns its URI."""
+    with admin_connection() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    return migrated(database_uri(name))
+
+
+def fresh_database(kind: str, folder: Path, run: int) -> str:
+    """A migrated, empty database for one run."""
+    if kind == "sqlite":
+        return migrated(f"sqlite:///{folder}/bench-{run}.sqlite")
+    return create_database(f"fae_bench_{uuid.uuid4().hex[:8]}")
+
+
 def kept_database(name: str) -> str | None:
-    """The comment of the PostgreSQL database ``name``, or None if there is none of that name."""
-    admin = _admin()
-    with admin.connect() as connection:
-        row = connection.execute(
-            sa.text("SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = :n"),
-            {"n": name},
-        ).first()
-    admin.dispose()
-    return None if row is None else str(row[0])
+    """The comment of the PostgreSQL database ``name``: None if there is none of that name, or if it
+    has no comment (it was being made when its run stopped)."""
+    with admin_connection() as connection:
+        comment = connection.execute(
+            sa.text("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n"), {"n": name}
+        ).scalar()
+    return str(comment) if comment else None
 
 
 def copy_database(source: str, target: str, comment: str | None = None) -> str:
     """A new PostgreSQL database ``target``, a copy of ``source`` (which nobody may be connected
     to), with ``comment``; returns its URI."""
-    admin = _admin()
-    with admin.connect() as connection:
+    with admin_connection() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{target}" TEMPLATE "{source}"'))
         if comment is not None:
-            connection.execute(sa.text(f"COMMENT ON DATABASE \"{target}\" IS '{comment}'"))
-    admin.dispose()
+            quoted = comment.replace("'", "''")
+            connection.execute(sa.text(f"COMMENT ON DATABASE \"{target}\" IS '{quoted}'"))
     return database_uri(target)
 
 
 def drop_database(uri: str) -> None:
     if uri.startswith("postgresql"):
-        admin = _admin()
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{uri.rsplit("/", 1)[1]}" WITH (FORCE)'))
-        admin.dispose()
+        with admin_connection() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{database_name(uri)}" WITH (FORCE)'))
 
 
 def summary(values: list[float]) -> str:

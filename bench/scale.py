@@ -7,7 +7,7 @@ and what the jobs query, with that much history present. Writes ``bench/SCALE.md
 The rows are written by the database itself (``generate_series``, a recursive CTE on SQLite): one
 event and one delivery per two attempts, 100 subscriptions, 30 days of history, a failure in ten,
 two dead letters in a hundred. On PostgreSQL the history is kept in a database of its own
-(``fae_scale_<attempts>_<digest>``, about 2 GB at 5 million) that the next run copies in seconds
+(``fae_scale_<attempts>_<digest>``, 3.3 GB at 5 million) that the next run copies in seconds
 instead of writing it again; drop it to get the space back. Each read is timed ``--repeat``
 times after one warm-up (three times once it has taken 20 s); the table gives the median and the
 slowest.
@@ -34,7 +34,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.common import ROOT, copy_database, database_uri, drop_database, fresh_database, kept_database, start_redis
+from bench.common import (
+    ROOT,
+    copy_database,
+    database_name,
+    database_uri,
+    drop_database,
+    fresh_database,
+    kept_database,
+    start_redis,
+)
 
 RESULTS = ROOT / "bench" / "SCALE.md"
 MIGRATIONS = ROOT / "flask_async_events" / "migrations" / "versions"
@@ -113,10 +122,14 @@ def history(args: argparse.Namespace, folder: Path) -> tuple[str, str]:
             " an earlier run kept (`--fresh` writes it again)"
         )
     uri = os.environ["BENCH_DATABASE_URI"] = fresh_database(args.database, folder, 1)
-    made = f"written in {fill(uri, args.attempts, sealed_secret()):.0f} s by the database itself"
-    if args.database == "postgresql":
-        drop_database(database_uri(kept))  # a --fresh run replaces it
-        copy_database(uri.rsplit("/", 1)[1], kept, comment=made)
+    try:
+        made = f"written in {fill(uri, args.attempts, sealed_secret()):.0f} s by the database itself"
+        if args.database == "postgresql":
+            drop_database(database_uri(kept))  # a --fresh run's, or one a stopped run left without its comment
+            copy_database(database_name(uri), kept, comment=made)
+    except BaseException:  # a half-written history is of no use: gigabytes to give back
+        drop_database(uri)
+        raise
     return uri, made
 
 

@@ -27,7 +27,15 @@ from typing import IO, Any
 import requests
 import sqlalchemy as sa
 
-from bench.common import PG_ADMIN, ROOT, database_uri, start_redis, wait_until
+from bench.common import (
+    ROOT,
+    admin_connection,
+    create_database,
+    database_uri,
+    drop_database,
+    start_redis,
+    wait_until,
+)
 from bench.sentinel import SentinelGroup
 
 # (path, event pattern, store, enabled, receives the run's events: store 1, chaos.order.created)
@@ -186,32 +194,19 @@ class Services:
             self.redis_process = None
 
     def create_database(self) -> None:
-        from flask_async_events.migrate import upgrade
-
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{self.database}"'))
-        admin.dispose()
-        engine = sa.create_engine(self.database_uri)
-        upgrade(engine)
-        engine.dispose()
+        create_database(self.database)
 
     def drop_connections(self) -> int:
         """Terminate every backend of the run's database (what a PostgreSQL restart does to clients)."""
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
+        with admin_connection() as connection:
             dropped = connection.execute(
                 sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name"),
                 {"name": self.database},
             ).scalar()
-        admin.dispose()
         return int(dropped or 0)
 
     def drop_database(self) -> None:
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(self.database_uri)
 
     def start_receiver(self) -> None:
         self.receiver = subprocess.Popen(
