@@ -3,8 +3,10 @@ flask-async-events and the baselines in the same run, and writes ``bench/RESULTS
 
     python -m bench [--events 10000] [--repeat 3] [--database postgresql|sqlite] [--memory 50000] [--rq-jobs 100]
 
-Each throughput is timed from starting the worker processes (start-up included, for every
-contender alike) until the last webhook is delivered and, for ours, recorded in the database.
+Each throughput of a worker (ours, RQ's, Celery's) is timed from starting its processes, start-up
+included, until the last webhook is delivered and, for ours, recorded in the database. A plain
+loop times itself from its first POST, so ours is also given from the first webhook's arrival at
+the receiver to the last one's: the same span, like for like.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ class Services:
 
     def received(self) -> int:
         return int(requests.get(f"{self.url}/stats", timeout=5).json()["unique"])
+
+    def arrival_rate(self) -> float:
+        """Webhooks per second from the first arrival to the last, since the last reset."""
+        stats = requests.get(f"{self.url}/stats", timeout=5).json()
+        return float(stats["unique"]) / (stats["last"] - stats["first"])
 
     def reset(self) -> None:
         redis.Redis.from_url(self.redis_url).flushall()
@@ -198,14 +205,17 @@ def main() -> None:
                 lambda env: ours.throughput({**env, **journal}, url, args.events, workers, window, threads=threads)
             )
             by_thread.setdefault(name, []).append(threads.per_webhook(args.events))
+            if spool:
+                rates.setdefault(f"{name}, first arrival to last", []).append(services.arrival_rate())
             return rate
 
         return run
 
     def measure(name: str, run: Callable[[CpuWindow], float], *, in_process: bool = False) -> None:
         window = CpuWindow(services.receiver.pid, services.redis_process.pid, in_process=in_process)
+        values = rates.setdefault(name, [])  # before the run's own rows
         value = run(window)
-        rates.setdefault(name, []).append(value)
+        values.append(value)
         if window.use is not None:
             cpu.setdefault(name, []).append(window.use.per_webhook(args.events))
         print(f"  {name}: {value:,.0f}/s", flush=True)
@@ -297,6 +307,16 @@ def render(
     ]
     for name, values in rates.items():
         lines.append(f"| {name} | {spread(values)} | {ours_two / median[name]:.2f}x |")
+    sending = median["flask-async-events, 2 workers, first arrival to last"]
+    sending_one = median["flask-async-events, 1 worker, first arrival to last"]
+    lines += [
+        "",
+        "The plain loops are timed from their first POST to their last answer; like for like, two of our"
+        f" workers send {sending:,.0f} webhooks/s from the first arrival to the last,"
+        f" {sending / median['plain loop, urllib3, 2 processes']:.2f}x two urllib3 loops and"
+        f" {sending_one / median['plain loop, urllib3, 1 process']:.2f}x"
+        " for one worker against one loop. The rows without it include each worker's start-up.",
+    ]
     lines += [
         "",
         "## Where the CPU goes (µs of CPU per webhook, median of the runs)",

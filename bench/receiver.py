@@ -1,7 +1,8 @@
 """A fast local receiver for benchmarks: HTTP/1.1 keep-alive, answers 200 to every POST.
 
 It counts what it receives and keeps each message's arrival time by ``webhook-id``:
-``GET /stats`` answers ``{"received": n, "unique": u}``, ``GET /arrivals`` the arrival times by
+``GET /stats`` answers ``{"received": n, "unique": u, "first": t, "last": t}`` (the first and last
+arrival, seconds since the epoch, null before any), ``GET /arrivals`` the arrival times by
 the ``data.id`` of the body (the latency benchmark's clock), ``DELETE /stats`` starts over.
 
     python -m bench.receiver PORT
@@ -27,25 +28,31 @@ class Tally:
         self.received = 0
         self.ids: set[str] = set()
         self.arrivals: dict[str, float] = {}
+        self.first: float | None = None
+        self.last: float | None = None
 
     def add(self, webhook_id: str | None, timed_id: str | None) -> None:
         now = time.time()
         with self.lock:
             self.received += 1
+            if self.first is None:
+                self.first = now
+            self.last = now
             if webhook_id:
                 self.ids.add(webhook_id)
             if timed_id is not None:
                 self.arrivals.setdefault(timed_id, now)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float | None]:
         with self.lock:
-            return {"received": self.received, "unique": len(self.ids)}
+            return {"received": self.received, "unique": len(self.ids), "first": self.first, "last": self.last}
 
     def reset(self) -> None:
         with self.lock:
             self.received = 0
             self.ids.clear()
             self.arrivals.clear()
+            self.first = self.last = None
 
 
 TALLY = Tally()
