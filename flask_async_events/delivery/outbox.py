@@ -14,11 +14,11 @@ import json
 import logging
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
+from sqlalchemy import CursorResult, Table, insert, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
@@ -33,6 +33,8 @@ MAX_IDEMPOTENCY_KEY = 255
 INSTALLED_FLAG = "_async_events_outbox_hooks"
 
 log = logging.getLogger("flask_async_events")
+_EVENT = cast(Table, Event.__table__)
+_INSERT_EVENT = insert(_EVENT)
 
 
 def publish_event(
@@ -51,24 +53,31 @@ def publish_event(
         encoded = json.dumps(arguments, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the arguments of event {definition.name!r} must be JSON-serialisable: {exc}") from None
-    event = Event(uuid=str(uuid.uuid4()), event_name=definition.name, store_id=store_id, arguments=encoded)
-    attributes = {"async_events.event": definition.name, "async_events.event_uuid": event.uuid}
+    event_uuid = str(uuid.uuid4())
+    row: dict[str, Any] = {
+        "uuid": event_uuid,
+        "event_name": definition.name,
+        "store_id": store_id,
+        "arguments": encoded,
+        "created_at": utcnow(),
+    }
+    attributes = {"async_events.event": definition.name, "async_events.event_uuid": event_uuid}
     with tracing.span("async_events.publish", attributes, kind="PRODUCER"):
-        event.trace_context = tracing.current_context()
+        row["trace_context"] = tracing.current_context()
         if idempotency_key is None:
-            state.db.session.add(event)
+            _insert(state.db.session, row)
         else:
-            first = _add_once(state, event, _check_key(idempotency_key))
+            first = _insert_once(state, row, _check_key(idempotency_key))
             if first is not None:
                 return first
     if signals.event_published.receivers:
         signals.event_published.send(
             current_app._get_current_object(),  # type: ignore[attr-defined]
-            event_id=event.uuid,
-            event_name=event.event_name,
+            event_id=event_uuid,
+            event_name=definition.name,
             store_id=store_id,
         )
-    return event.uuid
+    return event_uuid
 
 
 def _check_key(key: object) -> str:
@@ -77,53 +86,57 @@ def _check_key(key: object) -> str:
     return key
 
 
-def _add_once(state: AppState, event: Event, key: str) -> str | None:
-    """Add ``event`` under ``key`` unless an event of its name holds that key within the window:
+def _insert(session: scoped_session[Any], row: dict[str, Any]) -> None:
+    """Insert the event's row now, in the publisher's transaction (a Core statement: the ORM's
+    unit of work would cost the request more than the INSERT itself), and note its id for the
+    nudge after the commit."""
+    result = cast(CursorResult[Any], session.execute(_INSERT_EVENT, row))
+    event_id = result.inserted_primary_key[0]  # type: ignore[index]  # one row: never None
+    session.info.setdefault(PENDING_KEY, []).append(event_id)
+
+
+def _insert_once(state: AppState, row: dict[str, Any], key: str) -> str | None:
+    """Insert the event under ``key`` unless an event of its name holds that key within the window:
     then return that event's id. The unique index on (name, key) decides a race, inside a
     savepoint, so a losing publisher's transaction goes on; only then is the winner read with a
     locking read, which sees it committed whatever the isolation level (a locking read of a key
     nobody holds yet would take a gap lock in MySQL, and two racers would deadlock)."""
     session = state.db.session
-    first = _holder(session, event.event_name, key, lock=False)
+    first = _holder(session, row["event_name"], key, lock=False)
     if first is not None:
         if first.created_at > utcnow() - timedelta(seconds=state.settings.idempotency_window):
-            return first.uuid
-        first.idempotency_key = None  # its window has passed: the key may be used again
-    event.idempotency_key = key
+            return str(first.uuid)
+        # Its window has passed: the key may be used again.
+        session.execute(update(_EVENT).where(_EVENT.c.id == first.id).values(idempotency_key=None))
     try:
         with session.begin_nested():
-            session.add(event)
+            _insert(session, {**row, "idempotency_key": key})
     except IntegrityError:
-        winner = _holder(session, event.event_name, key, lock=True)
+        winner = _holder(session, row["event_name"], key, lock=True)
         if winner is None:  # it was rolled back meanwhile: ours may take the key after all
             raise
-        return winner.uuid
+        return str(winner.uuid)
     return None
 
 
-def _holder(session: Any, event_name: str, key: str, *, lock: bool) -> Event | None:
-    """The event holding ``key`` for ``event_name``; with ``lock``, a locking read where the
-    database has them."""
-    query = select(Event).where(Event.event_name == event_name, Event.idempotency_key == key)
+def _holder(session: scoped_session[Any], event_name: str, key: str, *, lock: bool) -> Any:
+    """The id, uuid and creation time of the event holding ``key`` for ``event_name``; with
+    ``lock``, a locking read where the database has them."""
+    query = select(_EVENT.c.id, _EVENT.c.uuid, _EVENT.c.created_at).where(
+        _EVENT.c.event_name == event_name, _EVENT.c.idempotency_key == key
+    )
     if lock and has_row_locks(session):
         query = query.with_for_update(read=True)
-    return session.scalar(query.execution_options(populate_existing=True))
+    return session.execute(query).first()
 
 
 def install_session_hooks(session: scoped_session[Any]) -> None:
     """Listen on the host's session once, however many apps share it."""
     if getattr(session, INSTALLED_FLAG, False):
         return
-    sa_event.listen(session, "after_flush", _collect_event_ids)
     sa_event.listen(session, "after_commit", _enqueue_after_commit)
     sa_event.listen(session, "after_soft_rollback", _forget_on_rollback)
     setattr(session, INSTALLED_FLAG, True)
-
-
-def _collect_event_ids(session: Session, flush_context: Any) -> None:
-    ids = [obj.id for obj in session.new if isinstance(obj, Event)]
-    if ids:
-        session.info.setdefault(PENDING_KEY, []).extend(ids)
 
 
 def _enqueue_after_commit(session: Session) -> None:
