@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -63,7 +63,12 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
     dispatcher = dispatcher_of(state)
     dispatcher.sender.wait_for_room(state.settings.send_budget)
     token = dispatcher.journal.claim_token()
-    items = claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions())
+    return send_claimed(state, claim(state, delivery_ids, token, skip=dispatcher.saturated_subscriptions()))
+
+
+def send_claimed(state: AppState, items: list[Claimed]) -> int:
+    """Start sending deliveries this process claimed (by a deliver job's claim, or inserted
+    claimed by the trigger job); return how many."""
     if not items:
         return 0
     with tracing.span(
@@ -75,8 +80,29 @@ def deliver(state: AppState, delivery_ids: list[int]) -> int:
         items, paced = pace(state, items)
         outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
         starting, parked = hold_back(state, sends)
-        dispatcher.submit(outcomes, starting, paced + parked)
+        dispatcher_of(state).submit(outcomes, starting, paced + parked)
     return len(items)
+
+
+def lease_end(state: AppState, now: datetime) -> datetime:
+    """When a claim made ``now`` ends, if its worker has not recorded it by then."""
+    return now + timedelta(seconds=state.settings.claim_lease)
+
+
+# What sending needs of a delivery's subscription, read with the claim.
+SENDING_COLUMNS = (
+    Subscription.subscription_id,
+    Subscription.event_name.label("pattern"),
+    Subscription.recipient_url,
+    Subscription.verification_token,
+    Subscription.previous_tokens,
+    Subscription.headers,
+    Subscription.notifier,
+    Subscription.store_id,
+    Subscription.status,
+    Subscription.rate_limit,
+    Subscription.filter,
+)
 
 
 def claim(
@@ -103,7 +129,7 @@ def claim(
         .values(
             state=DeliveryState.DELIVERING,
             claim_token=token,
-            lease_until=now + timedelta(seconds=state.settings.claim_lease),
+            lease_until=lease_end(state, now),
         )
         .execution_options(synchronize_session=False)
     )
@@ -118,17 +144,7 @@ def claim(
             Event.event_name,
             Event.body,
             Event.created_at,
-            Subscription.subscription_id,
-            Subscription.event_name.label("pattern"),
-            Subscription.recipient_url,
-            Subscription.verification_token,
-            Subscription.previous_tokens,
-            Subscription.headers,
-            Subscription.notifier,
-            Subscription.store_id,
-            Subscription.status,
-            Subscription.rate_limit,
-            Subscription.filter,
+            *SENDING_COLUMNS,
             Event.store_id.label("event_store_id"),
             Event.trace_context,
         )
@@ -142,10 +158,11 @@ def claim(
 
 
 def _claimed(row: Any, token: str) -> Claimed:
-    return Claimed(
+    return claimed(
+        row,
+        token,
         id=row.id,
         uuid=row.uuid,
-        claim_token=token,
         attempt_count=row.attempt_count,
         round_attempts=row.round_attempts,
         event_id=row.event_id,
@@ -153,19 +170,28 @@ def _claimed(row: Any, token: str) -> Claimed:
         event_name=row.event_name,
         body=row.body,
         created_at=row.created_at,
-        subscription_id=row.subscription_id,
-        pattern=row.pattern,
-        recipient_url=row.recipient_url,
-        verification_token=row.verification_token,
-        previous_tokens=row.previous_tokens,
-        headers=row.headers,
-        notifier=row.notifier,
-        store_id=row.store_id,
-        enabled=row.status,
-        rate_limit=row.rate_limit,
-        filter=row.filter,
         event_store_id=row.event_store_id,
         event_trace=row.trace_context,
+    )
+
+
+def claimed(subscription: Any, token: str, **delivery_and_event: Any) -> Claimed:
+    """A claimed delivery: its own and its event's fields, and its subscription's
+    :data:`SENDING_COLUMNS` from ``subscription``."""
+    return Claimed(
+        **delivery_and_event,
+        claim_token=token,
+        subscription_id=subscription.subscription_id,
+        pattern=subscription.pattern,
+        recipient_url=subscription.recipient_url,
+        verification_token=subscription.verification_token,
+        previous_tokens=subscription.previous_tokens,
+        headers=subscription.headers,
+        notifier=subscription.notifier,
+        store_id=subscription.store_id,
+        enabled=subscription.status,
+        rate_limit=subscription.rate_limit,
+        filter=subscription.filter,
     )
 
 

@@ -23,11 +23,13 @@ from sqlalchemy import Table, and_, bindparam, or_, select
 
 from flask_async_events import tracing
 from flask_async_events.definitions import receives
-from flask_async_events.delivery.deliver import deliver
+from flask_async_events.delivery.deliver import SENDING_COLUMNS, claimed, lease_end, send_claimed
 from flask_async_events.delivery.dialects import has_row_locks, insert_ignoring_duplicates
+from flask_async_events.delivery.dispatcher import dispatcher_of
 from flask_async_events.delivery.filters import admits
 from flask_async_events.delivery.operational import event_owner, is_operational, sees
 from flask_async_events.delivery.payloads import describe_error, resolve_body
+from flask_async_events.delivery.types import Claimed
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
 from flask_async_events.owners import owner_resources
 from flask_async_events.state import AppState
@@ -45,13 +47,22 @@ def _granted(held: frozenset[str] | None, needed: frozenset[str]) -> bool:
     return held is None or needed <= held
 
 
-def delivery_row(event_id: int, subscription_id: int, now: datetime) -> dict[str, Any]:
-    """A new delivery, due now, as inserted (ignoring one that exists: unique per event and subscription)."""
+def delivery_row(
+    event_id: int,
+    subscription_id: int,
+    now: datetime,
+    claim_token: str | None = None,
+    lease_until: datetime | None = None,
+) -> dict[str, Any]:
+    """A new delivery, due now, as inserted (ignoring one that exists: unique per event and
+    subscription); with a ``claim_token``, already claimed by that worker until ``lease_until``."""
     return {
         "uuid": str(uuid.uuid4()),
         "event_id": event_id,
         "subscription_id": subscription_id,
-        "state": DeliveryState.PENDING,
+        "state": DeliveryState.PENDING if claim_token is None else DeliveryState.DELIVERING,
+        "claim_token": claim_token,
+        "lease_until": lease_until,
         "attempt_count": 0,
         "round_attempts": 0,
         "next_attempt_at": now,
@@ -63,7 +74,7 @@ def delivery_row(event_id: int, subscription_id: int, now: datetime) -> dict[str
 def recipients(
     state: AppState, event: Event, candidates: Sequence[Any], grants: Mapping[str, frozenset[str] | None]
 ) -> list[Any]:
-    """The candidate subscriptions (rows with ``event_name``, ``store_id`` and ``owner``) an event
+    """The candidate subscriptions (rows with ``pattern``, ``store_id`` and ``owner``) an event
     reaches by name, store scope and its owner's resources; operational events reach only their
     owner's. Filters, which need the payload, are asked afterwards."""
     needed = _resources(state, event.event_name)
@@ -72,15 +83,19 @@ def recipients(
     return [
         candidate
         for candidate in candidates
-        if receives(candidate.event_name, candidate.store_id, event.event_name, event.store_id)
+        if receives(candidate.pattern, candidate.store_id, event.event_name, event.store_id)
         and _granted(grants.get(candidate.owner or ""), needed)
         and (not operational or sees(candidate.owner, about, grants))
     ]
 
 
 def trigger(state: AppState, event_ids: Sequence[int]) -> int:
-    """Resolve and fan out the given events; return how many deliveries were created."""
+    """Resolve and fan out the given events; return how many deliveries were created. The first
+    batch of them is inserted already claimed by this worker and sent from here (no claim, no
+    second job, no queue hop); the rest become deliver jobs, for any worker."""
     session = state.db.session
+    dispatcher = dispatcher_of(state)
+    dispatcher.sender.wait_for_room(state.settings.send_budget)  # before the claims' leases start
     sweep = has_row_locks(session)
     if sweep:
         _take_trigger_request(state)
@@ -95,13 +110,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     tracing.link_current(event.trace_context for event in events)
     names = {event.event_name for event in events}
     candidates = session.execute(
-        select(
-            Subscription.subscription_id,
-            Subscription.event_name,
-            Subscription.store_id,
-            Subscription.owner,
-            Subscription.filter,
-        ).where(
+        select(*SENDING_COLUMNS, Subscription.owner).where(
             Subscription.status.is_(True),
             or_(Subscription.event_name.in_(names), Subscription.event_name.contains("*")),
         )
@@ -111,39 +120,68 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     matches = {event.id: recipients(state, event, candidates, grants) for event in events}
     bodies = _resolve_all(state, [event for event in events if matches[event.id]])
     filtered = _apply_filters(events, matches, bodies)
+    token = dispatcher.journal.claim_token()
+    lease = lease_end(state, now)
+    sending: dict[str, tuple[Event, Any, str | None]] = {}  # by delivery uuid: the first batch, claimed
     marks: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     for event in events:
-        body = bodies.get(event.id)
-        error = describe_error(body) if isinstance(body, Exception) else None
+        resolved = bodies.get(event.id)
+        body = resolved if isinstance(resolved, str) else None
+        error = describe_error(resolved) if isinstance(resolved, Exception) else None
         if error is not None:
             log.warning("Event %s (%s): %s", event.uuid, event.event_name, error)
-        marks.append(
-            {"b_id": event.id, "b_now": now, "b_body": body if isinstance(body, str) else None, "b_error": error}
-        )
-        rows.extend(delivery_row(event.id, subscription_id, now) for subscription_id in matches[event.id])
+        marks.append({"b_id": event.id, "b_now": now, "b_body": body, "b_error": error})
+        for candidate in matches[event.id]:
+            if len(sending) < state.settings.batch_size:
+                row = delivery_row(event.id, candidate.subscription_id, now, token, lease)
+                sending[row["uuid"]] = (event, candidate, body)
+            else:
+                row = delivery_row(event.id, candidate.subscription_id, now)
+            rows.append(row)
     session.execute(_MARK_TRIGGERED, marks)
-    triggered_ids = [event.id for event in events]
     insert_ignoring_duplicates(session, Delivery.__table__, rows)  # type: ignore[arg-type]
-    delivery_ids: list[int] = []
+    made: list[Any] = []
     if rows:  # read in the same transaction: no second commit
-        delivery_ids = list(
-            session.scalars(
-                select(Delivery.id)
-                .where(Delivery.event_id.in_(triggered_ids), Delivery.state == DeliveryState.PENDING)
+        made = list(
+            session.execute(
+                select(Delivery.id, Delivery.uuid, Delivery.state)
+                .where(Delivery.event_id.in_([event.id for event in events]))
                 .order_by(Delivery.id)
             )
         )
+    mine = {row["uuid"] for row in rows}  # not those another trigger of the same event made first
+    pending = [delivery.id for delivery in made if delivery.uuid in mine and delivery.state == DeliveryState.PENDING]
+    claimed_here = [
+        _claimed(delivery.id, delivery.uuid, token, *sending[delivery.uuid])
+        for delivery in made
+        if delivery.uuid in sending
+    ]  # before the commit expires the events
     session.commit()
     if filtered:
         state.queues.count_filtered(filtered)
-    if delivery_ids:
-        # The first batch goes straight to this worker's senders (no second job, no queue hop);
-        # the rest are deliver jobs, for any worker.
-        first = delivery_ids[: state.settings.batch_size]
-        state.queues.enqueue_deliveries(delivery_ids[len(first) :])
-        deliver(state, first)
+    state.queues.enqueue_deliveries(pending)
+    send_claimed(state, claimed_here)
     return len(rows)
+
+
+def _claimed(delivery_id: int, uuid: str, token: str, event: Event, subscription: Any, body: str | None) -> Claimed:
+    """A delivery the trigger inserted claimed, as a deliver job's claim would have read it."""
+    return claimed(
+        subscription,
+        token,
+        id=delivery_id,
+        uuid=uuid,
+        attempt_count=0,
+        round_attempts=0,
+        event_id=event.id,
+        event_uuid=event.uuid,
+        event_name=event.event_name,
+        body=body,
+        created_at=event.created_at,
+        event_store_id=event.store_id,
+        event_trace=event.trace_context,
+    )
 
 
 _EVENT = cast(Table, Event.__table__)
@@ -155,13 +193,13 @@ _MARK_TRIGGERED = (
 
 
 def _apply_filters(events: list[Event], matches: dict[int, list[Any]], bodies: dict[int, str | Exception]) -> int:
-    """Keep, in ``matches``, the ids of the subscriptions each event passes the filter of (or
+    """Keep, in ``matches``, the subscriptions each event passes the filter of (or
     might, if its payload did not resolve); return how many were filtered out. Each body is
     parsed once, and only for an event a filtered subscription matched."""
     filtered = 0
     for event in events:
         document: dict[str, Any] | None = None
-        kept: list[int] = []
+        kept: list[Any] = []
         for candidate in matches[event.id]:
             if candidate.filter:
                 body = bodies.get(event.id)
@@ -170,7 +208,7 @@ def _apply_filters(events: list[Event], matches: dict[int, list[Any]], bodies: d
                 if admits(candidate.filter, document, event.event_name, event.store_id) is False:
                     filtered += 1
                     continue
-            kept.append(candidate.subscription_id)
+            kept.append(candidate)
         matches[event.id] = kept
     return filtered
 

@@ -114,7 +114,7 @@ class _Target:
 
     def __init__(self, subscription: Subscription) -> None:
         self.subscription_id = subscription.subscription_id
-        self.event_name = subscription.event_name
+        self.pattern = subscription.event_name
         self.store_id = subscription.store_id
         self.owner = subscription.owner
         self.filter = subscription.filter

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 import pytest
 from flask import Flask
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
@@ -297,6 +299,37 @@ def test_deliveries_are_sent_in_batches(env: AppEnv, receiver: Receiver) -> None
     drain(app, lambda: all_final(app))
     assert len(receiver.requests) == 25
     assert len({r.headers["Webhook-Id"] for r in receiver.requests}) == 25
+
+
+def test_the_trigger_job_inserts_its_first_batch_claimed_and_sends_it_without_a_claim(
+    env: AppEnv, receiver: Receiver
+) -> None:
+    app = env.app(ASYNC_EVENTS_BATCH_SIZE=10)
+    for index in range(12):
+        subscribe(app, receiver.respond(f"/hook{index}"), event_name="customer.created")
+    publish(app, "customer.created", id=1)
+    statements: list[str] = []
+    job_thread = threading.get_ident()
+
+    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if threading.get_ident() == job_thread:  # the job's own, not the recording thread's
+            statements.append(" ".join(statement.split())[:40])
+
+    with app.app_context():
+        from flask_async_events.jobs import trigger as trigger_job
+
+        engine = get_state().db.engine
+        sa_event.listen(engine, "before_cursor_execute", note)
+        try:
+            trigger_job([1])
+        finally:
+            sa_event.remove(engine, "before_cursor_execute", note)
+        states = [delivery.state for delivery in get_state().db.session.scalars(select(Delivery))]
+        assert get_state().queues.delivery.count == 1  # the 2 past the first batch
+    assert states.count(DeliveryState.PENDING) == 2  # the 10 were inserted claimed, not claimed after
+    assert not [statement for statement in statements if statement.startswith("UPDATE async_event_delivery")]
+    drain(app, lambda: all_final(app))
+    assert len(receiver.requests) == 12
 
 
 def test_payload_is_resolved_once_per_event(app: Flask, receiver: Receiver) -> None:
