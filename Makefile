@@ -77,7 +77,7 @@ test-mysql: $(STAMP)
 ## 50,000 deliveries; writes bench/RESULTS.md. Then EventBridge batching against moto, a healthy
 ## subscriber's latency beside five hanging or dripping endpoints with 10,000 deliveries each, and
 ## the data-scale run at 5 million attempts (bench/SCALE.md; its history is kept in PostgreSQL for
-## the next run: about 21 minutes the first time, 16 after).
+## the next run: about 18 minutes the first time, 14 after).
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.eventbridge --events 1000 --repeat 2

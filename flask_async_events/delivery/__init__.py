@@ -8,7 +8,8 @@
                                   nudger.py      a thread enqueues a trigger job (queues.py)
                                      ▼
     RQ event.trigger ──────────► fanout.py       resolve each payload once (payloads.py), match
-                                     │           subscriptions, insert one delivery row each
+                                     │           subscriptions, insert one delivery row each (the
+                                     │           first batch claimed, and sent from here)
                                      ▼
     RQ event.delivery ─────────► deliver.py      claim due rows (a lease), check what can be sent
                                      │           (attempt.py: the notifier, the secrets and headers
