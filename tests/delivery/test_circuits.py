@@ -113,6 +113,8 @@ def test_a_probe_another_worker_holds_keeps_the_others_parked(env: AppEnv, recei
 
 def test_a_backlog_behind_an_open_circuit_waits_once_and_goes_when_it_closes(env: AppEnv, receiver: Receiver) -> None:
     app, url = open_a_circuit(env, receiver, "/backlog")
+    # The failed one's retry meets the open circuit first: parked until the cool-down ends.
+    drain(app, lambda: deliveries(app)[0].next_attempt_at.timestamp() > time.time() + 1, timeout=30)
     for _ in range(20):
         place_order(app)
     run_burst(app)
