@@ -71,6 +71,8 @@ class Services:
     def arrival_rate(self) -> float:
         """Webhooks per second from the first arrival to the last, since the last reset."""
         stats = requests.get(f"{self.url}/stats", timeout=5).json()
+        if stats["first"] is None or stats["last"] <= stats["first"]:
+            raise RuntimeError(f"the receiver saw {stats['unique']} webhook(s): no span to time")
         return float(stats["unique"]) / (stats["last"] - stats["first"])
 
     def reset(self) -> None:

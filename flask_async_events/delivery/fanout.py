@@ -90,12 +90,11 @@ def recipients(
 
 
 def trigger(state: AppState, event_ids: Sequence[int]) -> int:
-    """Resolve and fan out the given events; return how many deliveries were created. The first
-    batch of them is inserted already claimed by this worker and sent from here (no claim, no
-    second job, no queue hop); the rest become deliver jobs, for any worker."""
+    """Resolve and fan out the given events; return how many deliveries were created. If this
+    worker's senders have room, the first batch is inserted already claimed by it and sent from
+    here (no claim, no second job, no queue hop); the rest become deliver jobs, for any worker."""
     session = state.db.session
     dispatcher = dispatcher_of(state)
-    dispatcher.sender.wait_for_room(state.settings.send_budget)  # before the claims' leases start
     sweep = has_row_locks(session)
     if sweep:
         _take_trigger_request(state)
@@ -122,6 +121,9 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     filtered = _apply_filters(events, matches, bodies)
     token = dispatcher.journal.claim_token()
     lease = lease_end(state, now)
+    # A lease covers one wait for room and one send: senders that are full claim nothing (the
+    # event's rows are not held back waiting here), and deliver jobs take the batch where there is room.
+    to_claim = state.settings.batch_size if dispatcher.sender.startable() > 0 else 0
     sending: dict[str, tuple[Event, Any, str | None]] = {}  # by delivery uuid: the first batch, claimed
     marks: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
@@ -133,7 +135,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
             log.warning("Event %s (%s): %s", event.uuid, event.event_name, error)
         marks.append({"b_id": event.id, "b_now": now, "b_body": body, "b_error": error})
         for candidate in matches[event.id]:
-            if len(sending) < state.settings.batch_size:
+            if len(sending) < to_claim:
                 row = delivery_row(event.id, candidate.subscription_id, now, token, lease)
                 sending[row["uuid"]] = (event, candidate, body)
             else:

@@ -332,6 +332,28 @@ def test_the_trigger_job_inserts_its_first_batch_claimed_and_sends_it_without_a_
     assert len(receiver.requests) == 12
 
 
+def test_a_trigger_job_whose_senders_are_full_claims_nothing_and_leaves_the_batch_to_deliver_jobs(
+    env: AppEnv, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = env.app(ASYNC_EVENTS_BATCH_SIZE=10)
+    for index in range(12):
+        subscribe(app, receiver.respond(f"/full{index}"), event_name="customer.created")
+    publish(app, "customer.created", id=1)
+    with app.app_context():
+        from flask_async_events.delivery.dispatcher import dispatcher_of
+        from flask_async_events.jobs import trigger as trigger_job
+
+        monkeypatch.setattr(dispatcher_of(get_state()).sender, "startable", lambda: 0)  # every thread busy
+        trigger_job([1])
+        monkeypatch.undo()
+        rows = list(get_state().db.session.scalars(select(Delivery)))
+        assert [(d.state, d.claim_token) for d in rows] == [(DeliveryState.PENDING, None)] * 12
+        assert get_state().queues.delivery.count == 2  # jobs of 10 and 2, for any worker with room
+    assert receiver.requests == []
+    drain(app, lambda: all_final(app))
+    assert len(receiver.requests) == 12
+
+
 def test_payload_is_resolved_once_per_event(app: Flask, receiver: Receiver) -> None:
     SERVICE_CALLS.clear()
     for index in range(3):
