@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 EVENT_NAME = re.compile(r"^[a-z0-9._-]+$")
@@ -87,14 +87,19 @@ class EventDefinition:
 
         Arguments the service does not take are dropped, as the Magento module's input processor does.
         """
-        signature = inspect.signature(self.service)
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+        signature, takes_any = self._signature
         accepted = {key: value for key, value in arguments.items() if takes_any or key in signature.parameters}
         try:
             signature.bind(**accepted)
         except TypeError as exc:
             raise TypeError(f"event {self.name!r}: {exc} (service {_qualname(self.service)})") from None
         return accepted
+
+    @cached_property
+    def _signature(self) -> tuple[inspect.Signature, bool]:
+        """The service's signature and whether it takes any keyword, read once (publish() runs per request)."""
+        signature = inspect.signature(self.service)
+        return signature, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
 
 
 def _qualname(func: Callable[..., Any]) -> str:
