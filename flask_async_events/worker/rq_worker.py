@@ -27,6 +27,7 @@ from flask_async_events.worker.scheduler import PreciseScheduler
 
 SCHEDULER_STOP_TRIES = 5
 SCHEDULER_STOP_WAIT = 1.0  # seconds for the scheduler to stop after each SIGTERM
+COMMAND_LISTENER_WAKE = 1.0  # seconds between the command listener's looks at whether to stop
 log = logging.getLogger("flask_async_events")
 
 
@@ -87,6 +88,18 @@ class AsyncEventsWorker(SimpleWorker):
         :func:`run_worker` does not take an idle worker's stop for a failure and start again."""
         self._stop_requested = True
         super().request_stop(signum, frame)
+
+    def subscribe(self) -> None:
+        """RQ's listener for commands sent to this worker (``rq`` suspend, kill-horse), waking every
+        second instead of every minute: redis-py (from 8.2) waits for that thread when it is
+        stopped, and a listener that saw its unsubscription before the stop would hold a stopping
+        worker up to a minute, past a platform's kill deadline."""
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=COMMAND_LISTENER_WAKE, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
     @property
     def dequeue_timeout(self) -> int:

@@ -447,3 +447,19 @@ def test_a_worker_stops_a_scheduler_that_missed_its_sigterm(app: Flask, monkeypa
     finally:
         process.kill()
         process.join(5)
+
+
+def test_a_worker_whose_command_listener_saw_its_unsubscription_first_stops_at_once(app: Flask) -> None:
+    from flask_async_events.worker.rq_worker import AsyncEventsWorker
+
+    worker = AsyncEventsWorker(get_state(app).queues.all(), app=app)
+    worker.subscribe()
+    assert worker.pubsub is not None and worker.pubsub_thread is not None
+    # The listener reads the unsubscription before it is told to stop, as it can while a worker stops.
+    worker.pubsub.unsubscribe()
+    wait_for(lambda: not worker.pubsub.subscribed, 5)
+    stopper = threading.Thread(target=worker.unsubscribe, daemon=True)
+    stopper.start()
+    stopper.join(10)
+    assert not stopper.is_alive(), "stopping the worker waited for its command listener's minute-long sleep"
+    assert not worker.pubsub_thread.is_alive()
