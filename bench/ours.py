@@ -10,10 +10,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 import sqlalchemy as sa
 from flask import Flask
@@ -188,18 +189,31 @@ def steady_latencies(app: Flask, receiver: str, *, rate: float, seconds: float) 
     return [(arrivals[key] - at) * 1000 for key, at in committed.items()]
 
 
-def publish_overhead(env: dict[str, str], url: str, requests_each: int) -> tuple[float, float]:
+def publish_overhead(env: dict[str, str], url: str, requests_each: int, *, worker_here: bool) -> tuple[float, float]:
     """Median milliseconds of a request that stores an order, without and with publishing an event
-    (alternating blocks of 100, so drift on a shared machine hits both alike), with a worker
-    running and taking the events, as in production."""
+    (alternating blocks of 100, so drift on a shared machine hits both alike).
+
+    ``worker_here``: a worker runs on this machine and takes the events, its work sharing the two
+    cores with the request. Otherwise the workers are elsewhere, as web and worker processes are
+    deployed: each request's nudge is let finish and its trigger request taken, untimed, between
+    requests, as a waiting worker takes it at once, so that every nudge enqueues a trigger job."""
+    from flask_async_events.delivery.queues import TRIGGER_REQUESTED
+    from flask_async_events.state import get_state
+
     app = bench_app(env)
     subscribe(app, [url])
     client = app.test_client()
+    nudger = get_state(app).nudger
+    connection = redis.Redis.from_url(env["BENCH_REDIS_URL"])
     timings: dict[str, list[float]] = {"0": [], "1": []}
-    with running_workers(env, 1):
+    workers: AbstractContextManager[object] = running_workers(env, 1) if worker_here else nullcontext()
+    with workers:
         for _ in range(requests_each // 100):
             for flag in ("0", "1"):
                 for _ in range(100):
+                    if not worker_here:
+                        nudger.flush(5)
+                        connection.delete(TRIGGER_REQUESTED)
                     started = time.perf_counter()
                     response = client.post(f"/orders?publish={flag}")
                     timings[flag].append((time.perf_counter() - started) * 1000)
