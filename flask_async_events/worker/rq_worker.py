@@ -97,7 +97,7 @@ class AsyncEventsWorker(SimpleWorker):
         self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]  # RQ annotates it None
             sleep_time=COMMAND_LISTENER_WAKE, daemon=True, exception_handler=self._pubsub_exception_handler
         )
 
