@@ -11,11 +11,28 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session
 
 
-def insert_ignoring_duplicates(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows, skipping any that would break a unique constraint (idempotent fan-out)."""
+def insert_ignoring_duplicates(
+    session: Session | scoped_session[Any],
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    returning: Sequence[str] = (),
+) -> list[Any] | None:
+    """Insert rows, skipping any that would break a unique constraint (idempotent fan-out). With
+    ``returning``, those columns of the rows inserted, where the database says so in the same
+    statement (PostgreSQL, SQLite); None where the caller must read them back (MySQL/MariaDB)."""
     if not rows:
-        return
-    dialect = session.get_bind().dialect.name
+        return [] if returning else None
+    dialect = session.get_bind().dialect
+    if returning and dialect.name in ("postgresql", "sqlite") and dialect.insert_executemany_returning:
+        return list(session.execute(_ignoring(dialect.name, table, tuple(returning)), list(rows)))
+    session.execute(_ignoring(dialect.name, table, ()), list(rows))
+    return None
+
+
+@lru_cache(maxsize=32)
+def _ignoring(dialect: str, table: Table, returning: tuple[str, ...]) -> Insert:
+    """The insert of :func:`insert_ignoring_duplicates`, made once (as :func:`_adding`)."""
     statement: Insert
     if dialect == "postgresql":
         statement = postgresql.insert(table).on_conflict_do_nothing()
@@ -25,7 +42,7 @@ def insert_ignoring_duplicates(session: Session, table: Table, rows: Sequence[di
         statement = insert(table).prefix_with("IGNORE")
     else:
         raise NotImplementedError(f"flask-async-events does not support the {dialect} database")
-    session.execute(statement, list(rows))
+    return statement.returning(*(table.c[name] for name in returning)) if returning else statement
 
 
 def add_counts(

@@ -142,18 +142,18 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
                 row = delivery_row(event.id, candidate.subscription_id, now)
             rows.append(row)
     session.execute(_MARK_TRIGGERED, marks)
-    insert_ignoring_duplicates(session, Delivery.__table__, rows)  # type: ignore[arg-type]
-    made: list[Any] = []
-    if rows:  # read in the same transaction: no second commit
-        made = list(
-            session.execute(
-                select(Delivery.id, Delivery.uuid, Delivery.state)
-                .where(Delivery.event_id.in_([event.id for event in events]))
-                .order_by(Delivery.id)
+    made = insert_ignoring_duplicates(session, _DELIVERY, rows, returning=("id", "uuid"))
+    if made is None:  # read in the same transaction: no second commit
+        mine = {row["uuid"] for row in rows}  # not those another trigger of the same event made first
+        made = [
+            delivery
+            for delivery in session.execute(
+                select(Delivery.id, Delivery.uuid).where(Delivery.event_id.in_([event.id for event in events]))
             )
-        )
-    mine = {row["uuid"] for row in rows}  # not those another trigger of the same event made first
-    pending = [delivery.id for delivery in made if delivery.uuid in mine and delivery.state == DeliveryState.PENDING]
+            if delivery.uuid in mine
+        ]
+    made.sort(key=lambda delivery: delivery.id)
+    pending = [delivery.id for delivery in made if delivery.uuid not in sending]
     claimed_here = [
         _claimed(delivery.id, delivery.uuid, token, *sending[delivery.uuid])
         for delivery in made
@@ -187,6 +187,7 @@ def _claimed(delivery_id: int, uuid: str, token: str, event: Event, subscription
 
 
 _EVENT = cast(Table, Event.__table__)
+_DELIVERY = cast(Table, Delivery.__table__)
 _MARK_TRIGGERED = (
     _EVENT.update()
     .where(_EVENT.c.id == bindparam("b_id"))
