@@ -19,18 +19,18 @@ from datetime import datetime
 from typing import Any, cast
 
 from redis.exceptions import RedisError
-from sqlalchemy import Table, and_, bindparam, or_, select
+from sqlalchemy import Table, and_, bindparam, or_, select, text
 
 from flask_async_events import tracing
 from flask_async_events.definitions import receives
 from flask_async_events.delivery.deliver import SENDING_COLUMNS, claimed, lease_end, send_claimed
-from flask_async_events.delivery.dialects import has_row_locks, insert_ignoring_duplicates
+from flask_async_events.delivery.dialects import has_row_locks, insert_ignoring_duplicates, update_rows
 from flask_async_events.delivery.dispatcher import dispatcher_of
 from flask_async_events.delivery.filters import admits
 from flask_async_events.delivery.operational import event_owner, is_operational, sees
 from flask_async_events.delivery.payloads import describe_error, resolve_body
 from flask_async_events.delivery.types import Claimed
-from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
+from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, naive_utc, utcnow
 from flask_async_events.owners import owner_resources
 from flask_async_events.state import AppState
 
@@ -133,7 +133,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         error = describe_error(resolved) if isinstance(resolved, Exception) else None
         if error is not None:
             log.warning("Event %s (%s): %s", event.uuid, event.event_name, error)
-        marks.append({"b_id": event.id, "b_now": now, "b_body": body, "b_error": error})
+        marks.append({"b_id": event.id, "b_now": naive_utc(now), "b_body": body, "b_error": error})
         for candidate in matches[event.id]:
             if len(sending) < to_claim:
                 row = delivery_row(event.id, candidate.subscription_id, now, token, lease)
@@ -141,7 +141,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
             else:
                 row = delivery_row(event.id, candidate.subscription_id, now)
             rows.append(row)
-    session.execute(_MARK_TRIGGERED, marks)
+    update_rows(session, _MARK_TRIGGERED, _MARK_ALL_TRIGGERED, marks)
     made = insert_ignoring_duplicates(session, _DELIVERY, rows, returning=("id", "uuid"))
     if made is None:  # read in the same transaction: no second commit
         mine = {row["uuid"] for row in rows}  # not those another trigger of the same event made first
@@ -192,6 +192,13 @@ _MARK_TRIGGERED = (
     _EVENT.update()
     .where(_EVENT.c.id == bindparam("b_id"))
     .values(triggered_at=bindparam("b_now"), body=bindparam("b_body"), resolve_error=bindparam("b_error"))
+)
+# The same for the whole batch in one statement, on PostgreSQL.
+_MARK_ALL_TRIGGERED = text(
+    f"""UPDATE {_EVENT.name} AS e SET triggered_at = v.now, body = v.body, resolve_error = v.error
+    FROM unnest(CAST(:b_id AS BIGINT[]), CAST(:b_now AS TIMESTAMP[]), CAST(:b_body AS TEXT[]),
+        CAST(:b_error AS TEXT[])) AS v(id, now, body, error)
+    WHERE e.id = v.id"""
 )
 
 
