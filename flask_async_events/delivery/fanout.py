@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from redis.exceptions import RedisError
-from sqlalchemy import Table, and_, bindparam, or_, select, text
+from sqlalchemy import Table, bindparam, or_, select, text
 
 from flask_async_events import tracing
 from flask_async_events.definitions import receives
@@ -98,9 +98,9 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     sweep = has_row_locks(session)
     if sweep:
         _take_trigger_request(state)
-    chosen = Event.triggered_at.is_(None) if sweep else and_(Event.id.in_(event_ids), Event.triggered_at.is_(None))
     batch = max(state.settings.batch_size, len(event_ids))
-    events = list(session.scalars(select(Event).where(chosen).limit(batch).with_for_update(skip_locked=True)))
+    chosen = {"b_limit": batch} if sweep else {"b_limit": batch, "b_ids": list(event_ids)}
+    events = list(session.scalars(_UNTRIGGERED if sweep else _UNTRIGGERED_AMONG, chosen))
     if sweep and len(events) == batch:
         state.queues.enqueue_trigger([])  # there may be more: another worker can take the next batch
     if not events:
@@ -108,12 +108,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         return 0
     tracing.link_current(event.trace_context for event in events)
     names = {event.event_name for event in events}
-    candidates = session.execute(
-        select(*SENDING_COLUMNS, Subscription.owner).where(
-            Subscription.status.is_(True),
-            or_(Subscription.event_name.in_(names), Subscription.event_name.contains("*")),
-        )
-    ).all()
+    candidates = session.execute(_CANDIDATES, {"b_names": sorted(names)}).all()
     grants = owner_resources(session, {candidate.owner for candidate in candidates if candidate.owner})
     now = utcnow()
     matches = {event.id: recipients(state, event, candidates, grants) for event in events}
@@ -188,6 +183,21 @@ def _claimed(delivery_id: int, uuid: str, token: str, event: Event, subscription
 
 _EVENT = cast(Table, Event.__table__)
 _DELIVERY = cast(Table, Delivery.__table__)
+# The trigger's queries, built once: building them (and their cache keys) per job cost more CPU
+# than the database took to answer them.
+_UNTRIGGERED = (
+    select(Event).where(Event.triggered_at.is_(None)).limit(bindparam("b_limit")).with_for_update(skip_locked=True)
+)
+_UNTRIGGERED_AMONG = (
+    select(Event)
+    .where(Event.id.in_(bindparam("b_ids", expanding=True)), Event.triggered_at.is_(None))
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+)
+_CANDIDATES = select(*SENDING_COLUMNS, Subscription.owner).where(
+    Subscription.status.is_(True),
+    or_(Subscription.event_name.in_(bindparam("b_names", expanding=True)), Subscription.event_name.contains("*")),
+)
 _MARK_TRIGGERED = (
     _EVENT.update()
     .where(_EVENT.c.id == bindparam("b_id"))

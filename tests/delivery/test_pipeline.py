@@ -19,7 +19,7 @@ from flask_async_events.models import Delivery, DeliveryState, Event
 from flask_async_events.signing import legacy_signature, signing_key
 from flask_async_events.state import get_state
 from tests.appfactory import SERVICE_CALLS, db, events
-from tests.conftest import AppEnv, Receiver, drain, run_burst
+from tests.conftest import AppEnv, Receiver, drain, run_burst, wait_for
 from tests.helpers import (
     MAGENTO_TOKEN,
     attempts,
@@ -393,3 +393,15 @@ def test_commits_under_load_share_one_trigger_job_where_the_database_has_row_loc
             assert len(named) == 3 and len(set(named)) == 3
     run_burst(app)
     assert sorted(body_json(r.body)["data"]["id"] for r in receiver.requests) == [0, 1, 2]
+
+
+def test_finished_jobs_leave_redis_within_seconds(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.respond())
+    place_order(app)
+    run_burst(app)
+    assert len(receiver.requests) == 1
+    connection = get_state(app).queues.connection
+    assert connection.keys("rq:job:*"), "the finished jobs are kept for a moment, as RQ expires them"
+    wait_for(lambda: connection.keys("rq:job:*") == [] and connection.keys("rq:results:*") == [], timeout=5)
+    run_burst(app)  # a worker's maintenance drops them from RQ's registry of finished jobs too
+    assert [key for key in connection.keys("rq:finished:*") if connection.zcard(key)] == []
