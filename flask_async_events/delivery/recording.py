@@ -64,6 +64,9 @@ _UPDATE_DELIVERIES = text(
     WHERE d.id = v.id AND d.claim_token = v.token"""
 )
 _SUBSCRIBER = cast(Table, Subscription.__table__)
+_FAILING_AMONG = select(Subscription.subscription_id).where(  # built once: it is asked for every batch
+    Subscription.subscription_id.in_(bindparam("b_sids", expanding=True)), Subscription.failing_since.is_not(None)
+)
 # One row per endpoint, in id order: recording threads of several workers lock the same rows in
 # the same order, so they never deadlock.
 _NOW = bindparam("b_now", type_=UTCDateTime())
@@ -244,13 +247,7 @@ def _recovering(state: AppState, succeeded: set[int]) -> set[int]:
     update: a snapshot taken at claim time could be stale, and a release missed)."""
     if not succeeded:
         return set()
-    return set(
-        state.db.session.scalars(
-            select(Subscription.subscription_id).where(
-                Subscription.subscription_id.in_(sorted(succeeded)), Subscription.failing_since.is_not(None)
-            )
-        )
-    )
+    return set(state.db.session.scalars(_FAILING_AMONG, {"b_sids": sorted(succeeded)}))
 
 
 def _record_health(state: AppState, now: datetime, succeeded: set[int], failures: Counter[int]) -> set[int]:
