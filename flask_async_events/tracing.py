@@ -14,7 +14,7 @@ third parties), and no span holds a secret, a header value or a URL's path.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -94,15 +94,19 @@ def _links(stored: Iterable[str | None]) -> list[Any]:
     return linked
 
 
-def start_attempt(stored: str | None, attributes: Attributes) -> tuple[Any, tuple[tuple[str, str], ...]]:
+def start_attempt(stored: str | None, attributes: Callable[[], Attributes]) -> tuple[Any, tuple[tuple[str, str], ...]]:
     """Start the span of one attempt, a child of the publishing request's span when the event has one;
-    return it and the headers that carry it to the receiver (``traceparent``)."""
+    return it and the headers that carry it to the receiver (``traceparent``). A span that records
+    nothing (no SDK set up in this process) is not kept, and ``attributes`` is asked only of one
+    that records: its headers still carry the publisher's context on."""
     if not ENABLED:
         return None, ()
     attempt = _tracer().start_span("async_events.attempt", context=_stored(stored), kind=SpanKind.CLIENT)
-    attempt.set_attributes(attributes)
     carrier: dict[str, str] = {}
     PROPAGATOR.inject(carrier, context=trace.set_span_in_context(attempt))
+    if not attempt.is_recording():
+        return None, tuple(carrier.items())
+    attempt.set_attributes(attributes())
     return attempt, tuple(carrier.items())
 
 

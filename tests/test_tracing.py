@@ -127,9 +127,21 @@ def test_with_tracing_off_no_span_no_context_and_no_traceparent(
 
 def test_a_stored_context_that_is_not_a_trace_context_is_ignored() -> None:
     for stored in (None, "", "not json", "[1, 2]", '{"traceparent": "garbage"}'):
-        attempt, headers = tracing.start_attempt(stored, {"async_events.attempt": 1})
+        attempt, headers = tracing.start_attempt(stored, lambda: {"async_events.attempt": 1})
         assert attempt.parent is None and dict(headers)["traceparent"].startswith("00-")
         attempt.end()
+
+
+def test_without_a_tracer_provider_an_attempt_keeps_no_span_but_carries_the_publishers_context() -> None:
+    code = (  # a fresh process: the API installed, no SDK set up
+        "from flask_async_events import tracing\n"
+        'stored = \'{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}\'\n'
+        "asked = []\n"
+        "attempt, headers = tracing.start_attempt(stored, lambda: asked.append(1) or {})\n"
+        "assert attempt is None and asked == [], (attempt, asked)\n"
+        "assert dict(headers)['traceparent'] == '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', headers\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
 def test_without_the_otel_extra_the_package_imports_nothing_of_opentelemetry() -> None:
@@ -137,7 +149,7 @@ def test_without_the_otel_extra_the_package_imports_nothing_of_opentelemetry() -
         "import sys; sys.modules['opentelemetry'] = None\n"  # as if it were not installed
         "from flask_async_events import tracing\n"
         "assert tracing.ENABLED is False\n"
-        "assert tracing.current_context() is None and tracing.start_attempt('{}', {}) == (None, ())\n"
+        "assert tracing.current_context() is None and tracing.start_attempt('{}', dict) == (None, ())\n"
         "with tracing.span('x', {}):\n    pass\n"
         "tracing.link_current(['{}'])\n"
         "import flask_async_events.delivery.deliver, flask_async_events.delivery.recording\n"

@@ -235,7 +235,7 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
         )
         trace_headers: tuple[tuple[str, str], ...] = ()
         if tracing.ENABLED:
-            item.span, trace_headers = tracing.start_attempt(item.event_trace, span_attributes(item))
+            item.span, trace_headers = tracing.start_attempt(item.event_trace, partial(span_attributes, item))
         message = Message(
             item.uuid,
             item.event_uuid,
