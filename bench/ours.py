@@ -212,7 +212,8 @@ def publish_overhead(env: dict[str, str], url: str, requests_each: int, *, worke
             for flag in ("0", "1"):
                 for _ in range(100):
                     if not worker_here:
-                        nudger.flush(5)
+                        if not nudger.flush(5):
+                            raise RuntimeError("a nudge was not sent within 5 s: Redis is too slow to measure this")
                         connection.delete(TRIGGER_REQUESTED)
                     started = time.perf_counter()
                     response = client.post(f"/orders?publish={flag}")

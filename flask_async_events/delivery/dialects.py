@@ -7,7 +7,19 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Insert, Table, TextClause, Update, any_, bindparam, insert, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Insert,
+    Table,
+    TextClause,
+    Update,
+    any_,
+    bindparam,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session
 
@@ -15,29 +27,40 @@ from flask_async_events.models import naive_utc
 
 
 def insert_ignoring_duplicates(
+    session: Session | scoped_session[Any], table: Table, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Insert rows, skipping any that would break a unique constraint (idempotent fan-out)."""
+    if rows:
+        session.execute(_ignoring(session.get_bind().dialect.name, table), list(rows))
+
+
+def inserted_rows(
     session: Session | scoped_session[Any],
     table: Table,
     rows: Sequence[dict[str, Any]],
+    returning: Sequence[str],
     *,
-    returning: Sequence[str] = (),
-) -> list[Any] | None:
-    """Insert rows, skipping any that would break a unique constraint (idempotent fan-out). With
-    ``returning``, those columns of the rows inserted where the database says so in the same
-    statement (PostgreSQL: one statement for the batch, each column an array of the rows' values);
-    None where the caller must read them back."""
+    key: str,
+    among: ColumnElement[bool],
+) -> list[Any]:
+    """Insert rows as :func:`insert_ignoring_duplicates` does, and return the ``returning`` columns
+    of those this call inserted, not of those skipped. On PostgreSQL one statement does both, each
+    column an array of the rows' values; elsewhere the rows are read back in the same transaction,
+    among the rows ``among`` selects, by their ``key`` column (unique per row, and in ``returning``)."""
     if not rows:
-        return [] if returning else None
-    dialect = session.get_bind().dialect.name
-    if returning and dialect == "postgresql":
+        return []
+    if session.get_bind().dialect.name == "postgresql":
         columns = tuple(rows[0])
         arrays = {name: [_stored(row[name]) for row in rows] for name in columns}
         return list(session.execute(_inserting_arrays(table, columns, tuple(returning)), arrays))
-    session.execute(_ignoring(dialect, table), list(rows))
-    return None
+    insert_ignoring_duplicates(session, table, rows)
+    ours = {row[key] for row in rows}
+    found = session.execute(select(*(table.c[name] for name in returning)).where(among))
+    return [row for row in found if row._mapping[key] in ours]
 
 
 def _stored(value: Any) -> Any:
-    """A value as its column stores it, for a statement that bypasses the column types (times in naive UTC)."""
+    """A value as its column stores it, for a text statement that knows no column types (times in naive UTC)."""
     return naive_utc(value) if isinstance(value, datetime) else value
 
 
@@ -108,11 +131,12 @@ def update_rows(
     rows: Sequence[dict[str, Any]],
 ) -> None:
     """Run ``statement`` for each of ``rows``; on PostgreSQL, ``from_arrays`` once instead, each
-    parameter an array of the rows' values (one statement for the batch, not one per row)."""
+    parameter an array of the rows' values (one statement for the batch, not one per row; times
+    stored as the columns store them, which a text statement's arrays do not know)."""
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(from_arrays, {name: [row[name] for row in rows] for name in rows[0]})
+        session.execute(from_arrays, {name: [_stored(row[name]) for row in rows] for name in rows[0]})
     else:
         session.execute(statement, list(rows))
 

@@ -19,18 +19,18 @@ from datetime import datetime
 from typing import Any, cast
 
 from redis.exceptions import RedisError
-from sqlalchemy import Table, bindparam, or_, select, text
+from sqlalchemy import ColumnElement, Select, Table, bindparam, or_, select, text
 
 from flask_async_events import tracing
 from flask_async_events.definitions import receives
 from flask_async_events.delivery.deliver import SENDING_COLUMNS, claimed, lease_end, send_claimed
-from flask_async_events.delivery.dialects import has_row_locks, insert_ignoring_duplicates, update_rows
+from flask_async_events.delivery.dialects import has_row_locks, inserted_rows, update_rows
 from flask_async_events.delivery.dispatcher import dispatcher_of
 from flask_async_events.delivery.filters import admits
 from flask_async_events.delivery.operational import event_owner, is_operational, sees
 from flask_async_events.delivery.payloads import describe_error, resolve_body
 from flask_async_events.delivery.types import Claimed
-from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, naive_utc, utcnow
+from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
 from flask_async_events.owners import owner_resources
 from flask_async_events.state import AppState
 
@@ -128,7 +128,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         error = describe_error(resolved) if isinstance(resolved, Exception) else None
         if error is not None:
             log.warning("Event %s (%s): %s", event.uuid, event.event_name, error)
-        marks.append({"b_id": event.id, "b_now": naive_utc(now), "b_body": body, "b_error": error})
+        marks.append({"b_id": event.id, "b_now": now, "b_body": body, "b_error": error})
         for candidate in matches[event.id]:
             if len(sending) < to_claim:
                 row = delivery_row(event.id, candidate.subscription_id, now, token, lease)
@@ -137,16 +137,9 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
                 row = delivery_row(event.id, candidate.subscription_id, now)
             rows.append(row)
     update_rows(session, _MARK_TRIGGERED, _MARK_ALL_TRIGGERED, marks)
-    made = insert_ignoring_duplicates(session, _DELIVERY, rows, returning=("id", "uuid"))
-    if made is None:  # read in the same transaction: no second commit
-        mine = {row["uuid"] for row in rows}  # not those another trigger of the same event made first
-        made = [
-            delivery
-            for delivery in session.execute(
-                select(Delivery.id, Delivery.uuid).where(Delivery.event_id.in_([event.id for event in events]))
-            )
-            if delivery.uuid in mine
-        ]
+    made = inserted_rows(  # not those another trigger of the same event made first
+        session, _DELIVERY, rows, ("id", "uuid"), key="uuid", among=_DELIVERY.c.event_id.in_([e.id for e in events])
+    )
     made.sort(key=lambda delivery: delivery.id)
     pending = [delivery.id for delivery in made if delivery.uuid not in sending]
     claimed_here = [
@@ -185,15 +178,21 @@ _EVENT = cast(Table, Event.__table__)
 _DELIVERY = cast(Table, Delivery.__table__)
 # The trigger's queries, built once: building them (and their cache keys) per job cost more CPU
 # than the database took to answer them.
-_UNTRIGGERED = (
-    select(Event).where(Event.triggered_at.is_(None)).limit(bindparam("b_limit")).with_for_update(skip_locked=True)
-)
-_UNTRIGGERED_AMONG = (
-    select(Event)
-    .where(Event.id.in_(bindparam("b_ids", expanding=True)), Event.triggered_at.is_(None))
-    .limit(bindparam("b_limit"))
-    .with_for_update(skip_locked=True)
-)
+
+
+def _untriggered(*terms: ColumnElement[bool]) -> Select[Event]:
+    """Up to ``b_limit`` untriggered events that ``terms`` also select, locked, skipping those
+    another trigger job holds."""
+    return (
+        select(Event)
+        .where(Event.triggered_at.is_(None), *terms)
+        .limit(bindparam("b_limit"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+_UNTRIGGERED = _untriggered()
+_UNTRIGGERED_AMONG = _untriggered(Event.id.in_(bindparam("b_ids", expanding=True)))
 _CANDIDATES = select(*SENDING_COLUMNS, Subscription.owner).where(
     Subscription.status.is_(True),
     or_(Subscription.event_name.in_(bindparam("b_names", expanding=True)), Subscription.event_name.contains("*")),

@@ -30,7 +30,7 @@ from flask_async_events.delivery.operational import publish_endpoint, publish_fa
 from flask_async_events.delivery.subscription_status import disable_subscriptions
 from flask_async_events.delivery.types import Claimed, Outcome, Parked
 from flask_async_events.delivery.verdicts import Health, Notice, Verdict, hand_back, judge, log_row
-from flask_async_events.models import Delivery, DeliveryState, Subscription, UTCDateTime, naive_utc, utcnow
+from flask_async_events.models import Delivery, DeliveryState, Subscription, UTCDateTime, utcnow
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")
@@ -202,14 +202,13 @@ def _dead_entry(outcome: Outcome, verdict: Verdict) -> dict[str, Any]:
 
 
 def _delivery_row(item: Claimed, verdict: Verdict, now: datetime) -> dict[str, Any]:
-    """The parameters of :data:`_UPDATE_DELIVERY` for one verdict (fenced by the claim's token),
-    times in naive UTC, as they are stored."""
+    """The parameters of :data:`_UPDATE_DELIVERY` for one verdict (fenced by the claim's token)."""
     return {
         "b_id": item.id,
         "b_token": item.claim_token,
-        "b_now": naive_utc(now),
+        "b_now": now,
         "b_state": verdict.state,
-        "b_next": naive_utc(verdict.next_attempt_at),
+        "b_next": verdict.next_attempt_at,
         "b_inc": 1 if verdict.attempted else 0,
         "b_round": verdict.round_attempts,
     }

@@ -5,17 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from datetime import timedelta
 
 import pytest
 from flask import Flask
 from sqlalchemy import event as sa_event
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from standardwebhooks import Webhook
 
 from flask_async_events import NotifyResult, signals
 from flask_async_events.delivery.dialects import has_row_locks
 from flask_async_events.delivery.fanout import trigger
-from flask_async_events.models import Delivery, DeliveryState, Event
+from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.signing import legacy_signature, signing_key
 from flask_async_events.state import get_state
 from tests.appfactory import SERVICE_CALLS, db, events
@@ -152,6 +153,24 @@ def test_running_trigger_twice_creates_no_duplicates(app: Flask, receiver: Recei
     assert len(deliveries(app)) == 2
     run_burst(app)
     assert len(receiver.requests) == 2
+
+
+def test_the_trigger_stores_its_times_in_utc_whatever_the_session_time_zone(app: Flask, receiver: Receiver) -> None:
+    subscribe(app, receiver.respond())
+    subscribe(app, receiver.respond("/other"))
+    place_order(app)
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":  # the batch's statements pass their times as arrays
+            db.session.execute(text("SET TIME ZONE 'America/New_York'"))
+        before = utcnow()
+        assert trigger(get_state(), [1]) == 2
+        db.session.remove()
+    drain(app, lambda: all_final(app))
+    with app.app_context():
+        triggered_at = db.session.scalars(select(Event.triggered_at)).one()
+    assert triggered_at is not None
+    created = [delivery.created_at for delivery in deliveries(app)]
+    assert [abs(moment - before) < timedelta(seconds=5) for moment in [triggered_at, *created]] == [True] * 3
 
 
 def test_wildcards_case_and_exact_names(app: Flask, receiver: Receiver) -> None:
