@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.orm import Session, scoped_session
 
-from flask_async_events.delivery.dialects import add_counts
+from flask_async_events.delivery.dialects import add_counts, insert_rows
 from flask_async_events.models import (
     BUCKET_COLUMNS,
     LATENCY_BUCKETS,
@@ -31,7 +31,7 @@ from flask_async_events.models import (
 _BOUNDS_MS = tuple(bound * 1000 for bound in LATENCY_BUCKETS)
 _TOTALS = cast(Table, AttemptTotals.__table__)
 _HOURLY = cast(Table, AttemptHourly.__table__)
-_LOG = insert(cast(Table, DeliveryAttempt.__table__))  # Core, not the ORM's bulk insert: one statement, made once
+_LOG = cast(Table, DeliveryAttempt.__table__)
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -77,7 +77,7 @@ def write_attempts(session: Session | scoped_session[Any], rows: Sequence[dict[s
     """Append ``rows`` to the attempt log and add them to its statistics."""
     if not rows:
         return
-    session.execute(_LOG, list(rows))
+    insert_rows(session, _LOG, rows)
     totals, hourly = tally(rows)
     bind = cast(Session, session)
     add_counts(bind, _TOTALS, ("subscription_id", "success"), STAT_COUNTERS, totals)
