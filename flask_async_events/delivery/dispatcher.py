@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 
 from flask import Flask, current_app
@@ -24,7 +23,7 @@ from flask_async_events.delivery.flow import hold_back
 from flask_async_events.delivery.journal import AttemptJournal
 from flask_async_events.delivery.recording import record
 from flask_async_events.delivery.retry import due_at
-from flask_async_events.delivery.sender import Sender
+from flask_async_events.delivery.sender import Sender, Task
 from flask_async_events.delivery.spool import spool_directory
 from flask_async_events.delivery.types import Claimed, Outcome, Parked, SendResult, SendTask
 from flask_async_events.models import utcnow
@@ -92,7 +91,10 @@ class Dispatcher:
         ``sends``, each journaled."""
         self._put(outcomes)
         self._put(parked)
-        self.sender.submit(replace(task, run=partial(self._journaled, task.run, task.payload)) for task in sends)
+        self.sender.submit(
+            Task(task.endpoint, partial(self._journaled, task.run, task.payload), task.deadline, task.payload)
+            for task in sends
+        )
 
     def saturated_subscriptions(self) -> set[int]:
         """Subscriptions whose endpoint has a full cap and a queue: claiming more for them only waits."""

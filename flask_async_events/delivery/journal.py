@@ -38,7 +38,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -124,7 +124,7 @@ class AttemptJournal:
     def finished(self, attempts: Sequence[Attempted], results: Sequence[tuple[NotifyResult, int]]) -> None:
         entries = []
         for attempt, (result, duration_ms) in zip(attempts, results, strict=True):
-            fields = {**asdict(result), "response_data": result.response_data[:RESPONSE_EXCERPT]}
+            fields = {**vars(result), "response_data": result.response_data[:RESPONSE_EXCERPT]}  # asdict copies deep
             entry = {"uuid": attempt.uuid, "result": fields, "duration_ms": duration_ms}
             entries.append((attempt.attempt_key, json.dumps(entry)))
         self._note(entries)

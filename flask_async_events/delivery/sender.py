@@ -9,19 +9,26 @@ Submitting never blocks: a deliver job hands its sends over and returns, and the
 its next job while these run. Each task ends in exactly one callback: ``finish`` with its result,
 or ``expire`` (given a list) if its deadline passed before a thread was free for it; or it is
 taken back unstarted by :meth:`Sender.withdraw`.
+
+The sending threads are the sender's own: a task is started (counted, and handed over) under the
+sender's lock, and only as many idle threads are woken as tasks were started; a thread that ends a
+task takes the next one itself (an executor's future and work queue per task cost a tenth of a
+sending thread's CPU).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from flask_async_events.threads import PREFIX, name_native_thread
+from flask_async_events.threads import start_thread
+
+log = logging.getLogger("flask_async_events")
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -57,23 +64,30 @@ class Sender(Generic[T, P]):
         self.per_endpoint = per_endpoint
         self._finish = finish
         self._expire = expire
-        self._pool = ThreadPoolExecutor(threads, f"{PREFIX}send", name_native_thread)
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)  # a task ended or left: for those who wait on the sender
+        self._work = threading.Condition(self._lock)  # a task was started: for idle sending threads
+        self._started: deque[Task[T, P]] = deque()  # started, not yet taken by a thread
         self._waiting: dict[str, deque[Task[T, P]]] = {}
         self._active: dict[str, int] = {}
         self._rotation: deque[str] = deque()
         self._in_flight = 0
+        self._closed = False
+        self._threads = [start_thread(self._serve, f"send_{index}") for index in range(threads)]
 
     def submit(self, tasks: Iterable[Task[T, P]]) -> None:
         with self._lock:
-            for task in tasks:
-                queue = self._waiting.get(task.endpoint)
-                if queue is None:
-                    queue = self._waiting[task.endpoint] = deque()
-                    self._rotation.append(task.endpoint)
-                queue.append(task)
-            expired = self._start_ready()
+            if self._closed:  # nothing will start them: they go back as not started in time
+                expired = list(tasks)
+            else:
+                for task in tasks:
+                    queue = self._waiting.get(task.endpoint)
+                    if queue is None:
+                        queue = self._waiting[task.endpoint] = deque()
+                        self._rotation.append(task.endpoint)
+                    queue.append(task)
+                started, expired = self._start_ready()
+                self._work.notify(started)
         self._report(expired)
 
     def sweep(self, *, everything: bool = False) -> None:
@@ -132,8 +146,13 @@ class Sender(Generic[T, P]):
             self._changed.wait_for(lambda: self._startable() > 0, timeout)
 
     def shutdown(self) -> None:
+        """Expire what waits, let what runs end, and stop the threads."""
         self.sweep(everything=True)
-        self._pool.shutdown(wait=True)
+        with self._lock:
+            self._closed = True
+            self._work.notify_all()
+        for thread in self._threads:
+            thread.join()
 
     def _idle(self) -> bool:
         return not (self._in_flight or self._waiting)
@@ -149,12 +168,13 @@ class Sender(Generic[T, P]):
         )
         return self.threads - self._in_flight - ready
 
-    def _start_ready(self) -> list[Task[T, P]]:
-        """Under the lock: start what may start; return the tasks found past their deadline."""
+    def _start_ready(self) -> tuple[int, list[Task[T, P]]]:
+        """Under the lock: start what may start; return how many started, and the tasks found past
+        their deadline."""
         expired: list[Task[T, P]] = []
         now = time.monotonic()
         cap = self._cap()  # endpoints that start stay busy, so it holds for the whole loop
-        blocked = 0
+        blocked = started = 0
         while self._rotation and self._in_flight < self.threads and blocked < len(self._rotation):
             endpoint = self._rotation[0]
             self._rotation.rotate(-1)
@@ -171,11 +191,27 @@ class Sender(Generic[T, P]):
                 continue
             self._active[endpoint] = self._active.get(endpoint, 0) + 1
             self._in_flight += 1
-            self._pool.submit(self._run, task)
-        return expired
+            self._started.append(task)
+            started += 1
+        return started, expired
+
+    def _serve(self) -> None:
+        """A sending thread: run the tasks started for it, until the sender shuts down."""
+        while True:
+            with self._lock:
+                while not self._started and not self._closed:
+                    self._work.wait()
+                if not self._started:
+                    return
+                task = self._started.popleft()
+            try:
+                self._run(task)
+            except Exception:  # a callback failed: its task is accounted for, and the thread goes on
+                log.exception("A sending thread could not report a task's end")
 
     def _run(self, task: Task[T, P]) -> None:
-        """On a pool thread: run the task, report its result, start what may start next."""
+        """Run the task, report its result, start what may start next (this thread takes one of
+        those itself: only the rest wake others)."""
         try:
             try:
                 result = task.run()
@@ -191,7 +227,8 @@ class Sender(Generic[T, P]):
                     self._active[task.endpoint] = active
                 else:
                     del self._active[task.endpoint]
-                expired = self._start_ready()
+                started, expired = self._start_ready()
+                self._work.notify(max(0, started - 1))
                 self._changed.notify_all()
             self._report(expired)
 

@@ -114,6 +114,29 @@ def test_a_task_that_raises_is_handed_back_not_lost() -> None:
     assert collected.expired == [1] and collected.finished == {2: "ok"}
 
 
+def test_a_callback_that_raises_leaves_the_thread_sending() -> None:
+    collected = Collected()
+
+    def finish(task: Task[object, int], result: object) -> None:
+        if task.payload == 1:
+            raise RuntimeError("a recording bug")
+        collected.finish(task, result)
+
+    sender: Sender[object, int] = Sender(1, 1, finish, collected.expire)  # one thread: it must live on
+    sender.submit(Task("e", lambda: "ok", time.monotonic() + 10, index) for index in (1, 2, 3))
+    assert sender.wait_idle(5)
+    sender.shutdown()
+    assert collected.finished == {2: "ok", 3: "ok"} and collected.expired == []
+
+
+def test_tasks_submitted_after_shutdown_come_back_unstarted() -> None:
+    collected = Collected()
+    sender: Sender[object, int] = Sender(2, 2, collected.finish, collected.expire)
+    sender.shutdown()
+    sender.submit(Task("e", lambda: "sent", time.monotonic() + 10, index) for index in (1, 2))
+    assert collected.expired == [1, 2] and collected.finished == {}
+
+
 @pytest.mark.parametrize(
     ("threads", "per_endpoint", "busy", "cap"),
     [(32, 8, 1, 8), (32, 8, 4, 8), (32, 8, 6, 5), (32, 8, 40, 1), (4, 2, 0, 2), (1, 8, 3, 1)],
