@@ -87,10 +87,11 @@ def _check_key(key: object) -> str:
 
 
 def _insert(session: scoped_session[Any], row: dict[str, Any]) -> None:
-    """Insert the event's row now, in the publisher's transaction (a Core statement: the ORM's
-    unit of work would cost the request more than the INSERT itself), and note its id for the
-    nudge after the commit."""
-    result = cast(CursorResult[Any], session.execute(_INSERT_EVENT, row))
+    """Insert the event's row now, in the publisher's transaction (a Core statement on the
+    session's connection: the ORM's unit of work, or even its execution of a Core statement, would
+    cost the request more than the INSERT itself), and note its id for the nudge after the commit."""
+    connection = session.connection(bind_arguments={"clause": _INSERT_EVENT})
+    result = cast(CursorResult[Any], connection.execute(_INSERT_EVENT, row))
     event_id = result.inserted_primary_key[0]  # type: ignore[index]  # one row: never None
     session.info.setdefault(PENDING_KEY, []).append(event_id)
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
+from rq import Queue
 from sqlalchemy import event as sa_event
 from sqlalchemy import select, text, update
 from standardwebhooks import Webhook
@@ -16,6 +17,7 @@ from standardwebhooks import Webhook
 from flask_async_events import NotifyResult, signals
 from flask_async_events.delivery.dialects import has_row_locks
 from flask_async_events.delivery.fanout import trigger
+from flask_async_events.delivery.queues import JOB_OPTIONS, TRIGGER_JOB
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.signing import legacy_signature, signing_key
 from flask_async_events.state import get_state
@@ -420,6 +422,28 @@ def test_commits_under_load_share_one_trigger_job_where_the_database_has_row_loc
             assert len(named) == 3 and len(set(named)) == 3
     run_burst(app)
     assert sorted(body_json(r.body)["data"]["id"] for r in receiver.requests) == [0, 1, 2]
+
+
+def test_a_trigger_request_queues_the_job_rqs_own_enqueue_would(app: Flask) -> None:
+    """Where the database has row locks, a commit asks for a trigger job in one script, from fields
+    RQ made once: it must queue the job RQ's enqueue makes, but for its id and times."""
+    queues = get_state(app).queues
+    connection = queues.connection
+    queues.request_trigger()
+    queues.request_trigger()  # one is waiting: nothing more
+    queues.take_trigger_request()  # a worker took it
+    connection.script_flush()  # and Redis restarted, forgetting the script: it is sent again
+    queues.request_trigger()
+    ours = queues.trigger.get_jobs()
+    theirs = queues.trigger.enqueue(TRIGGER_JOB, [], **JOB_OPTIONS)
+    assert queues.trigger.job_ids == [*(job.id for job in ours), theirs.id] and len(ours) == 2
+    saved = [connection.hgetall(job.key) for job in [*ours, theirs]]
+    times = {b"created_at", b"enqueued_at"}
+    assert all(set(fields) >= times for fields in saved)
+    unlike = [{name: value for name, value in fields.items() if name not in times} for fields in saved]
+    assert unlike[0] == unlike[1] == unlike[2]
+    assert [abs(job.created_at - utcnow()) < timedelta(seconds=10) for job in ours] == [True, True]
+    assert connection.smembers(Queue.redis_queues_keys) == {queues.trigger.key.encode()}
 
 
 def test_finished_jobs_leave_redis_within_seconds(app: Flask, receiver: Receiver) -> None:
