@@ -34,6 +34,9 @@ log = logging.getLogger("flask_async_events")
 
 EXTENSION_KEY = "async_events.dispatcher"
 RECORD_BATCH = 500
+# After recording a batch, the thread waits this long for more results: each batch is a transaction
+# of about seven statements whatever its size, and results arrive a few at a time.
+RECORD_LINGER = 0.01
 SWEEP_INTERVAL = 0.1
 
 
@@ -185,6 +188,7 @@ class Dispatcher:
                 self._unrecorded -= len(batch)
                 self._lock.notify_all()
             self.sender.sweep()
+            time.sleep(RECORD_LINGER)  # what ends meanwhile is recorded with the next batch, together
 
     def _write(self, batch: list[Outcome | Claimed | Parked]) -> None:
         """Record a batch, retrying while the database is away. Giving up (after a lease's length)
