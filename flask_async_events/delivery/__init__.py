@@ -5,7 +5,7 @@
     host request ── publish() ──► outbox.py      an async_event row in the host's own transaction
                                      │ after the outermost commit
                                      ▼
-                                  nudger.py      a thread enqueues a trigger job (queues.py)
+                                  nudger.py      a thread asks for a trigger job (queues.py)
                                      ▼
     RQ event.trigger ──────────► fanout.py       resolve each payload once (payloads.py), match
                                      │           subscriptions, insert one delivery row each (the

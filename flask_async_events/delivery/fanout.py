@@ -29,7 +29,7 @@ from flask_async_events.delivery.dispatcher import dispatcher_of
 from flask_async_events.delivery.filters import admits
 from flask_async_events.delivery.operational import event_owner, is_operational, sees
 from flask_async_events.delivery.payloads import describe_error, resolve_body
-from flask_async_events.delivery.types import Claimed
+from flask_async_events.delivery.types import Claimed, PublishedEvent
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
 from flask_async_events.owners import owner_resources
 from flask_async_events.state import AppState
@@ -72,7 +72,7 @@ def delivery_row(
 
 
 def recipients(
-    state: AppState, event: Event, candidates: Sequence[Any], grants: Mapping[str, frozenset[str] | None]
+    state: AppState, event: PublishedEvent, candidates: Sequence[Any], grants: Mapping[str, frozenset[str] | None]
 ) -> list[Any]:
     """The candidate subscriptions (rows with ``pattern``, ``store_id`` and ``owner``) an event
     reaches by name, store scope and its owner's resources; operational events reach only their
@@ -100,7 +100,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         _take_trigger_request(state)
     batch = max(state.settings.batch_size, len(event_ids))
     chosen = {"b_limit": batch} if sweep else {"b_limit": batch, "b_ids": list(event_ids)}
-    events = list(session.scalars(_UNTRIGGERED if sweep else _UNTRIGGERED_AMONG, chosen))
+    events: list[Any] = list(session.execute(_UNTRIGGERED if sweep else _UNTRIGGERED_AMONG, chosen))
     if sweep and len(events) == batch:
         state.queues.enqueue_trigger([])  # there may be more: another worker can take the next batch
     if not events:
@@ -119,7 +119,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     # A lease covers one wait for room and one send: senders that are full claim nothing (the
     # event's rows are not held back waiting here), and deliver jobs take the batch where there is room.
     to_claim = state.settings.batch_size if dispatcher.sender.startable() > 0 else 0
-    sending: dict[str, tuple[Event, Any, str | None]] = {}  # by delivery uuid: the first batch, claimed
+    sending: dict[str, tuple[PublishedEvent, Any, str | None]] = {}  # by delivery uuid: the first batch, claimed
     marks: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     for event in events:
@@ -146,7 +146,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         _claimed(delivery.id, delivery.uuid, token, *sending[delivery.uuid])
         for delivery in made
         if delivery.uuid in sending
-    ]  # before the commit expires the events
+    ]
     session.commit()
     if filtered:
         state.queues.count_filtered(filtered)
@@ -155,7 +155,9 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     return len(rows)
 
 
-def _claimed(delivery_id: int, uuid: str, token: str, event: Event, subscription: Any, body: str | None) -> Claimed:
+def _claimed(
+    delivery_id: int, uuid: str, token: str, event: PublishedEvent, subscription: Any, body: str | None
+) -> Claimed:
     """A delivery the trigger inserted claimed, as a deliver job's claim would have read it."""
     return claimed(
         subscription,
@@ -180,11 +182,15 @@ _DELIVERY = cast(Table, Delivery.__table__)
 # than the database took to answer them.
 
 
-def _untriggered(*terms: ColumnElement[bool]) -> Select[Event]:
+# What the trigger reads of an event (a PublishedEvent).
+_READ = (Event.id, Event.uuid, Event.event_name, Event.store_id, Event.arguments, Event.created_at, Event.trace_context)
+
+
+def _untriggered(*terms: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
     """Up to ``b_limit`` untriggered events that ``terms`` also select, locked, skipping those
-    another trigger job holds."""
+    another trigger job holds: the columns the trigger reads, as rows."""
     return (
-        select(Event)
+        select(*_READ)
         .where(Event.triggered_at.is_(None), *terms)
         .limit(bindparam("b_limit"))
         .with_for_update(skip_locked=True)
@@ -211,7 +217,7 @@ _MARK_ALL_TRIGGERED = text(
 )
 
 
-def _apply_filters(events: list[Event], matches: dict[int, list[Any]], bodies: dict[int, str | Exception]) -> int:
+def _apply_filters(events: list[Any], matches: dict[int, list[Any]], bodies: dict[int, str | Exception]) -> int:
     """Keep, in ``matches``, the subscriptions each event passes the filter of (or
     might, if its payload did not resolve); return how many were filtered out. Each body is
     parsed once, and only for an event a filtered subscription matched."""
@@ -232,7 +238,7 @@ def _apply_filters(events: list[Event], matches: dict[int, list[Any]], bodies: d
     return filtered
 
 
-def _resolve_all(state: AppState, events: list[Event]) -> dict[int, str | Exception]:
+def _resolve_all(state: AppState, events: list[Any]) -> dict[int, str | Exception]:
     """Each event's body, or why it failed. All in one savepoint; if anything fails, again with a
     savepoint per event, so a database error inside the host's service spoils only its own event
     (the services of that batch then run twice, which a payload service must allow anyway)."""

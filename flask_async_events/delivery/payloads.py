@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from flask_async_events.definitions import EventRegistry
-from flask_async_events.models import Event
+from flask_async_events.delivery.types import PublishedEvent
 
 CONTENT_TYPES = {"data": "application/json", "cloudevents": "application/cloudevents+json"}
 
@@ -42,7 +42,7 @@ def to_json(value: Any) -> str:
     return json.dumps(value, default=_encode_default, separators=(",", ":"), ensure_ascii=False)
 
 
-def render_body(payload: Any, event: Event, payload_format: str) -> str:
+def render_body(payload: Any, event: PublishedEvent, payload_format: str) -> str:
     """The body for ``payload`` in the configured format."""
     if payload_format == "cloudevents":
         created = event.created_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
@@ -59,7 +59,7 @@ def render_body(payload: Any, event: Event, payload_format: str) -> str:
     return to_json({"data": payload})
 
 
-def resolve_body(definitions: EventRegistry, event: Event, payload_format: str) -> str:
+def resolve_body(definitions: EventRegistry, event: PublishedEvent, payload_format: str) -> str:
     """Call the event's service with the published arguments and render the body; raises on failure."""
     definition = definitions.get(event.event_name)
     if definition is None:

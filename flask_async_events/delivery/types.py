@@ -9,13 +9,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from flask_async_events.delivery.sender import Task
 from flask_async_events.notifiers.base import NotifyResult
 
 AttemptKey = tuple[int, int]  # (delivery id, attempt number)
 SendResult = list[tuple[NotifyResult, int]]  # per message of one send: its result and duration in ms
+
+
+class PublishedEvent(Protocol):
+    """An event as the pipeline reads it: a row of ``async_event``'s columns (the trigger's: ORM
+    objects cost a fifth of its CPU to build and expire) or an ORM ``Event``."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def uuid(self) -> str: ...
+    @property
+    def event_name(self) -> str: ...
+    @property
+    def store_id(self) -> int: ...
+    @property
+    def arguments(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def trace_context(self) -> str | None: ...
 
 
 @dataclass
