@@ -71,10 +71,13 @@ def delivered(app: Flask) -> int:
     return int(count or 0)
 
 
-def start_workers(env: dict[str, str], count: int, *, burst: bool) -> list[subprocess.Popen[bytes]]:
+def start_workers(
+    env: dict[str, str], count: int, *, burst: bool, source: Path = ROOT
+) -> list[subprocess.Popen[bytes]]:
+    """``count`` worker processes running the package in the checkout at ``source``."""
     command = [*WORKER, "--logging-level", "WARNING", *(["--burst"] if burst else [])]
-    environment = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    return [subprocess.Popen(command, env=environment, cwd=ROOT) for _ in range(count)]
+    environment = {**os.environ, **env, "PYTHONPATH": str(source)}
+    return [subprocess.Popen(command, env=environment, cwd=source) for _ in range(count)]
 
 
 @contextmanager
@@ -97,16 +100,17 @@ def throughput(
     window: CpuWindow | None = None,
     metadata: str = "http",
     threads: ThreadSampler | None = None,
+    source: Path = ROOT,
 ) -> float:
     """Deliveries per second: ``count`` events published, then ``workers`` burst workers started
-    and timed until every delivery is recorded as delivered (the CPU it took in ``window``, by
-    thread in ``threads``)."""
+    (running the checkout at ``source``) and timed until every delivery is recorded as delivered
+    (the CPU it took in ``window``, by thread in ``threads``)."""
     app = bench_app(env)
     subscribe(app, [url], metadata)
     publish(app, count)
     with window or nullcontext():
         started = time.perf_counter()
-        processes = start_workers(env, workers, burst=True)
+        processes = start_workers(env, workers, burst=True, source=source)
         if threads is not None:
             threads.watch([process.pid for process in processes])
         for process in processes:

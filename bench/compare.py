@@ -1,0 +1,94 @@
+"""Worker throughput of several revisions of the package, measured alternately in one run.
+
+    python -m bench.compare [--workers 1] [--events 10000] [--rounds 3] REV [REV ...]
+
+Each revision is checked out into a temporary git worktree; every round runs a plain urllib3 loop
+(the baseline) and then each revision's burst workers, in a rotating order, so that drift on a
+shared machine hits them alike. Reported per revision: webhooks per second from the first arrival
+at the receiver to the last (as ``make bench`` gives them), the median's ratio to the plain loop,
+and the workers' CPU per webhook by thread. The events are published, and the tables made, by the
+checkout this runs from: the revisions must share its tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+from bench import ours
+from bench.__main__ import Services, plain, spread
+from bench.common import ROOT
+from bench.cpu import THREAD_PARTS, CpuWindow, ThreadSampler
+
+
+@contextmanager
+def worktrees(revisions: list[str], folder: Path) -> Iterator[dict[str, Path]]:
+    """A detached git worktree of each revision, removed afterwards."""
+    made: dict[str, Path] = {}
+    try:
+        for index, revision in enumerate(revisions):
+            path = folder / f"rev{index}"
+            subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(path), revision], cwd=ROOT, check=True)
+            made[revision] = path
+        yield made
+    finally:
+        for path in made.values():
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("revisions", nargs="+", help="git revisions (commits, branches, tags)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="fae-compare-"))
+    services = Services(folder, "postgresql")
+    rates: dict[str, list[float]] = {revision: [] for revision in args.revisions}
+    baseline: list[float] = []
+    by_thread: dict[str, list[tuple[float, ...]]] = {revision: [] for revision in args.revisions}
+    try:
+        with worktrees(args.revisions, folder) as sources:
+            for round_index in range(args.rounds):
+                window = CpuWindow(services.receiver.pid, services.redis_process.pid, in_process=args.workers == 1)
+                baseline.append(plain(services, args.events, "urllib3", args.workers, window))
+                print(f"round {round_index + 1}: plain loop {baseline[-1]:,.0f}/s", flush=True)
+                shift = round_index % len(args.revisions)
+                for revision in args.revisions[shift:] + args.revisions[:shift]:
+                    threads = ThreadSampler()
+                    services.with_database(
+                        partial(
+                            ours.throughput,
+                            url=f"{services.url}/hook",
+                            count=args.events,
+                            workers=args.workers,
+                            threads=threads,
+                            source=sources[revision],
+                        )
+                    )
+                    rates[revision].append(services.arrival_rate())
+                    by_thread[revision].append(threads.per_webhook(args.events))
+                    print(f"round {round_index + 1}: {revision} {rates[revision][-1]:,.0f}/s", flush=True)
+    finally:
+        services.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    loop = statistics.median(baseline)
+    print(f"\n{args.workers} worker(s), {args.events:,} webhooks, {args.rounds} rounds; plain loop {loop:,.0f}/s")
+    print(f"| revision | first arrival to last, per second | vs the loop | {' | '.join(THREAD_PARTS)} | total |")
+    print("|---|---|---|" + "---|" * (len(THREAD_PARTS) + 1))
+    for revision, values in rates.items():
+        parts = " | ".join(f"{statistics.median(column):,.0f}" for column in zip(*by_thread[revision], strict=True))
+        print(f"| {revision} | {spread(values)} | {statistics.median(values) / loop:.2f}x | {parts} |")
+
+
+if __name__ == "__main__":
+    main()
