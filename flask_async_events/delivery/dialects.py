@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    CursorResult,
     Insert,
     Table,
     TextClause,
@@ -76,7 +77,9 @@ def _inserting(table: Table) -> Insert:
     return insert(table)
 
 
-def _run_arrays(session: Session | scoped_session[Any], statement: TextClause, rows: Sequence[dict[str, Any]]) -> Any:
+def _run_arrays(
+    session: Session | scoped_session[Any], statement: TextClause, rows: Sequence[dict[str, Any]]
+) -> CursorResult[Any]:
     """Run a PostgreSQL statement whose parameters are the columns of ``rows``, each an array of
     the rows' values (times as their columns store them, which a text statement does not know).
     Through psycopg the arrays go in binary: as text, each of them is quoted and escaped in Python,

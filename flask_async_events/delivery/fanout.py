@@ -100,7 +100,7 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
         _take_trigger_request(state)
     batch = max(state.settings.batch_size, len(event_ids))
     chosen = {"b_limit": batch} if sweep else {"b_limit": batch, "b_ids": list(event_ids)}
-    events: list[Any] = list(session.execute(_UNTRIGGERED if sweep else _UNTRIGGERED_AMONG, chosen))
+    events: list[PublishedEvent] = list(session.execute(_UNTRIGGERED if sweep else _UNTRIGGERED_AMONG, chosen))
     if sweep and len(events) == batch:
         state.queues.enqueue_trigger([])  # there may be more: another worker can take the next batch
     if not events:
@@ -178,10 +178,6 @@ def _claimed(
 
 _EVENT = cast(Table, Event.__table__)
 _DELIVERY = cast(Table, Delivery.__table__)
-# The trigger's queries, built once: building them (and their cache keys) per job cost more CPU
-# than the database took to answer them.
-
-
 # What the trigger reads of an event (a PublishedEvent).
 _READ = (Event.id, Event.uuid, Event.event_name, Event.store_id, Event.arguments, Event.created_at, Event.trace_context)
 
@@ -197,6 +193,8 @@ def _untriggered(*terms: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
     )
 
 
+# The trigger's queries, built once: building them (and their cache keys) per job cost more CPU
+# than the database took to answer them.
 _UNTRIGGERED = _untriggered()
 _UNTRIGGERED_AMONG = _untriggered(Event.id.in_(bindparam("b_ids", expanding=True)))
 _CANDIDATES = select(*SENDING_COLUMNS, Subscription.owner).where(
@@ -217,7 +215,9 @@ _MARK_ALL_TRIGGERED = text(
 )
 
 
-def _apply_filters(events: list[Any], matches: dict[int, list[Any]], bodies: dict[int, str | Exception]) -> int:
+def _apply_filters(
+    events: list[PublishedEvent], matches: dict[int, list[Any]], bodies: dict[int, str | Exception]
+) -> int:
     """Keep, in ``matches``, the subscriptions each event passes the filter of (or
     might, if its payload did not resolve); return how many were filtered out. Each body is
     parsed once, and only for an event a filtered subscription matched."""
@@ -238,7 +238,7 @@ def _apply_filters(events: list[Any], matches: dict[int, list[Any]], bodies: dic
     return filtered
 
 
-def _resolve_all(state: AppState, events: list[Any]) -> dict[int, str | Exception]:
+def _resolve_all(state: AppState, events: list[PublishedEvent]) -> dict[int, str | Exception]:
     """Each event's body, or why it failed. All in one savepoint; if anything fails, again with a
     savepoint per event, so a database error inside the host's service spoils only its own event
     (the services of that batch then run twice, which a payload service must allow anyway)."""

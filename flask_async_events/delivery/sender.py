@@ -73,7 +73,7 @@ class Sender(Generic[T, P]):
         self._rotation: deque[str] = deque()
         self._in_flight = 0
         self._closed = False
-        self._threads = [start_thread(self._serve, f"send_{index}") for index in range(threads)]
+        self._sending_threads = [start_thread(self._serve, f"send_{index}") for index in range(threads)]
 
     def submit(self, tasks: Iterable[Task[T, P]]) -> None:
         with self._lock:
@@ -151,7 +151,7 @@ class Sender(Generic[T, P]):
         with self._lock:
             self._closed = True
             self._work.notify_all()
-        for thread in self._threads:
+        for thread in self._sending_threads:
             thread.join()
 
     def _idle(self) -> bool:
