@@ -35,7 +35,9 @@ def worktrees(revisions: list[str], folder: Path) -> Iterator[dict[str, Path]]:
     try:
         for index, revision in enumerate(revisions):
             path = folder / f"rev{index}"
-            subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(path), revision], cwd=ROOT, check=True)
+            added = subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(path), revision], cwd=ROOT)
+            if added.returncode:
+                raise SystemExit(f"Could not check out {revision!r} (git said why above): name a commit, branch or tag")
             made[revision] = path
         yield made
     finally:
