@@ -10,6 +10,7 @@ import datetime
 import decimal
 import json
 import os
+import time
 from typing import Any
 
 from flask import Flask
@@ -90,6 +91,12 @@ def flaky_echo(payload: dict[str, Any]) -> dict[str, Any]:
     if FLAKY["failing"]:
         raise RuntimeError("the shop's database hiccupped")
     return payload
+
+
+@events.event("slow.event", description="Its service takes ``seconds`` to answer")
+def slow(id: int, seconds: float) -> dict[str, Any]:
+    time.sleep(seconds)
+    return {"id": id}
 
 
 @events.event("broken.query", description="Its service runs a failing SQL query")

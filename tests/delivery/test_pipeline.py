@@ -22,7 +22,7 @@ from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.signing import legacy_signature, signing_key
 from flask_async_events.state import get_state
 from tests.appfactory import SERVICE_CALLS, db, events
-from tests.conftest import DB_BACKEND, AppEnv, Receiver, drain, run_burst, wait_for
+from tests.conftest import DB_BACKEND, AppEnv, Receiver, drain, run_burst
 from tests.helpers import (
     MAGENTO_TOKEN,
     attempts,
@@ -446,19 +446,3 @@ def test_a_trigger_request_queues_the_job_rqs_own_enqueue_would(app: Flask) -> N
     assert unlike[0] == unlike[1] == unlike[2]
     assert [abs(job.created_at - utcnow()) < timedelta(seconds=10) for job in ours] == [True, True]
     assert connection.smembers(Queue.redis_queues_keys) == {queues.trigger.key.encode()}
-
-
-def test_finished_jobs_leave_redis_within_seconds(app: Flask, receiver: Receiver) -> None:
-    subscribe(app, receiver.respond())
-    place_order(app)
-    run_burst(app)
-    assert len(receiver.requests) == 1
-    connection = get_state(app).queues.connection
-
-    def registered_as_finished() -> int:
-        return sum(connection.zcard(key) for key in connection.keys("rq:finished:*"))
-
-    assert registered_as_finished(), "the jobs existed and finished (their hashes expire in a second)"
-    wait_for(lambda: connection.keys("rq:job:*") == [] and connection.keys("rq:results:*") == [], timeout=5)
-    run_burst(app)  # a worker's maintenance drops them from RQ's registry of finished jobs too
-    assert registered_as_finished() == 0
