@@ -1,6 +1,7 @@
-"""Worker throughput of several revisions of the package, measured alternately in one run.
+"""Worker throughput, or latency, of several revisions of the package, measured alternately in one run.
 
     python -m bench.compare [--workers 1] [--events 10000] [--rounds 3] REV [REV ...]
+    python -m bench.compare --latency 200 [--seconds 10] [--workers 2] [--rounds 3] REV [REV ...]
 
 Each revision is checked out into a temporary git worktree; every round runs a plain urllib3 loop
 (the baseline) and then each revision's burst workers, in a rotating order, so that drift on a
@@ -8,6 +9,10 @@ shared machine hits them alike. Reported per revision: webhooks per second from 
 at the receiver to the last (as ``make bench`` gives them), the median's ratio to the plain loop,
 and the workers' CPU per webhook by thread. The events are published, and the tables made, by the
 checkout this runs from: the revisions must share its tables.
+
+With ``--latency RATE``: events published one per commit at that rate to running workers of each
+revision in turn (no plain loop); reported per revision: the p50 and p99 from commit to arrival
+over all rounds, each round's p99, and the workers' CPU per event.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from functools import partial
 from pathlib import Path
 
 from bench import ours
-from bench.__main__ import Services, plain, spread
+from bench.__main__ import Services, percentile, plain, spread
 from bench.common import ROOT
 from bench.cpu import THREAD_PARTS, CpuWindow, ThreadSampler
 
@@ -45,12 +50,49 @@ def worktrees(revisions: list[str], folder: Path) -> Iterator[dict[str, Path]]:
             subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
 
 
+def compare_latency(args: argparse.Namespace, services: Services, sources: dict[str, Path]) -> None:
+    """Alternating steady-rate runs of each revision; prints a table of their latencies and CPU."""
+    latencies: dict[str, list[list[float]]] = {revision: [] for revision in args.revisions}
+    cpu: dict[str, list[float]] = {revision: [] for revision in args.revisions}
+    for round_index in range(args.rounds):
+        shift = round_index % len(args.revisions)
+        for revision in args.revisions[shift:] + args.revisions[:shift]:
+            timed, used = services.with_database(
+                partial(
+                    ours.steady_latency_and_cpu,
+                    receiver=services.url,
+                    rate=args.latency,
+                    seconds=args.seconds,
+                    workers=args.workers,
+                    source=sources[revision],
+                )
+            )
+            latencies[revision].append(timed)
+            cpu[revision].append(used)
+            print(
+                f"round {round_index + 1}: {revision} p50 {percentile(timed, 0.5):.1f} ms, "
+                f"p99 {percentile(timed, 0.99):.1f} ms, {used:,.0f} µs of CPU per event",
+                flush=True,
+            )
+    print(f"\n{args.workers} worker(s), {args.latency:.0f} events/s for {args.seconds:.0f} s, {args.rounds} rounds")
+    print("| revision | p50, ms | p99, ms | p99 of each round, min / median / max | workers' CPU per event, µs |")
+    print("|---|---|---|---|---|")
+    for revision, runs in latencies.items():
+        pooled = [value for run in runs for value in run]
+        print(
+            f"| {revision} | {percentile(pooled, 0.5):.1f} | {percentile(pooled, 0.99):.1f} "
+            f"| {spread([percentile(run, 0.99) for run in runs], 1)} | {statistics.median(cpu[revision]):,.0f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("revisions", nargs="+", help="git revisions (commits, branches, tags)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency", type=float, metavar="RATE", help="compare latency at RATE events/s instead")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="fae-compare-"))
@@ -60,6 +102,9 @@ def main() -> None:
     by_thread: dict[str, list[tuple[float, ...]]] = {revision: [] for revision in args.revisions}
     try:
         with worktrees(args.revisions, folder) as sources:
+            if args.latency:
+                compare_latency(args, services, sources)
+                return
             for round_index in range(args.rounds):
                 window = CpuWindow(services.receiver.pid, services.redis_process.pid, in_process=args.workers == 1)
                 baseline.append(plain(services, args.events, "urllib3", args.workers, window))

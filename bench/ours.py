@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from bench.common import ROOT
-from bench.cpu import CpuWindow, ThreadSampler, rusage_cpu
+from bench.cpu import CpuWindow, ThreadSampler, process_cpu, rusage_cpu
 from bench.signed import SECRET
 
 WORKER = [sys.executable, "-m", "flask", "--app", "bench.app:create_app", "async-events", "worker"]
@@ -81,8 +81,8 @@ def start_workers(
 
 
 @contextmanager
-def running_workers(env: dict[str, str], count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
-    workers = start_workers(env, count, burst=False)
+def running_workers(env: dict[str, str], count: int, source: Path = ROOT) -> Iterator[list[subprocess.Popen[bytes]]]:
+    workers = start_workers(env, count, burst=False, source=source)
     try:
         yield workers
     finally:
@@ -161,6 +161,21 @@ def latency_and_fanout(
         publish(app, 1)
         wait_for(lambda: delivered(app) >= before + fanout, 120, "the fan-out")
         return latencies, time.perf_counter() - started
+
+
+def steady_latency_and_cpu(
+    env: dict[str, str], receiver: str, *, rate: float, seconds: float, workers: int, source: Path = ROOT
+) -> tuple[list[float], float]:
+    """Milliseconds from commit to arrival at a steady ``rate`` (as :func:`latency_and_fanout`), and
+    the workers' CPU per event in µs over that run, workers running the package at ``source``."""
+    app = bench_app(env)
+    subscribe(app, [f"{receiver}/timed"])
+    with running_workers(env, workers, source) as processes:
+        warm_up(app)
+        before = sum(process_cpu(process.pid) for process in processes)
+        latencies = steady_latencies(app, receiver, rate=rate, seconds=seconds)
+        used = sum(process_cpu(process.pid) for process in processes) - before
+    return latencies, used / len(latencies) * 1e6
 
 
 def warm_up(app: Flask) -> None:
