@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 
 from bench import ours
-from bench.__main__ import Services, percentile, plain, spread
+from bench.__main__ import Services, medians, percentile, plain, spread
 from bench.common import ROOT
 from bench.cpu import THREAD_PARTS, CpuWindow, ThreadSampler
 
@@ -50,13 +50,18 @@ def worktrees(revisions: list[str], folder: Path) -> Iterator[dict[str, Path]]:
             subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
 
 
+def rotated(revisions: list[str], round_index: int) -> list[str]:
+    """The revisions in this round's order: each starts a round in turn, so drift hits them alike."""
+    shift = round_index % len(revisions)
+    return revisions[shift:] + revisions[:shift]
+
+
 def compare_latency(args: argparse.Namespace, services: Services, sources: dict[str, Path]) -> None:
     """Alternating steady-rate runs of each revision; prints a table of their latencies and CPU."""
     latencies: dict[str, list[list[float]]] = {revision: [] for revision in args.revisions}
     cpu: dict[str, list[float]] = {revision: [] for revision in args.revisions}
     for round_index in range(args.rounds):
-        shift = round_index % len(args.revisions)
-        for revision in args.revisions[shift:] + args.revisions[:shift]:
+        for revision in rotated(args.revisions, round_index):
             timed, used = services.with_database(
                 partial(
                     ours.steady_latency_and_cpu,
@@ -109,8 +114,7 @@ def main() -> None:
                 window = CpuWindow(services.receiver.pid, services.redis_process.pid, in_process=args.workers == 1)
                 baseline.append(plain(services, args.events, "urllib3", args.workers, window))
                 print(f"round {round_index + 1}: plain loop {baseline[-1]:,.0f}/s", flush=True)
-                shift = round_index % len(args.revisions)
-                for revision in args.revisions[shift:] + args.revisions[:shift]:
+                for revision in rotated(args.revisions, round_index):
                     threads = ThreadSampler()
                     services.with_database(
                         partial(
@@ -133,8 +137,8 @@ def main() -> None:
     print(f"| revision | first arrival to last, per second | vs the loop | {' | '.join(THREAD_PARTS)} | total |")
     print("|---|---|---|" + "---|" * (len(THREAD_PARTS) + 1))
     for revision, values in rates.items():
-        parts = " | ".join(f"{statistics.median(column):,.0f}" for column in zip(*by_thread[revision], strict=True))
-        print(f"| {revision} | {spread(values)} | {statistics.median(values) / loop:.2f}x | {parts} |")
+        ratio = statistics.median(values) / loop
+        print(f"| {revision} | {spread(values)} | {ratio:.2f}x | {medians(by_thread[revision])} |")
 
 
 if __name__ == "__main__":
