@@ -25,8 +25,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,20 +48,12 @@ EXCERPT_READ = pycurl.E_WRITE_ERROR  # what libcurl says when the body callback 
 
 @dataclass
 class _Answer:
-    """What one transfer received: the last header block and the start of the body."""
+    """What one transfer received besides what libcurl keeps (status, headers it parses): the start
+    of the body."""
 
     body: bytearray = field(default_factory=bytearray)
-    headers: dict[str, str] = field(default_factory=dict)
     refused: str | None = None  # why the address policy refused a connection
     sockets: list[socket.socket] = field(default_factory=list)  # ours; libcurl works on duplicates
-
-    def header_line(self, raw: bytes) -> None:
-        line = raw.decode("iso-8859-1").strip()
-        if line.startswith("HTTP/"):  # a new response (after a 1xx): its headers start afresh
-            self.headers.clear()
-        name, colon, value = line.partition(":")
-        if colon:
-            self.headers[name.strip().lower()] = value.strip()
 
     def body_chunk(self, chunk: bytes) -> int | None:
         """Keep the excerpt; returning 0 makes libcurl stop reading (and close the connection)."""
@@ -138,7 +128,6 @@ class HttpNotifier:
         curl.setopt(pycurl.POSTFIELDSIZE, len(body))
         curl.setopt(pycurl.READFUNCTION, io.BytesIO(body).read)
         curl.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in headers.items()] + ["Expect:"])
-        curl.setopt(pycurl.HEADERFUNCTION, answer.header_line)
         curl.setopt(pycurl.WRITEFUNCTION, answer.body_chunk)
         curl.setopt(pycurl.OPENSOCKETFUNCTION, lambda purpose, address: self._open(host, address, answer))
         try:
@@ -150,11 +139,14 @@ class HttpNotifier:
         finally:
             for sock in answer.sockets:
                 sock.close()
+        # The headers we need are read from libcurl's own parse of the final answer: a Python
+        # callback per header line took the GIL back for each, a third of a send's CPU.
         status = curl.getinfo(pycurl.RESPONSE_CODE)
         if 300 <= status < 400:
-            return classify(status, answer.headers.get("location", ""), None)
-        excerpt = bytes(answer.body[:BODY_EXCERPT]).decode(_charset(answer.headers.get("content-type", "")), "replace")
-        return classify(status, excerpt, answer.headers.get("retry-after"))
+            return classify(status, curl.getinfo(pycurl.REDIRECT_URL) or "", None)
+        charset = _charset(curl.getinfo(pycurl.CONTENT_TYPE) or "")
+        excerpt = bytes(answer.body[:BODY_EXCERPT]).decode(charset, "replace")
+        return classify(status, excerpt, curl.getinfo(pycurl.RETRY_AFTER) or None)
 
     def _curl(self) -> pycurl.Curl:
         """This thread's curl handle, set up once; its connections are kept alive."""
@@ -198,38 +190,23 @@ class HttpNotifier:
         return _retryable(f"Request failed: {text}", "ConnectionError")
 
 
-def classify(status: int, response_data: str, retry_after_header: str | None) -> NotifyResult:
-    """The outcome of an HTTP status: 2xx success; 408, 429 and 5xx retryable; 410 gone; else final."""
+def classify(status: int, response_data: str, retry_after: float | None) -> NotifyResult:
+    """The outcome of an HTTP status: 2xx success; 408, 429 and 5xx retryable; 410 gone; else final.
+    ``retry_after``: the seconds the answer's ``Retry-After`` asks for (libcurl reads both its
+    forms, delay-seconds and HTTP-date), kept for a retryable answer only."""
     if 200 <= status < 300:
         return NotifyResult(True, status_code=status, response_data=response_data)
     retryable = status in RETRYABLE_STATUS or status >= 500
-    retry_after = parse_retry_after(retry_after_header, datetime.now(UTC)) if retryable else None
     if 300 <= status < 400:
         response_data = f"Redirect to {response_data!r} not followed" if response_data else "Redirect not followed"
     return NotifyResult(
         False,
         retryable=retryable,
-        retry_after=retry_after,
+        retry_after=max(0.0, float(retry_after)) if retryable and retry_after is not None else None,
         status_code=status,
         response_data=response_data,
         gone=status == 410,
     )
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdecimal():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def _charset(content_type: str) -> str:
