@@ -132,7 +132,7 @@ def test_a_stored_context_that_is_not_a_trace_context_is_ignored() -> None:
         attempt.end()
 
 
-def test_without_a_tracer_provider_an_attempt_keeps_no_span_but_carries_the_publishers_context() -> None:
+def test_without_a_tracer_provider_no_span_is_made_but_the_publishers_context_is_carried_on() -> None:
     code = (  # a fresh process: the API installed, no SDK set up
         "from flask_async_events import tracing\n"
         'stored = \'{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}\'\n'
@@ -140,6 +140,12 @@ def test_without_a_tracer_provider_an_attempt_keeps_no_span_but_carries_the_publ
         "attempt, headers = tracing.start_attempt(stored, lambda: asked.append(1) or {})\n"
         "assert attempt is None and asked == [], (attempt, asked)\n"
         "assert dict(headers)['traceparent'] == '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', headers\n"
+        "assert tracing.start_attempt(None, lambda: asked.append(1) or {}) == (None, ()) and asked == []\n"
+        "from opentelemetry import trace\n"
+        "ids = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331\n"
+        "context = trace.SpanContext(*ids, True, trace.TraceFlags(1))\n"
+        "with trace.use_span(trace.NonRecordingSpan(context)), tracing.span('async_events.publish', {}):\n"
+        "    assert tracing.current_context() == stored.replace(' ', ''), tracing.current_context()\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
