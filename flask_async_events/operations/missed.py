@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, select
 
 from flask_async_events.delivery.dialects import insert_ignoring_duplicates
-from flask_async_events.delivery.fanout import delivery_row, recipients
+from flask_async_events.delivery.fanout import delivery_row, new_uuids, recipients
 from flask_async_events.delivery.filters import admits
 from flask_async_events.delivery.payloads import resolve_body
 from flask_async_events.models import Delivery, Event, Subscription, utcnow
@@ -127,7 +127,10 @@ def _deliver(state: AppState, subscription_id: int, event_ids: list[int]) -> lis
         session.rollback()
         return []
     now = utcnow()
-    rows = [delivery_row(event_id, subscription_id, now) for event_id in event_ids]
+    rows = [
+        delivery_row(delivery_uuid, event_id, subscription_id, now)
+        for delivery_uuid, event_id in zip(new_uuids(len(event_ids)), event_ids, strict=True)
+    ]
     insert_ignoring_duplicates(session, Delivery.__table__, rows)  # type: ignore[arg-type]
     made = session.execute(
         select(Delivery.id, Delivery.uuid).where(

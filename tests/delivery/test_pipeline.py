@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from standardwebhooks import Webhook
 
 from flask_async_events import NotifyResult, signals
 from flask_async_events.delivery.dialects import has_row_locks
-from flask_async_events.delivery.fanout import trigger
+from flask_async_events.delivery.fanout import new_uuids, trigger
 from flask_async_events.delivery.queues import JOB_OPTIONS, TRIGGER_JOB
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.signing import legacy_signature, signing_key
@@ -330,6 +331,13 @@ def test_deliveries_are_sent_in_batches(env: AppEnv, receiver: Receiver) -> None
     drain(app, lambda: all_final(app))
     assert len(receiver.requests) == 25
     assert len({r.headers["Webhook-Id"] for r in receiver.requests}) == 25
+
+
+def test_delivery_uuids_made_from_one_read_are_distinct_version_4_uuids() -> None:
+    made = list(new_uuids(1000))
+    assert len(set(made)) == 1000
+    assert all(uuid.UUID(value).version == 4 and str(uuid.UUID(value)) == value for value in made)
+    assert list(new_uuids(0)) == []
 
 
 def test_the_trigger_job_inserts_its_first_batch_claimed_and_sends_it_without_a_claim(
