@@ -47,14 +47,21 @@ CRASH_RETRY = Retry(max=3, interval=[2, 10, 30])
 # their own, a third of its work per job; an expiry rides in the pipeline RQ sends anyway.
 FINISHED_JOB_TTL = 1
 JOB_OPTIONS: dict[str, Any] = {"result_ttl": FINISHED_JOB_TTL, "retry": CRASH_RETRY}
+# Seconds a trigger job may wait in its queue before its hash expires (RQ skips a queued id whose
+# hash is gone). A trigger job is only a nudge: one that expires, or whose hash a worker killed as
+# it took the job left behind, costs nothing but the relay of its events by maintenance.
+TRIGGER_JOB_TTL = 3600
+TRIGGER_JOB_OPTIONS: dict[str, Any] = {**JOB_OPTIONS, "ttl": TRIGGER_JOB_TTL}
 # KEYS: the trigger request mark, the new job's hash, the queue, RQ's set of queues. ARGV: the
-# mark's expiry, the job's id, then the job's fields (as RQ's Queue.enqueue_job saves them).
+# mark's expiry, the job's id, the job's expiry, then its fields (as RQ's Queue.enqueue_job saves
+# them, and expires them with a job's ttl).
 _REQUEST_AND_ENQUEUE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
     return 0
 end
 redis.call('SADD', KEYS[4], KEYS[3])
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('RPUSH', KEYS[3], ARGV[2])
 return 1
 """
@@ -108,7 +115,7 @@ class Queues:
         """Trigger jobs for these events, a batch each (one job with no ids: take any)."""
         with self.connection.pipeline() as pipe:
             for chunk in _chunks(event_ids, self.batch_size) if event_ids else [[]]:
-                self.trigger.enqueue(TRIGGER_JOB, chunk, pipeline=pipe, **JOB_OPTIONS)
+                self.trigger.enqueue(TRIGGER_JOB, chunk, pipeline=pipe, **TRIGGER_JOB_OPTIONS)
             pipe.execute()
 
     def announce(self, event_ids: Sequence[int], row_locks: bool) -> None:
@@ -133,13 +140,19 @@ class Queues:
         moment = utcformat(now()).encode()
         self._request_and_enqueue(
             keys=[TRIGGER_REQUESTED, Job.key_for(job_id), self.trigger.key, self.trigger.redis_queues_keys],
-            args=[TRIGGER_REQUEST_TTL, job_id, b"created_at", moment, b"enqueued_at", moment, *self._trigger_job],
+            args=[
+                TRIGGER_REQUEST_TTL,
+                job_id,
+                TRIGGER_JOB_TTL,
+                *(b"created_at", moment, b"enqueued_at", moment),
+                *self._trigger_job,
+            ],
         )
 
     @cached_property
     def _trigger_job(self) -> list[bytes]:
         """The fields RQ saves for a queued trigger job with no ids, but for its times."""
-        job = self.trigger.create_job(TRIGGER_JOB, ([],), **JOB_OPTIONS)
+        job = self.trigger.create_job(TRIGGER_JOB, ([],), **TRIGGER_JOB_OPTIONS)
         fields = job.to_dict()  # queued on this queue: what enqueue_job saves but for its times
         for moment in ("created_at", "enqueued_at"):
             fields.pop(moment, None)

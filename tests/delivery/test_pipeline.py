@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 from flask_async_events import NotifyResult, signals
 from flask_async_events.delivery.dialects import has_row_locks
 from flask_async_events.delivery.fanout import new_uuids, trigger
-from flask_async_events.delivery.queues import JOB_OPTIONS, TRIGGER_JOB
+from flask_async_events.delivery.queues import TRIGGER_JOB, TRIGGER_JOB_OPTIONS, TRIGGER_JOB_TTL
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.signing import legacy_signature, signing_key
 from flask_async_events.state import get_state
@@ -445,9 +445,11 @@ def test_a_trigger_request_queues_the_job_rqs_own_enqueue_would(app: Flask) -> N
     connection.script_flush()  # and Redis restarted, forgetting the script: it is sent again
     queues.request_trigger()
     ours = queues.trigger.get_jobs()
-    theirs = queues.trigger.enqueue(TRIGGER_JOB, [], **JOB_OPTIONS)
+    theirs = queues.trigger.enqueue(TRIGGER_JOB, [], **TRIGGER_JOB_OPTIONS)
     assert queues.trigger.job_ids == [*(job.id for job in ours), theirs.id] and len(ours) == 2
     saved = [connection.hgetall(job.key) for job in [*ours, theirs]]
+    # Each expires if it waits an hour, or if a worker killed as it took the job left its hash.
+    assert all(TRIGGER_JOB_TTL - 60 < connection.ttl(job.key) <= TRIGGER_JOB_TTL for job in [*ours, theirs])
     times = {b"created_at", b"enqueued_at"}
     assert all(set(fields) >= times for fields in saved)
     unlike = [{name: value for name, value in fields.items() if name not in times} for fields in saved]

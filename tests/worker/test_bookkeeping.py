@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from flask_async_events.delivery import fanout
+from flask_async_events.delivery.queues import TRIGGER_JOB_TTL
 from flask_async_events.models import Event
 from flask_async_events.state import AppState, get_state
 from flask_async_events.worker import rq_worker
@@ -124,6 +125,22 @@ def test_an_event_whose_worker_dies_in_its_trigger_job_is_relayed(
     assert untriggered(app) == 1
     drain(app, lambda: states(app) == ["delivered"], timeout=30)  # a worker's maintenance relays it
     assert len(receiver.requests) == 1
+
+
+def test_a_trigger_job_whose_hash_expired_in_its_queue_is_skipped_and_its_event_still_delivered(
+    app: Flask, receiver: Receiver
+) -> None:
+    subscribe(app, receiver.respond())
+    place_order(app)
+    state = get_state(app)
+    state.nudger.flush(5)
+    connection = state.queues.connection
+    [job_id] = state.queues.trigger.job_ids
+    assert 0 < connection.ttl(Job.key_for(job_id)) <= TRIGGER_JOB_TTL  # a killed taker's leftover expires too
+    connection.delete(Job.key_for(job_id))  # as its expiry does
+    run_burst(app)
+    assert len(receiver.requests) == 1 and states(app) == ["delivered"]
+    assert state.queues.trigger.count == 0
 
 
 def test_a_worker_beats_in_one_round_trip_and_at_most_once_a_second_between_jobs(
