@@ -178,7 +178,22 @@ class AsyncEventsWorker(SimpleWorker):
         stopping = bool(self._stop_requested)
         wait = settings.connect_timeout + settings.timeout + (0 if stopping else settings.send_budget)
         drain(self.flask_app, wait, release_waiting=stopping)
-        super().teardown()
+        try:
+            super().teardown()
+        except BaseException:
+            self._stop_listening()
+            raise
+
+    def _stop_listening(self) -> None:
+        """Stop the command listener's thread. RQ unsubscribes only after recording the worker's
+        death, so with Redis gone it left the thread retrying to connect forever, one more with each
+        restart of a worker in this process (:func:`run_worker`)."""
+        thread = self.pubsub_thread
+        if thread is not None and thread.is_alive():
+            thread.stop()
+            thread.join(COMMAND_LISTENER_WAKE * 2)
+        if self.pubsub is not None:
+            self.pubsub.close()
 
     def stop_scheduler(self) -> None:
         """RQ's, made sure of. A SIGTERM that reaches the forked scheduler before it has installed its

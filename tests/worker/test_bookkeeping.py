@@ -4,6 +4,7 @@ database), and RQ's beats between jobs come at most once a second."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -19,7 +20,7 @@ from flask_async_events.models import Event
 from flask_async_events.state import AppState, get_state
 from flask_async_events.worker import rq_worker
 from flask_async_events.worker.maintenance import run_maintenance
-from flask_async_events.worker.rq_worker import AsyncEventsWorker
+from flask_async_events.worker.rq_worker import AsyncEventsWorker, run_worker
 from tests.appfactory import db, events
 from tests.conftest import AppEnv, Receiver, WorkerProcess, drain, run_burst, wait_for
 from tests.helpers import place_order, states, subscribe
@@ -90,6 +91,34 @@ def test_a_trigger_job_that_keeps_failing_is_retried_by_rq_later(
     assert untriggered(app) == 1 and receiver.requests == []
     monkeypatch.undo()
     drain(app, lambda: states(app) == ["delivered"], timeout=15)  # RQ's retry, 2 s later
+
+
+def test_a_trigger_job_that_fails_as_redis_goes_away_loses_nothing(
+    env: AppEnv, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its hash cannot be saved again for RQ to rerun it: the worker stops as it does when Redis
+    goes away mid-job (leaving no thread behind), and the event, untriggered in the database, goes
+    out once Redis is back."""
+    app = env.app()
+    subscribe(app, receiver.respond())
+
+    def fails_as_redis_goes(state: AppState, event_ids: list[int]) -> int:
+        env.redis.stop()
+        raise OperationalError("SELECT", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(fanout, "trigger", fails_as_redis_goes)
+    place_order(app)
+    state = get_state(app)
+    state.nudger.flush(5)
+    before = threading.enumerate()
+    run_worker(app, [state.queues.trigger], burst=True, with_scheduler=False, logging_level="WARNING")
+    assert "RQ runs it again and retries it" in caplog.text and "Worker lost Redis" in caplog.text
+    assert untriggered(app) == 1 and receiver.requests == []
+    assert not [thread for thread in threading.enumerate() if thread not in before], "a thread was left behind"
+    monkeypatch.undo()
+    env.redis.start()  # empty: the next worker's maintenance rebuilds the queues from the database
+    drain(app, lambda: states(app) == ["delivered"], timeout=30)
+    assert len(receiver.requests) == 1
 
 
 def test_a_worker_on_the_trigger_queue_alone_leaves_nothing_in_its_intermediate_list(
