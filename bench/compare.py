@@ -4,11 +4,11 @@
     python -m bench.compare --latency 200 [--seconds 10] [--workers 2] [--rounds 3] REV [REV ...]
 
 Each revision is checked out into a temporary git worktree; every round runs a plain urllib3 loop
-(the baseline) and then each revision's burst workers, in a rotating order, so that drift on a
-shared machine hits them alike. Reported per revision: webhooks per second from the first arrival
-at the receiver to the last (as ``make bench`` gives them), the median's ratio to the plain loop,
-and the workers' CPU per webhook by thread. The events are published, and the tables made, by the
-checkout this runs from: the revisions must share its tables.
+(the baseline) and then each revision's workers (as ``make bench`` runs them), in a rotating
+order, so that drift on a shared machine hits them alike. Reported per revision: webhooks per
+second from the first arrival at the receiver to the last (as ``make bench`` gives them), the
+median's ratio to the plain loop, and the workers' CPU per webhook by thread. The events are
+published, and the tables made, by the checkout this runs from: the revisions must share its tables.
 
 With ``--latency RATE``: events published one per commit at that rate to running workers of each
 revision in turn (no plain loop); reported per revision: the p50 and p99 from commit to arrival

@@ -154,10 +154,7 @@ def latency_and_fanout(
     one event to ``fanout`` subscriptions is delivered to all. Workers are started and warm."""
     from bench.app import db
 
-    app = bench_app(env)
-    subscribe(app, [f"{receiver}/timed"])
-    with running_workers(env, workers):
-        warm_up(app)
+    with warm_workers(env, receiver, workers) as (app, _):
         latencies = steady_latencies(app, receiver, rate=rate, seconds=seconds)
         with app.app_context():  # the timed subscription ends; the fan-out's begin
             db.session.execute(sa.text("UPDATE async_event_subscriber SET status = false"))
@@ -175,14 +172,23 @@ def steady_latency_and_cpu(
 ) -> tuple[list[float], float]:
     """Milliseconds from commit to arrival at a steady ``rate`` (as :func:`latency_and_fanout`), and
     the workers' CPU per event in µs over that run, workers running the package at ``source``."""
-    app = bench_app(env)
-    subscribe(app, [f"{receiver}/timed"])
-    with running_workers(env, workers, source) as processes:
-        warm_up(app)
+    with warm_workers(env, receiver, workers, source) as (app, processes):
         before = sum(process_cpu(process.pid) for process in processes)
         latencies = steady_latencies(app, receiver, rate=rate, seconds=seconds)
         used = sum(process_cpu(process.pid) for process in processes) - before
     return latencies, used / len(latencies) * 1e6
+
+
+@contextmanager
+def warm_workers(
+    env: dict[str, str], receiver: str, workers: int, source: Path = ROOT
+) -> Iterator[tuple[Flask, list[subprocess.Popen[bytes]]]]:
+    """The bench app subscribed to ``receiver``'s ``/timed``, and ``workers`` running and warm."""
+    app = bench_app(env)
+    subscribe(app, [f"{receiver}/timed"])
+    with running_workers(env, workers, source) as processes:
+        warm_up(app)
+        yield app, processes
 
 
 def warm_up(app: Flask) -> None:
