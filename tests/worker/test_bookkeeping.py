@@ -31,6 +31,15 @@ def untriggered(app: Flask) -> int:
         return len(get_state().db.session.scalars(select(Event.id).where(Event.triggered_at.is_(None))).all())
 
 
+def one_order_nudged(app: Flask, receiver: Receiver) -> AppState:
+    """A subscription and one order's event, its trigger job queued; the app's state."""
+    subscribe(app, receiver.respond())
+    place_order(app)
+    state = get_state(app)
+    state.nudger.flush(5)
+    return state
+
+
 def test_trigger_jobs_leave_nothing_in_redis_and_deliver_jobs_leave_within_seconds(
     env: AppEnv, receiver: Receiver
 ) -> None:
@@ -100,16 +109,13 @@ def test_a_trigger_job_that_fails_as_redis_goes_away_loses_nothing(
     goes away mid-job (leaving no thread behind), and the event, untriggered in the database, goes
     out once Redis is back."""
     app = env.app()
-    subscribe(app, receiver.respond())
 
     def fails_as_redis_goes(state: AppState, event_ids: list[int]) -> int:
         env.redis.stop()
         raise OperationalError("SELECT", {}, Exception("the database went away"))
 
     monkeypatch.setattr(fanout, "trigger", fails_as_redis_goes)
-    place_order(app)
-    state = get_state(app)
-    state.nudger.flush(5)
+    state = one_order_nudged(app, receiver)
     before = threading.enumerate()
     run_worker(app, [state.queues.trigger], burst=True, with_scheduler=False, logging_level="WARNING")
     assert "RQ runs it again and retries it" in caplog.text and "Worker lost Redis" in caplog.text
@@ -124,10 +130,7 @@ def test_a_trigger_job_that_fails_as_redis_goes_away_loses_nothing(
 def test_a_worker_on_the_trigger_queue_alone_leaves_nothing_in_its_intermediate_list(
     app: Flask, receiver: Receiver
 ) -> None:
-    subscribe(app, receiver.respond())
-    place_order(app)
-    state = get_state(app)
-    state.nudger.flush(5)
+    state = one_order_nudged(app, receiver)
     AsyncEventsWorker([state.queues.trigger], app=app).work(burst=True, logging_level="WARNING")
     assert len(receiver.requests) == 1  # the trigger sends its first batch itself
     assert state.queues.connection.llen(state.queues.trigger.intermediate_queue_key) == 0
@@ -159,10 +162,7 @@ def test_an_event_whose_worker_dies_in_its_trigger_job_is_relayed(
 def test_a_trigger_job_whose_hash_expired_in_its_queue_is_skipped_and_its_event_still_delivered(
     app: Flask, receiver: Receiver
 ) -> None:
-    subscribe(app, receiver.respond())
-    place_order(app)
-    state = get_state(app)
-    state.nudger.flush(5)
+    state = one_order_nudged(app, receiver)
     connection = state.queues.connection
     [job_id] = state.queues.trigger.job_ids
     assert 0 < connection.ttl(Job.key_for(job_id)) <= TRIGGER_JOB_TTL  # a killed taker's leftover expires too
