@@ -93,8 +93,11 @@ def flaky_echo(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-@events.event("slow.event", description="Its service takes ``seconds`` to answer")
-def slow(id: int, seconds: float) -> dict[str, Any]:
+@events.event("slow.event", description="Its service takes ``seconds`` to answer (noting each call in ``calls``)")
+def slow(id: int, seconds: float, calls: str = "") -> dict[str, Any]:
+    if calls:
+        with open(calls, "a") as noted:
+            noted.write(f"{id}\n")
     time.sleep(seconds)
     return {"id": id}
 

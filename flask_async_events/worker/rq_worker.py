@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask
@@ -20,7 +21,7 @@ from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
-from rq.worker import SimpleWorker
+from rq.worker import SimpleWorker, WorkerStatus
 
 from flask_async_events.delivery.dispatcher import drain, running_dispatcher
 from flask_async_events.delivery.queues import TRIGGER_JOB
@@ -93,6 +94,21 @@ class AsyncEventsWorker(SimpleWorker):
         :func:`run_worker` does not take an idle worker's stop for a failure and start again."""
         self._stop_requested = True
         super().request_stop(signum, frame)
+
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        """Mark the worker busy in this process while it does work RQ does not count as a job's (a
+        trigger job run at once, maintenance). RQ's handler for SIGTERM stops a busy worker after its
+        job, but wakes an idle one by raising ``StopRequested`` wherever it is: inside such work,
+        that was in the middle of a database query, which failed the trigger (run again) and left
+        the driver's connection unusable for the thread that took it next. Redis is not told: the
+        state it keeps is for ``rq info``, and two round trips per trigger would be a tenth of one."""
+        before = self._state
+        self._state = WorkerStatus.BUSY
+        try:
+            yield
+        finally:
+            self._state = before
 
     def subscribe(self) -> None:
         """RQ's listener for commands sent to this worker (``rq`` suspend, kill-horse), waking every
@@ -232,7 +248,7 @@ class AsyncEventsWorker(SimpleWorker):
                 pipe.lrem(queue.intermediate_queue_key, 1, job.id)
             pipe.execute()
         try:
-            with self.flask_app.app_context():
+            with self._busy(), self.flask_app.app_context():
                 timeout = job.timeout or queue.DEFAULT_TIMEOUT
                 with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
                     job.func(*job.args, **job.kwargs)
@@ -244,9 +260,11 @@ class AsyncEventsWorker(SimpleWorker):
         return True
 
     def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()
-        with self.flask_app.app_context():
-            try:
-                run_maintenance(self.events_state, self.name)
-            except Exception:  # the database or Redis may be down; the next interval tries again
-                log.exception("Maintenance failed; retrying in %ss", self.events_state.settings.maintenance_interval)
+        with self._busy():
+            super().run_maintenance_tasks()
+            with self.flask_app.app_context():
+                try:
+                    run_maintenance(self.events_state, self.name)
+                except Exception:  # the database or Redis may be down; the next interval tries again
+                    interval = self.events_state.settings.maintenance_interval
+                    log.exception("Maintenance failed; retrying in %ss", interval)

@@ -4,9 +4,11 @@ database), and RQ's beats between jobs come at most once a second."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -136,13 +138,14 @@ def test_a_worker_on_the_trigger_queue_alone_leaves_nothing_in_its_intermediate_
     assert state.queues.connection.llen(state.queues.trigger.intermediate_queue_key) == 0
 
 
-def test_an_event_whose_worker_dies_in_its_trigger_job_is_relayed(
-    env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
-) -> None:
-    app = env.app(ASYNC_EVENTS_RELAY_AFTER=0)
+def slow_trigger_taken(
+    app: Flask, receiver: Receiver, worker_process: Callable[..., WorkerProcess], calls: Path | None = None
+) -> WorkerProcess:
+    """One event whose service takes 4 s (noting each call in ``calls``), its one trigger job
+    taken by a worker process that is now running it."""
     subscribe(app, receiver.respond(), event_name="slow.event")
     with app.app_context():
-        events.publish("slow.event", id=1, seconds=4)
+        events.publish("slow.event", id=1, seconds=4, calls=str(calls or ""))
         db.session.commit()
         state = get_state()
         state.nudger.flush(5)
@@ -153,10 +156,33 @@ def test_an_event_whose_worker_dies_in_its_trigger_job_is_relayed(
     worker = worker_process()
     # Taken, and its hash dropped as the worker began it: its service is sleeping.
     wait_for(lambda: state.queues.trigger.count == 0 and connection.keys("rq:job:*") == [], timeout=20)
+    return worker
+
+
+def test_an_event_whose_worker_dies_in_its_trigger_job_is_relayed(
+    env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    app = env.app(ASYNC_EVENTS_RELAY_AFTER=0)
+    worker = slow_trigger_taken(app, receiver, worker_process)
     worker.kill()
     assert untriggered(app) == 1
     drain(app, lambda: states(app) == ["delivered"], timeout=30)  # a worker's maintenance relays it
     assert len(receiver.requests) == 1
+
+
+def test_a_sigterm_during_a_trigger_job_stops_the_worker_once_the_job_is_done(
+    app: Flask, receiver: Receiver, worker_process: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    worker = slow_trigger_taken(app, receiver, worker_process, calls)
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(30) == 0
+    assert untriggered(app) == 0
+    drain(app, lambda: states(app) == ["delivered"], timeout=30)
+    assert len(receiver.requests) == 1
+    # Resolved once: RQ's StopRequested was not raised inside the service, failing it (as the
+    # host's error) and making the delivery resolve the payload again.
+    assert calls.read_text() == "1\n"
 
 
 def test_a_trigger_job_whose_hash_expired_in_its_queue_is_skipped_and_its_event_still_delivered(
