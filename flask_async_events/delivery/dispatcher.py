@@ -183,10 +183,14 @@ class Dispatcher:
                     batch.append(self._results.get_nowait())
                 except queue.Empty:
                     break
-            self._write(batch)
-            with self._lock:
-                self._unrecorded -= len(batch)
-                self._lock.notify_all()
+            try:
+                self._write(batch)
+            except Exception:  # never let the thread die: the leases hand these deliveries on
+                log.exception("Could not record %d delivery result(s); they will be sent again", len(batch))
+            finally:
+                with self._lock:
+                    self._unrecorded -= len(batch)
+                    self._lock.notify_all()
             self.sender.sweep()
             time.sleep(RECORD_LINGER)  # what ends meanwhile is recorded with the next batch, together
 
@@ -204,7 +208,9 @@ class Dispatcher:
                     opened = record(self._state, outcomes, released, parked)
                 except Exception:  # the database is down, or a signal receiver failed
                     log.exception("Could not record %d delivery result(s); retrying in %.1fs", len(batch), pause)
-                    self._state.db.session.rollback()
+                    # Closed without a rollback: a connection left in an unknown state (a driver in
+                    # the middle of a command refuses one) is dropped, not handed to the next try.
+                    self._state.db.session().invalidate()
                 else:
                     self.journal.forget([outcome.item.attempt_key for outcome in outcomes if not outcome.cancelled])
                     # Sends waiting for an endpoint whose circuit just opened: back to the database.

@@ -290,6 +290,37 @@ def test_results_are_recorded_once_the_database_answers_again(
     assert "Could not record 1 delivery result(s); retrying in 0.2s" in caplog.text
 
 
+def test_a_connection_that_cannot_be_rolled_back_is_dropped_and_the_results_recorded_with_another(
+    app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_async_events.delivery import dispatcher
+    from tests.appfactory import db
+
+    with app.app_context():
+        dialect = db.engine.dialect
+    broken: list[Any] = []
+    driver_rollback = dialect.do_rollback
+
+    def refusing_rollback(connection: Any) -> None:  # as psycopg refuses one in the middle of a command
+        if getattr(connection, "dbapi_connection", connection) in broken:  # SQLAlchemy passes its pool's proxy
+            raise dialect.loaded_dbapi.OperationalError("another command is already in progress")
+        driver_rollback(connection)
+
+    def record_failing_once(*args: Any) -> set[str]:
+        if not broken:
+            broken.append(db.session.connection().connection.dbapi_connection)
+            raise OperationalError("INSERT", {}, Exception("the connection is in an unknown state"))
+        return dispatcher_record(*args)
+
+    dispatcher_record = dispatcher.record
+    monkeypatch.setattr(dispatcher, "record", record_failing_once)
+    monkeypatch.setattr(dialect, "do_rollback", refusing_rollback)
+    subscribe(app, receiver.respond())
+    place_order(app)
+    run_burst(app)
+    assert broken and states(app) == [DeliveryState.DELIVERED] and len(receiver.requests) == 1
+
+
 def _claimed_by(app: Flask, token: str, *, alive: bool, redis_age: int) -> None:
     """Make the one delivery look claimed 10 s ago with ``token``, by a process ``alive`` or not,
     on a Redis that started ``redis_age`` seconds ago."""
