@@ -97,12 +97,12 @@ class AsyncEventsWorker(SimpleWorker):
 
     @contextlib.contextmanager
     def _busy(self) -> Iterator[None]:
-        """Mark the worker busy in this process while it does work RQ does not count as a job's (a
-        trigger job run at once, maintenance). RQ's handler for SIGTERM stops a busy worker after its
-        job, but wakes an idle one by raising ``StopRequested`` wherever it is: inside such work,
-        that was in the middle of a database query, which failed the trigger (run again) and left
-        the driver's connection unusable for the thread that took it next. Redis is not told: the
-        state it keeps is for ``rq info``, and two round trips per trigger would be a tenth of one."""
+        """Mark the worker busy, in this process only, while it does work RQ does not count as a
+        job (a trigger job run at once, maintenance). RQ's SIGTERM handler lets a busy worker finish
+        its job but stops an idle one by raising ``StopRequested`` wherever it is: here, inside the
+        host's event service (taken for its error) or between a query and its result (leaving the
+        driver's connection unusable). Redis is not told: its copy of the state is for ``rq info``,
+        and two round trips per trigger job would cost a tenth of one."""
         before = self._state
         self._state = WorkerStatus.BUSY
         try:
