@@ -185,8 +185,12 @@ class Dispatcher:
                     break
             try:
                 self._write(batch)
-            except Exception:  # never let the thread die: the leases hand these deliveries on
-                log.exception("Could not record %d delivery result(s); they will be sent again", len(batch))
+            except Exception:  # never let the thread die: the leases hand on what was not recorded
+                log.exception(
+                    "Recording %d delivery result(s) failed unexpectedly; any not recorded are sent again"
+                    " once their claims' lease ends",
+                    len(batch),
+                )
             finally:
                 with self._lock:
                     self._unrecorded -= len(batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -319,6 +320,47 @@ def test_a_connection_that_cannot_be_rolled_back_is_dropped_and_the_results_reco
     place_order(app)
     run_burst(app)
     assert broken and states(app) == [DeliveryState.DELIVERED] and len(receiver.requests) == 1
+
+
+def test_the_recording_thread_outlives_an_unexpected_error_and_the_worker_stops_without_waiting(
+    app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flask_async_events.delivery.journal import AttemptJournal
+
+    def forget_failing(journal: AttemptJournal, attempts: Any) -> None:  # after the results are in the database
+        raise RuntimeError("the journal is broken")
+
+    monkeypatch.setattr(AttemptJournal, "forget", forget_failing)
+    subscribe(app, receiver.respond())
+    place_order(app)
+    run_burst(app)
+    assert states(app) == [DeliveryState.DELIVERED] and len(receiver.requests) == 1
+    assert "Recording 1 delivery result(s) failed unexpectedly" in caplog.text
+    assert "still in flight" not in caplog.text  # the stop did not wait for a result counted as unrecorded
+
+
+def test_a_sigterm_during_maintenance_lets_it_end_and_then_stops_the_worker(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flask_async_events.worker import rq_worker
+
+    ended: list[bool] = []
+
+    def maintenance_signalled_midway(*args: Any, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # RQ's handler runs here, between two statements
+        ended.append(True)
+
+    monkeypatch.setattr(rq_worker, "run_maintenance", maintenance_signalled_midway)
+    worker = rq_worker.AsyncEventsWorker(get_state(app).queues.all(), app=app)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker._install_signal_handlers()
+        worker.run_maintenance_tasks()
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert ended == [True] and worker.stop_requested  # RQ raised StopRequested inside it
+    assert "Maintenance failed" not in caplog.text
 
 
 def _claimed_by(app: Flask, token: str, *, alive: bool, redis_age: int) -> None:
