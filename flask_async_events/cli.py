@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -16,6 +16,8 @@ from sqlalchemy import select
 
 from flask_async_events import migrate
 from flask_async_events.auth import Principal, create_token, revoke_token
+from flask_async_events.bounds import parse_duration, parse_moment
+from flask_async_events.config import NOTIFIER_ALIASES
 from flask_async_events.delivery.filters import check_filter
 from flask_async_events.delivery.outbox import publish_event
 from flask_async_events.delivery.queues import QUEUE_NAMES
@@ -26,8 +28,8 @@ from flask_async_events.operations.headers import parse_header_lines, set_header
 from flask_async_events.operations.missed import count_unreceived, recover_missed
 from flask_async_events.operations.pattern_index import create_pattern_index, drop_pattern_index
 from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay, retry_dead
-from flask_async_events.operations.retention import DEFAULT_BATCH, count_prunable, parse_age, parse_moment, prune
-from flask_async_events.operations.rotation import rotate_secret
+from flask_async_events.operations.retention import DEFAULT_BATCH, count_prunable, prune
+from flask_async_events.operations.rotation import MAX_GRACE, rotate_secret
 from flask_async_events.operations.search import QueryError, attempts_query
 from flask_async_events.operations.status import dead_letters, system_status
 from flask_async_events.operations.subscriptions import (
@@ -38,7 +40,7 @@ from flask_async_events.operations.subscriptions import (
 )
 from flask_async_events.operations.trace import attempt_dict, load_trace
 from flask_async_events.signing import generate_secret
-from flask_async_events.state import NOTIFIER_ALIASES, get_state
+from flask_async_events.state import get_state
 from flask_async_events.worker.logs import FORMATS, configure_worker_logging
 from flask_async_events.worker.rq_worker import run_worker
 
@@ -287,7 +289,7 @@ def filter_command(subscription_id: int, query: str | None, clear: bool, as_json
     subscription = _subscription(subscription_id)
     if query is not None or clear:
         try:
-            subscription.filter = check_filter(None if clear else query)
+            subscription.filter = check_filter(None if clear else query, state.settings.filter_limits)
         except ValueError as exc:
             state.db.session.rollback()
             raise click.ClickException(str(exc)) from None
@@ -310,9 +312,9 @@ def rotate_secret_command(subscription_id: int, grace: str, verification_token: 
     """Give a subscription a new signing secret; the old one keeps signing beside it for --grace."""
     state = get_state()
     try:
-        period = parse_age(grace).total_seconds()
+        period = parse_duration("--grace", grace, timedelta(seconds=MAX_GRACE)).total_seconds()
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--grace") from None
+        raise click.BadParameter(str(exc)) from None
     try:
         rotation = rotate_secret(state, _subscription(subscription_id), token=verification_token, grace=period)
     except ValueError as exc:
@@ -449,9 +451,9 @@ def replay_command(delivery_uuid: str) -> None:
 
 def _moment(value: str) -> datetime:
     try:
-        return parse_moment(value)
+        return parse_moment("--since", value, utcnow())
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--since'") from None
+        raise click.BadParameter(str(exc)) from None
 
 
 def _with_progress(label: str, count: int, run: Callable[[Callable[[int], None]], T], quiet: bool) -> T:
@@ -587,9 +589,9 @@ def logs_command(text: str, limit: int, as_json: bool) -> None:
 def prune_command(older_than: str, dry_run: bool, batch_size: int, as_json: bool) -> None:
     """Delete attempt logs, finished deliveries and their events older than an age, in batches."""
     try:
-        age = parse_age(older_than)
+        age = parse_duration("--older-than", older_than)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--older-than'") from None
+        raise click.BadParameter(str(exc)) from None
     state = get_state()
     counted = count_prunable(state, age)
     if dry_run:

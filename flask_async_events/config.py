@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_async_events.errors import ConfigError
+from flask_async_events.query import MAX_QUERY, MAX_TERMS, MAX_WILDCARDS, Limits
 from flask_async_events.redis_connection import is_sentinel_url, parse_sentinel_url
 from flask_async_events.ssrf import IPNetwork, parse_networks
 
 PAYLOAD_FORMATS = ("data", "cloudevents")
+# Other names the Magento module and its sinks use for a notifier.
+NOTIFIER_ALIASES = {"event_bridge": "eventbridge"}
 
 DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_REDIS_URL": None,
@@ -55,6 +58,12 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_PORTAL_URL": "/async-events/portal",
     "ASYNC_EVENTS_PORTAL_FRAME_ANCESTORS": None,
     "ASYNC_EVENTS_JOURNAL_DIR": os.path.join(tempfile.gettempdir(), "flask-async-events"),
+    "ASYNC_EVENTS_FILTER_LIMITS": {"length": 1000, "terms": 20, "wildcards": 10},
+    "ASYNC_EVENTS_SEARCH_TIMEOUT": 5,
+    "ASYNC_EVENTS_MAX_BODY": 1024 * 1024,
+    "ASYNC_EVENTS_OWNER_TARGETS": {},
+    "ASYNC_EVENTS_MAX_SUBSCRIPTIONS_PER_OWNER": 100,
+    "ASYNC_EVENTS_TEST_SENDS_PER_MINUTE": 10,
 }
 # A Content-Security-Policy source: a keyword, a scheme, or a host with an optional scheme, port and path.
 _FRAME_SOURCE = re.compile(
@@ -101,6 +110,13 @@ class Settings:
     portal_url: str | None
     portal_frame_ancestors: tuple[str, ...]  # CSP sources that may embed the portal; () means 'self'
     journal_dir: str | None  # where workers keep the attempt journal's spool on local disk; None: not kept
+    # What a non-admin owner may make the others pay for (README "Security"):
+    filter_limits: Limits  # the size of a filter or a search
+    search_timeout: float  # how long one statement of a search may run
+    max_body: int  # bytes of a REST or portal request body
+    owner_targets: Mapping[str, tuple[str, ...]]  # per notifier that acts with the host's credentials
+    max_subscriptions_per_owner: int  # 0: no limit
+    test_sends_per_minute: int  # pings and examples, per owner; 0: no limit
 
     @property
     def send_budget(self) -> float:
@@ -228,7 +244,52 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         portal_url=_optional_path(config, "ASYNC_EVENTS_PORTAL_URL"),
         portal_frame_ancestors=_frame_ancestors(config),
         journal_dir=_journal_dir(config),
+        filter_limits=_filter_limits(config),
+        search_timeout=_number(config, "ASYNC_EVENTS_SEARCH_TIMEOUT", minimum=0.01),
+        max_body=_number(config, "ASYNC_EVENTS_MAX_BODY", minimum=1024, integer=True),
+        owner_targets=_owner_targets(config),
+        max_subscriptions_per_owner=_number(
+            config, "ASYNC_EVENTS_MAX_SUBSCRIPTIONS_PER_OWNER", minimum=0, integer=True
+        ),
+        test_sends_per_minute=_number(config, "ASYNC_EVENTS_TEST_SENDS_PER_MINUTE", minimum=0, integer=True),
     )
+
+
+def _filter_limits(config: Mapping[str, Any]) -> Limits:
+    """Limits on filters and searches, each a whole number from 1 to the parser's own cap; keys
+    left out keep their defaults."""
+    key = "ASYNC_EVENTS_FILTER_LIMITS"
+    value = config.get(key, DEFAULTS[key])
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must be a mapping such as {DEFAULTS[key]}, got {value!r}")
+    caps = {"length": MAX_QUERY, "terms": MAX_TERMS, "wildcards": MAX_WILDCARDS}
+    unknown = sorted(set(value) - set(caps))
+    if unknown:
+        raise ConfigError(f"{key}: unknown limit {unknown[0]!r}; the limits are {', '.join(caps)}")
+    limits = {**DEFAULTS[key], **value}
+    for name, cap in caps.items():
+        limit = limits[name]
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= cap:
+            raise ConfigError(f"{key}: {name} must be a whole number from 1 to {cap}, got {limit!r}")
+    return Limits(**limits)
+
+
+def _owner_targets(config: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Per notifier name, the glob patterns of targets a non-admin owner may give it."""
+    key = "ASYNC_EVENTS_OWNER_TARGETS"
+    value = config.get(key, DEFAULTS[key]) or {}
+    example = '{"sqs": ["arn:aws:sqs:*:123456789012:customer-*"]}'
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must map notifier names to lists of target patterns, as in {example}; got {value!r}")
+    targets: dict[str, tuple[str, ...]] = {}
+    for name, patterns in value.items():
+        patterns = [patterns] if isinstance(patterns, str) else patterns
+        if not isinstance(name, str) or not isinstance(patterns, list | tuple):
+            raise ConfigError(f"{key} must map notifier names to lists of target patterns, as in {example}")
+        if not all(isinstance(pattern, str) and pattern for pattern in patterns):
+            raise ConfigError(f"{key}[{name!r}]: every pattern must be a non-empty string, got {patterns!r}")
+        targets[NOTIFIER_ALIASES.get(name.lower(), name.lower())] = tuple(patterns)
+    return targets
 
 
 def _journal_dir(config: Mapping[str, Any]) -> str | None:

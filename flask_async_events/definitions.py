@@ -12,8 +12,10 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
+
+from flask_async_events.wildcards import wildcard_matches
 
 EVENT_NAME = re.compile(r"^[a-z0-9._-]+$")
 SUBSCRIPTION_PATTERN = re.compile(r"^[a-z0-9._*-]+$")
@@ -49,17 +51,10 @@ def check_store_id(store_id: object) -> int:
     return store_id
 
 
-@lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
-
-
 def pattern_matches(pattern: str, event_name: str) -> bool:
     """Whether a subscription's (lower-case) event name matches an event: exact, or a glob where
     ``*`` matches any run of characters, dots included, anchored at both ends."""
-    if "*" not in pattern:
-        return pattern == event_name
-    return _compiled(pattern).match(event_name) is not None
+    return wildcard_matches(pattern, event_name, fold_case=False)
 
 
 def receives(pattern: str, subscription_store: int, event_name: str, event_store: int) -> bool:

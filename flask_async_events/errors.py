@@ -7,11 +7,17 @@ Each keeps the built-in base it always had, so ``except ValueError`` goes on wor
      ├── NotSetUp (RuntimeError)           the extension is missing from the app, or set up twice
      ├── ConfigError (ValueError)          an ASYNC_EVENTS_* setting; the message names the key
      ├── InvalidSubscription (ValueError)  a subscription field; the message names the field
+     ├── InvalidValue (ValueError)         a number, time or duration unreadable or out of its range
      ├── ForbiddenAddress (ValueError)     a recipient resolves where the SSRF policy forbids
      ├── QueryError (ValueError)           a log search that cannot be run, with the position
+     │    └── SearchTimeout                a search that ran past ASYNC_EVENTS_SEARCH_TIMEOUT
      ├── ReplayError (ValueError)          a delivery that cannot be sent again now, and why
      ├── IndexUnavailable (RuntimeError)   the database cannot build the pattern index, and why
      ├── InvalidSignature (ValueError)     a received webhook whose signature does not check out
+     ├── OwnerLimit                        a bound a non-admin owner reached; ``status`` is the HTTP answer
+     │    ├── TargetNotAllowed             a target that would use the host's credentials (403)
+     │    ├── QuotaExceeded                one subscription more than its owner may have (403)
+     │    └── RateLimited                  too many test sends a minute (429, ``retry_after``)
      ├── AuthError                         a REST API request without valid credentials (401)
      │    └── InvalidPortalLink            a portal link that was altered, or is past its expiry
      └── NotAllowed                        a request the admin pages refuse (403)
@@ -39,12 +45,21 @@ class InvalidSubscription(AsyncEventsError, ValueError):
     """A subscription field is invalid; the message names the field."""
 
 
+class InvalidValue(AsyncEventsError, ValueError):
+    """A number, time or duration that cannot be read or lies outside its range; the message names
+    the field and the range."""
+
+
 class ForbiddenAddress(AsyncEventsError, ValueError):
     """A recipient resolves to an address the policy does not allow."""
 
 
 class QueryError(AsyncEventsError, ValueError):
     """A search query that cannot be run, with the reason and where."""
+
+
+class SearchTimeout(QueryError):
+    """A search ran longer than its time limit; the message says how to narrow it."""
 
 
 class ReplayError(AsyncEventsError, ValueError):
@@ -57,6 +72,32 @@ class IndexUnavailable(AsyncEventsError, RuntimeError):
 
 class InvalidSignature(AsyncEventsError, ValueError):
     """A webhook's signature, timestamp or headers do not check out."""
+
+
+class OwnerLimit(AsyncEventsError):
+    """A non-admin owner reached one of its bounds (README "Security"); the message names the
+    setting. ``status`` is how the REST API, the admin pages and the portal answer it."""
+
+    status = 403
+    retry_after: float | None = None
+
+
+class TargetNotAllowed(OwnerLimit):
+    """A target of a notifier that acts with the host's credentials, not allow-listed for owners."""
+
+
+class QuotaExceeded(OwnerLimit):
+    """The owner has as many subscriptions as it may have."""
+
+
+class RateLimited(OwnerLimit):
+    """Too many test sends this minute; ``retry_after``: seconds until the next is allowed."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class AuthError(AsyncEventsError):

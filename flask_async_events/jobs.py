@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask_async_events import tracing
 from flask_async_events.delivery import deliver as delivery
 from flask_async_events.delivery import fanout
+from flask_async_events.operations import background
 from flask_async_events.operations import replay as replays
 from flask_async_events.state import get_state
 
@@ -24,3 +25,8 @@ def deliver(delivery_ids: list[int]) -> int:
 def replay_dead(delivery_id: int) -> bool:
     """Replay a dead delivery; what requeueing its entry in RQ's FailedJobRegistry runs."""
     return replays.replay_dead(get_state(), delivery_id)
+
+
+def run_operation(operation_id: str) -> None:
+    """Run a slice of a bulk operation started from the web (a recovery); it enqueues the next."""
+    background.run_slice(get_state(), operation_id)

@@ -277,6 +277,23 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class WebSession(Base):
+    """``async_event_web_session``: a login to the admin pages or the portal. Its cookie holds a
+    random key whose SHA-256 is stored here, and every request looks it up, so a logout (or its
+    expiry) ends it on the server: a copy of the cookie taken before then opens nothing after."""
+
+    __tablename__ = "async_event_web_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    surface: Mapped[str] = mapped_column(String(16))  # admin or portal
+    owner: Mapped[str] = mapped_column(String(255))
+    token_id: Mapped[int | None] = mapped_column(Integer)  # the API token logged in with; None for a portal link
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
 def include_in_migrations(name: str | None, type_: str, parent_names: Any = None) -> bool:
     """An Alembic ``include_name`` hook for the *host's* migrations: leave this package's tables out.
 

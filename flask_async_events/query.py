@@ -36,6 +36,7 @@ from flask_async_events.errors import QueryError
 MAX_QUERY = 1000
 MAX_DEPTH = 20
 MAX_TERMS = 50
+MAX_WILDCARDS = 50
 OPEN = "*"
 EXISTS = "_exists_"
 PAYLOAD = "data"
@@ -43,6 +44,25 @@ COMPARISONS = (">=", "<=", ">", "<")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _PATH_STEP = re.compile(r"[A-Za-z0-9_\-]+")
 _UNCLOSED_RANGE = re.compile(r"(?:[\w.\-]+:)?[\[{]")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How large a filter or a search may be (``ASYNC_EVENTS_FILTER_LIMITS``): its characters,
+    its terms and the ``*`` wildcards of all its terms. What a query costs to run grows with each,
+    so each is checked before anything runs; the parser never takes more than the ``MAX_*`` caps."""
+
+    length: int = MAX_QUERY
+    terms: int = MAX_TERMS
+    wildcards: int = MAX_WILDCARDS
+
+    def over(self, key: str) -> QueryError:
+        """The error for a query over the limit ``key`` (length, terms or wildcards)."""
+        what = {"length": "characters", "terms": "terms", "wildcards": "* wildcards"}[key]
+        return QueryError(f"a query may have at most {getattr(self, key)} {what} (ASYNC_EVENTS_FILTER_LIMITS {key})")
+
+
+UNLIMITED = Limits()
 
 
 @dataclass(frozen=True)
@@ -131,10 +151,12 @@ Leaf = Term | Range | Exists
 
 
 class _Parser:
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(self, tokens: list[Token], limits: Limits) -> None:
         self.tokens = tokens
+        self.limits = limits
         self.index = 0
         self.terms = 0
+        self.wildcards = 0
 
     def peek(self) -> Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -196,9 +218,13 @@ class _Parser:
 
     def term(self, token: Token) -> Leaf:
         self.terms += 1
-        if self.terms > MAX_TERMS:
-            raise QueryError(f"a query may have at most {MAX_TERMS} terms")
+        if self.terms > self.limits.terms:
+            raise self.limits.over("terms")
         name, value = _split_field(token)
+        if token.kind != "PHRASE":
+            self.wildcards += value.count(OPEN)
+            if self.wildcards > self.limits.wildcards:
+                raise self.limits.over("wildcards")
         where = f"position {token.position + 1}"
         if token.kind == "RANGE":
             if name is None:
@@ -258,12 +284,13 @@ def _range(name: str, text: str, position: int) -> Range:
     return Range(name, parts[0].strip(), parts[1].strip(), text[0] == "[", text[-1] == "]", position)
 
 
-def parse(query: str) -> Node | None:
-    """The query's tree, or None for an empty query; :class:`QueryError` if it cannot be read."""
-    if len(query) > MAX_QUERY:
-        raise QueryError(f"a query may be at most {MAX_QUERY} characters long")
+def parse(query: str, limits: Limits = UNLIMITED) -> Node | None:
+    """The query's tree, or None for an empty query; :class:`QueryError` if it cannot be read or
+    is larger than ``limits`` allow."""
+    if len(query) > limits.length:
+        raise limits.over("length")
     tokens = tokenize(query)
-    return _Parser(tokens).parse() if tokens else None
+    return _Parser(tokens, limits).parse() if tokens else None
 
 
 def leaves(node: Node) -> list[Leaf]:
@@ -307,8 +334,3 @@ def payload_bounds(node: Range) -> tuple[str, float | str | None, float | str | 
     if any(value is not None for value in numbers):
         raise QueryError(f"{node.field}: a range's bounds are both numbers or both text (position {node.position + 1})")
     return "text", low, high
-
-
-def wildcard_pattern(value: str) -> re.Pattern[str]:
-    """A term's value as a regular expression: ``*`` any run of characters, letters in either case."""
-    return re.compile(".*".join(re.escape(part) for part in value.split(OPEN)), re.IGNORECASE | re.DOTALL)

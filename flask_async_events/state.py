@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Request, current_app
 from flask_sqlalchemy import SQLAlchemy
 
-from flask_async_events.config import Settings
+from flask_async_events.config import NOTIFIER_ALIASES, Settings
 from flask_async_events.crypto import SecretBox
 from flask_async_events.definitions import EventRegistry
 from flask_async_events.errors import NotSetUp
@@ -26,9 +26,6 @@ if TYPE_CHECKING:  # the parts' types only: state sits below the stages that mak
     from flask_async_events.delivery.queues import Queues
 
 EXTENSION_KEY = "async_events"
-
-# Other names the Magento module and its sinks use for a notifier.
-NOTIFIER_ALIASES = {"event_bridge": "eventbridge"}
 
 
 @dataclass
@@ -48,8 +45,12 @@ class AppState:
 
     def notifier(self, name: str) -> Notifier | None:
         """The notifier for a subscription's ``metadata``, aliases included."""
-        key = NOTIFIER_ALIASES.get(name.lower(), name.lower())
+        key = self.notifier_key(name)
         return self.registered_notifiers.get(key) or self.app_notifiers.get(key)
+
+    def notifier_key(self, name: str) -> str:
+        """The name a notifier is registered under, for a subscription's ``metadata`` (an alias, say)."""
+        return NOTIFIER_ALIASES.get(name.lower(), name.lower())
 
     def notifier_names(self) -> list[str]:
         return sorted({*self.app_notifiers, *self.registered_notifiers})

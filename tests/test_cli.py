@@ -110,8 +110,8 @@ def test_replaying_for_a_disabled_subscription_says_to_enable_it(env: AppEnv, re
 
 
 def test_db_commands(app: Flask) -> None:
-    assert "current: 0008  head: 0008" in cli(app, "db", "current")
-    assert "Database at revision 0008" in cli(app, "db", "upgrade")
+    assert "current: 0009  head: 0009" in cli(app, "db", "current")
+    assert "Database at revision 0009" in cli(app, "db", "upgrade")
 
 
 def test_token_commands(app: Flask) -> None:

@@ -6,21 +6,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, g, get_flashed_messages, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, g, get_flashed_messages, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from sqlalchemy import or_, select
 
 from flask_async_events.admin.security import NotAllowed, check_csrf, csrf_token, current_admin, log_in, log_out
+from flask_async_events.bounds import parse_moment, whole_number
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
 from flask_async_events.errors import AuthError
-from flask_async_events.models import DbSession, Subscription
-from flask_async_events.operations.missed import recover_missed
-from flask_async_events.operations.replay import ReplayError, count_dead, recover, replay
-from flask_async_events.operations.retention import parse_moment
+from flask_async_events.models import DbSession, Subscription, utcnow
+from flask_async_events.operations.background import start_recovery
+from flask_async_events.operations.replay import ReplayError, count_dead, replay
 from flask_async_events.operations.status import dead_letters, system_status
 from flask_async_events.operations.subscriptions import describe_rate_limit, set_rate_limit
 from flask_async_events.pages.access import FORM_EXPIRED, Access, use
+from flask_async_events.pages.page_security import csp_nonce, secure_page
 from flask_async_events.pages.views import add_shared_pages, chart_context
 from flask_async_events.state import AppState, get_state
 
@@ -36,6 +37,7 @@ def state() -> AppState:
 
 @admin.before_request
 def require_admin() -> ResponseReturnValue | None:
+    request.max_content_length = state().settings.max_body  # a larger form is a 413, unread
     if request.endpoint in ("async_events_admin.login", "async_events_admin.logout"):
         return None
     try:
@@ -57,7 +59,14 @@ def _page_context() -> dict[str, Any]:
         "base_template": "async_events_admin/base.html",
         "async_events_csrf": csrf_token,
         "async_events_messages": lambda: get_flashed_messages(with_categories=True),
+        "csp_nonce": csp_nonce,
     }
+
+
+@admin.after_request
+def secure_response(response: Response) -> Response:
+    """Framed by this site's own pages only, and no script at all (page_security.py)."""
+    return secure_page(response)
 
 
 add_shared_pages(admin)
@@ -83,7 +92,9 @@ def login() -> ResponseReturnValue:
 
 @admin.post("/logout")
 def logout() -> ResponseReturnValue:
-    log_out()
+    if not check_csrf():  # another site cannot log an operator out
+        return render_template("async_events_pages/message.html", title="Form expired", message=FORM_EXPIRED), 400
+    log_out(state())
     return redirect(url_for(".login"))
 
 
@@ -170,21 +181,22 @@ def retry_selected() -> ResponseReturnValue:
 
 @admin.post("/dead-letters/recover")
 def recover_dead_letters() -> ResponseReturnValue:
-    raw_id, raw_since = request.form.get("subscription_id", ""), request.form.get("since", "").strip()
+    """Start recovering a subscription (its dead letters since a time, and what it missed); the
+    workers run it, and the job's page follows them."""
+    raw_id, raw_since = request.form.get("subscription_id", "").strip(), request.form.get("since", "").strip()
     try:
-        since = parse_moment(raw_since)
-        if not raw_id.isdecimal() or len(raw_id) > 18:
-            raise ValueError(f"subscription: {raw_id!r} is not a subscription id")
-        uuids = recover(state(), int(raw_id), since)
-        subscription = state().db.session.get(Subscription, int(raw_id))
-        missed = recover_missed(state(), subscription, since) if subscription and request.form.get("missed") else []
-    except (ValueError, ReplayError) as exc:
+        since = parse_moment("since", raw_since, utcnow())
+        subscription_id = whole_number("subscription", raw_id, 1)
+        subscription = state().db.session.get(Subscription, subscription_id)
+        if subscription is None:
+            raise ReplayError(f"no subscription {subscription_id}")
+        missed = bool(request.form.get("missed"))
+        job = start_recovery(state(), subscription, since, missed=missed, caller=g.async_events_admin)
+    except ValueError as exc:
         state().db.session.rollback()
         flash(f"{exc}", "error")
-    else:
-        also = f" and delivering {len(missed)} missed event(s)" if request.form.get("missed") else ""
-        flash(f"Replaying {len(uuids)} dead letter(s) of subscription {raw_id}{also}.", "ok")
-    return redirect(url_for(".dead_letters_page"))
+        return redirect(url_for(".dead_letters_page"))
+    return redirect(url_for(".job_page", job_id=job.id))
 
 
 @admin.get("/health")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import g, request
@@ -11,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from flask_async_events.api.errors import error_response, fail, handle_http_exception
 from flask_async_events.auth import Principal, authenticate, visible_subscriptions
-from flask_async_events.errors import AuthError
+from flask_async_events.errors import AuthError, OwnerLimit
 from flask_async_events.models import Subscription
 from flask_async_events.state import AppState, get_state
 
@@ -22,7 +23,49 @@ blp = Blueprint(
 )
 blp.register_error_handler(HTTPException, handle_http_exception)
 
+
+@blp.errorhandler(OwnerLimit)
+def owner_limit_reached(exc: OwnerLimit) -> ResponseReturnValue:
+    """A bound of the caller's owner: 403, or 429 with ``Retry-After``; nothing of it was stored."""
+    get_state().db.session.rollback()
+    headers = {} if exc.retry_after is None else {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return error_response(exc.status, str(exc), headers=headers)
+
+
 NOT_FOUND = "Async event with subscription ID {id} does not exist"
+MAX_JSON_DEPTH = 64
+
+
+@blp.before_request
+def limit_body() -> ResponseReturnValue | None:
+    """A body over ``ASYNC_EVENTS_MAX_BODY`` is refused before it is read (one that does not say
+    its length is cut off there, a 413 as well), and JSON nested deeper than :data:`MAX_JSON_DEPTH`
+    levels is refused once parsed: nothing the API takes nests that deep."""
+    limit = state().settings.max_body
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        return error_response(413, f"the request body is larger than {limit} bytes (ASYNC_EVENTS_MAX_BODY)")
+    if not request.is_json:
+        return None
+    try:
+        deep = json_depth(request.get_json(silent=True)) > MAX_JSON_DEPTH
+    except RecursionError:  # the parser's own limit, far deeper than ours
+        deep = True
+    if deep:
+        return error_response(400, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+    return None
+
+
+def json_depth(value: Any) -> int:
+    """How deep objects and lists nest in a parsed JSON value (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @blp.before_request

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask.views import MethodView
@@ -14,8 +13,8 @@ from flask_async_events.api.schemas import AttemptList, AttemptQuery, ReplayOut,
 from flask_async_events.auth import Principal
 from flask_async_events.models import DeliveryAttempt, Event
 from flask_async_events.operations.replay import ReplayError, replay
-from flask_async_events.operations.search import QueryError, visible_attempts
-from flask_async_events.operations.status import COUNT_CAP, count_rows
+from flask_async_events.operations.search import QueryError, search_page, visible_attempts
+from flask_async_events.operations.status import COUNT_CAP
 from flask_async_events.operations.trace import attempt_dict, load_trace, owned_delivery
 
 TRACE_NOT_FOUND = "This asynchronous event trace no longer exists: no delivery {uuid}"
@@ -25,13 +24,9 @@ def _attempts(caller: Principal, text: str | None = None) -> Select[DeliveryAtte
     """The caller's attempt rows with their event name, filtered by the search ``text`` (a bad one is
     a 400 naming ``q``)."""
     try:
-        return visible_attempts(state().db.session, caller, text)
+        return visible_attempts(state().db.session, caller, text, state().settings.filter_limits)
     except QueryError as exc:
         fail(400, f"q: {exc}")
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @blp.route("/async_event_logs")
@@ -54,16 +49,23 @@ class AttemptLog(MethodView):
         if "success" in filters:
             query = query.where(DeliveryAttempt.success.is_(filters["success"]))
         if "since" in filters:
-            query = query.where(DeliveryAttempt.created >= _utc(filters["since"]))
+            query = query.where(DeliveryAttempt.created >= filters["since"])
         if "until" in filters:
-            query = query.where(DeliveryAttempt.created <= _utc(filters["until"]))
-        total = count_rows(state().db.session, query, cap=COUNT_CAP)
-        page, size = filters["page"], filters["page_size"]
-        rows = session.execute(query.order_by(DeliveryAttempt.log_id.desc()).offset((page - 1) * size).limit(size))
+            query = query.where(DeliveryAttempt.created <= filters["until"])
+        try:
+            found = search_page(
+                session,
+                query,
+                page=filters["page"],
+                size=filters["page_size"],
+                timeout=state().settings.search_timeout,
+            )
+        except QueryError as exc:
+            fail(400, f"q: {exc}")
         return {
-            "items": [attempt_dict(attempt, event_name) for attempt, event_name in rows],
-            "total_count": min(total, COUNT_CAP),
-            "total_count_exact": total <= COUNT_CAP,
+            "items": [attempt_dict(attempt, event_name) for attempt, event_name in found.rows],
+            "total_count": min(found.total, COUNT_CAP),
+            "total_count_exact": found.total <= COUNT_CAP,
         }
 
 

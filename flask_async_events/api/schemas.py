@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate
 
+from flask_async_events.bounds import EARLIEST, LATEST, in_time_range
+from flask_async_events.errors import InvalidValue
 from flask_async_events.models import Subscription
 from flask_async_events.operations.headers import MAX_HEADERS, shown_headers
 from flask_async_events.operations.rotation import DEFAULT_GRACE, MAX_GRACE
@@ -21,6 +24,17 @@ READ_ONLY = {
     "verification_token": "verification_token cannot be changed; subscribe again for a new token",
 }
 IGNORED_ON_UPDATE = ("subscription_id", "subscribed_at", "modified")
+
+
+class Moment(fields.DateTime):
+    """An ISO 8601 time from 1970 to 9999, given back in UTC (one without an offset is UTC)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return in_time_range(attr or "time", moment)
+        except InvalidValue:
+            raise ValidationError(f"must be a time from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}") from None
 
 
 class StrictSchema(Schema):
@@ -42,9 +56,9 @@ def headers_field() -> fields.Dict:
         values=fields.String(),
         allow_none=True,
         metadata={
-            "description": f"Extra request headers sent with every delivery (at most {MAX_HEADERS}); values of"
-            " names holding authorization, token, secret, key or password are shown masked. On PUT the whole"
-            " set is replaced; a masked value sent back keeps the stored one."
+            "description": f"Extra request headers sent with every delivery (at most {MAX_HEADERS}); values are"
+            " shown masked, but for a few harmless names (accept, accept-language, x-request-source, ...)."
+            " On PUT the whole set is replaced; a masked value sent back keeps the stored one."
         },
     )
 
@@ -186,8 +200,8 @@ class AttemptQuery(PageQuery):
     uuid = fields.String()
     event_name = fields.String()
     success = fields.Boolean()
-    since = fields.DateTime()
-    until = fields.DateTime()
+    since = Moment()
+    until = Moment()
     q = fields.String(
         validate=validate.Length(max=1000),
         metadata={"description": 'A search, e.g. "status:[500 TO 599] AND data.customer.email:*@example.com"'},
@@ -235,7 +249,7 @@ class RotateOut(Schema):
 
 
 class RecoverIn(StrictSchema):
-    since = fields.DateTime(required=True, metadata={"description": "Re-deliver dead deliveries created since"})
+    since = Moment(required=True, metadata={"description": "Re-deliver dead deliveries created since"})
     missed = fields.Boolean(
         load_default=False,
         metadata={
@@ -245,10 +259,16 @@ class RecoverIn(StrictSchema):
     )
 
 
-class RecoverOut(Schema):
-    recovered = fields.Integer(metadata={"description": "Dead deliveries replayed"})
-    missed = fields.Integer(metadata={"description": "Missed events delivered (with missed: true)"})
-    uuids = fields.List(fields.String(), metadata={"description": "The deliveries sent, replayed and new"})
+class OperationOut(Schema):
+    job = fields.String(attribute="id", metadata={"description": "The job's id: GET /async_event_jobs/<job>"})
+    kind = fields.String(metadata={"description": "What it does: recover"})
+    subscription_id = fields.Integer()
+    status = fields.String(metadata={"description": "queued, running, finished or failed"})
+    done = fields.Integer(metadata={"description": "Dead deliveries and events gone through so far"})
+    total = fields.Integer(metadata={"description": "What it goes through, counted when it started"})
+    sent = fields.Integer(metadata={"description": "Deliveries replayed or made so far"})
+    message = fields.String(metadata={"description": "What stopped it, if something did"})
+    created = fields.String()
 
 
 class ReplayOut(Schema):

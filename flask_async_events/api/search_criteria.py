@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from flask_async_events.api.schemas import MAX_ID, MAX_PAGE
+from flask_async_events.bounds import whole_number
 from flask_async_events.models import Subscription
 
 KEY = re.compile(r"^searchCriteria((?:\[[^\[\]]*\])+)$")
@@ -30,7 +31,11 @@ COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
     "metadata": Subscription.notifier,
 }
 INTEGER_FIELDS = {"subscription_id", "store_id"}
+BOOLEAN_FIELDS = {"status"}
 CONDITIONS = {"eq", "neq", "like", "nlike", "in", "nin", "gt", "gteq", "lt", "lteq", "null", "notnull"}
+# What each kind of column can be asked: a number is not LIKE anything, a boolean neither more nor less.
+NUMBER_CONDITIONS = CONDITIONS - {"like", "nlike"}
+BOOLEAN_CONDITIONS = {"eq", "neq", "in", "nin", "null", "notnull"}
 
 
 @dataclass
@@ -104,8 +109,11 @@ def apply(query: Select[Any], criteria: SearchCriteria) -> Select[Any]:
 def _condition(item: dict[str, str]) -> ColumnElement[bool]:
     name, raw, condition = item["field"], item["value"], item["condition_type"].lower()
     column = _column(name, "filter")
-    if condition not in CONDITIONS:
-        raise ValueError(f"searchCriteria condition_type {condition!r} for {name}: use one of {sorted(CONDITIONS)}")
+    allowed = (
+        BOOLEAN_CONDITIONS if name in BOOLEAN_FIELDS else NUMBER_CONDITIONS if name in INTEGER_FIELDS else CONDITIONS
+    )
+    if condition not in allowed:
+        raise ValueError(f"searchCriteria condition_type {condition!r} for {name}: use one of {sorted(allowed)}")
     if condition == "null":
         return column.is_(None)
     if condition == "notnull":
@@ -136,9 +144,7 @@ def _column(name: str, where: str) -> InstrumentedAttribute[Any]:
 
 def _value(name: str, raw: str) -> Any:
     if name in INTEGER_FIELDS:
-        if not raw.lstrip("-").isdecimal() or abs(int(raw)) > MAX_ID:
-            raise ValueError(f"searchCriteria value for {name} must be an integer, got {raw!r}")
-        return int(raw)
+        return whole_number(f"searchCriteria value for {name}", raw, -MAX_ID, MAX_ID)
     if name == "status":
         lowered = raw.lower()
         if lowered not in ("1", "0", "true", "false"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import request
@@ -13,9 +12,9 @@ from flask_async_events.api.blueprint import bad_request, blp, owned_subscriptio
 from flask_async_events.api.errors import fail
 from flask_async_events.api.schemas import (
     Definition,
+    OperationOut,
     PingOut,
     RecoverIn,
-    RecoverOut,
     RotateIn,
     RotateOut,
     SubscriptionCreate,
@@ -28,9 +27,9 @@ from flask_async_events.api.schemas import (
 from flask_async_events.auth import UNAUTHORIZED_RESOURCES, required_resources, visible_subscriptions
 from flask_async_events.definitions import normalise_pattern
 from flask_async_events.models import Subscription
-from flask_async_events.operations.missed import recover_missed
+from flask_async_events.operations.background import Operation, find_operation, start_recovery
 from flask_async_events.operations.ping import ping
-from flask_async_events.operations.replay import ReplayError, recover
+from flask_async_events.operations.replay import ReplayError
 from flask_async_events.operations.rotation import DEFAULT_GRACE, rotate_secret
 from flask_async_events.operations.status import count_rows
 from flask_async_events.operations.subscriptions import create_subscription, unsubscribe, update_subscription
@@ -81,6 +80,7 @@ class AsyncEventCreate(MethodView):
                 rate_limit=fields.get("rate_limit"),
                 headers=fields.get("headers"),
                 filter=fields.get("filter"),
+                caller=caller,
             )
             app_state.db.session.commit()
         except ValueError as exc:
@@ -110,7 +110,13 @@ class AsyncEvent(MethodView):
         app_state = state()
         subscription = owned_subscription(subscription_id)
         try:
-            update_subscription(app_state, subscription, body["asyncEvent"], disabled_reason="disabled through the API")
+            update_subscription(
+                app_state,
+                subscription,
+                body["asyncEvent"],
+                disabled_reason="disabled through the API",
+                caller=principal(),
+            )
         except ValueError as exc:
             bad_request(exc)
         app_state.db.session.commit()
@@ -167,22 +173,31 @@ class Definitions(MethodView):
 @blp.route("/async_event/<subscription_id>/recover")
 class Recover(MethodView):
     @blp.arguments(RecoverIn)
-    @blp.response(202, RecoverOut)
+    @blp.response(202, OperationOut)
     @blp.alt_response(409, description="The subscription is disabled")
-    def post(self, body: dict[str, Any], subscription_id: str) -> dict[str, Any]:
+    def post(self, body: dict[str, Any], subscription_id: str) -> Operation:
         """Deliver again every dead delivery of this subscription created since a time; with
-        ``missed``, also the events since then it would receive now but never got."""
+        ``missed``, also the events since then (never from before the subscription was made) it
+        would receive now but never got. It runs on the workers: the answer is the job, whose
+        progress ``GET /async_event_jobs/<job>`` tells."""
         subscription = owned_subscription(subscription_id)
-        since: datetime = body["since"]
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
         try:
-            uuids = recover(state(), subscription.subscription_id, since)
+            return start_recovery(state(), subscription, body["since"], missed=body["missed"], caller=principal())
         except ReplayError as exc:
             state().db.session.rollback()
             fail(409, str(exc))
-        missed = recover_missed(state(), subscription, since) if body["missed"] else []
-        return {"recovered": len(uuids), "missed": len(missed), "uuids": uuids + missed}
+
+
+@blp.route("/async_event_jobs/<job_id>")
+class OperationProgress(MethodView):
+    @blp.response(200, OperationOut)
+    @blp.alt_response(404, description="No such job, or not the caller's (a job is kept a day after its last step)")
+    def get(self, job_id: str) -> Operation:
+        """How far a job started through this API (a recovery) got."""
+        found = find_operation(state(), job_id, principal())
+        if found is None:
+            fail(404, f"No job {job_id}: it is not yours, or it ended more than a day ago")
+        return found
 
 
 @blp.route("/async_event/<subscription_id>/rotate_secret")
@@ -217,9 +232,10 @@ class Ping(MethodView):
     @blp.alt_response(
         409, description="The server cannot send to it: no such notifier here, or a secret it cannot decrypt"
     )
+    @blp.alt_response(429, description="Too many test sends this minute (ASYNC_EVENTS_TEST_SENDS_PER_MINUTE)")
     def post(self, subscription_id: str) -> dict[str, Any]:
         """Send a test event to the endpoint now, signed as usual, and return what it answered."""
-        answer = ping(state(), owned_subscription(subscription_id))
+        answer = ping(state(), owned_subscription(subscription_id), principal())
         if not answer.sent:
             fail(409, answer.result.response_data)
         result = answer.result

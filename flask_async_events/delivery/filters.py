@@ -19,6 +19,7 @@ from flask_async_events.query import (
     Both,
     Either,
     Exists,
+    Limits,
     Node,
     Not,
     Range,
@@ -29,8 +30,8 @@ from flask_async_events.query import (
     parse,
     path_of,
     payload_bounds,
-    wildcard_pattern,
 )
+from flask_async_events.wildcards import wildcard_matches
 
 EVENT_FIELDS = frozenset({"event", "event_name"})
 STORE_FIELDS = frozenset({"store", "store_id"})
@@ -70,13 +71,16 @@ def _store_values(leaf: Term | Range | Exists) -> list[str]:
     return [leaf.value] if isinstance(leaf, Term) else []
 
 
-def check_filter(text: object) -> str | None:
-    """A filter as stored (None for none); :class:`InvalidSubscription` naming ``filter`` otherwise."""
+def check_filter(text: object, limits: Limits) -> str | None:
+    """A filter as stored (None for none); :class:`InvalidSubscription` naming ``filter`` otherwise,
+    also for one larger than ``limits`` (checked here, when it is saved: a filter saved once is
+    evaluated at every fan-out)."""
     if text is None or text == "":
         return None
     if not isinstance(text, str):
         raise InvalidSubscription(f"filter must be a query string, got {text!r}")
     try:
+        parse(text, limits)
         compile_filter(text)
     except QueryError as exc:
         raise InvalidSubscription(f"filter: {exc}") from None
@@ -146,7 +150,7 @@ def _text_matches(text: str, term: Term) -> bool:
     """Letters in either case; ``*`` any run of characters, except in a phrase."""
     if term.phrase:
         return text.lower() == term.value.lower()
-    return wildcard_pattern(term.value).fullmatch(text) is not None
+    return wildcard_matches(term.value, text)
 
 
 def _in_range(scalar: Any, node: Range) -> bool:

@@ -34,6 +34,7 @@ QUEUE_NAMES = (TRIGGER_QUEUE, DELIVERY_QUEUE, RETRY_QUEUE)
 TRIGGER_JOB = "flask_async_events.jobs.trigger"
 DELIVER_JOB = "flask_async_events.jobs.deliver"
 REPLAY_JOB = "flask_async_events.jobs.replay_dead"
+OPERATION_JOB = "flask_async_events.jobs.run_operation"
 
 # Set while a trigger job is waiting to run; see Queues.request_trigger.
 TRIGGER_REQUESTED = "async_events:trigger_requested"
@@ -174,6 +175,11 @@ class Queues:
             for chunk in _chunks(delivery_ids, self.batch_size):
                 queue.enqueue(DELIVER_JOB, chunk, pipeline=pipe, **JOB_OPTIONS)
             pipe.execute()
+
+    def enqueue_operation(self, operation_id: str) -> None:
+        """The next slice of a bulk operation (operations/background.py), behind the retries queued
+        before it: its slices take turns with the deliveries instead of holding a worker."""
+        self.retry.enqueue(OPERATION_JOB, operation_id, **JOB_OPTIONS)
 
     def schedule_deliveries(self, due: dict[datetime, list[int]], now: datetime) -> None:
         """Deliveries to retry: due ones at once, later ones in RQ's scheduler, one job per due time."""

@@ -65,6 +65,9 @@ class Notifier(Protocol):
       send to; called when a subscription is created or changed.
     - ``sends_headers: bool``: True if it sends a subscription's ``headers`` (``Recipient.headers``);
       subscriptions of a notifier without it cannot be given headers.
+    - ``uses_host_credentials: bool``: True if it sends with the host's own credentials (a cloud
+      SDK's, say); a non-admin owner may then give it only targets the host allow-lists in
+      ``ASYNC_EVENTS_OWNER_TARGETS``.
     - ``max_batch: int`` and ``notify_batch(batch) -> list[NotifyResult]`` (see :class:`BatchNotifier`):
       deliveries due together are handed over up to ``max_batch`` at a time.
     """

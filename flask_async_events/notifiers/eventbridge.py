@@ -57,6 +57,8 @@ def entry_size(entry: dict[str, Any]) -> int:
 class EventBridgeNotifier:
     """Sends messages to EventBridge with PutEvents, batching what is due together."""
 
+    uses_host_credentials = True  # the worker's AWS credentials: owners get only allow-listed targets
+
     def __init__(
         self,
         *,

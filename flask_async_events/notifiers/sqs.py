@@ -82,6 +82,8 @@ def parse_queue(recipient: str, endpoint_url: str | None = None) -> Queue:
 class SqsNotifier:
     """Sends messages to SQS queues with SendMessageBatch, batching what is due together per queue."""
 
+    uses_host_credentials = True  # the worker's AWS credentials: owners get only allow-listed targets
+
     def __init__(
         self,
         *,

@@ -7,10 +7,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from flask_async_events.auth import Principal
 from flask_async_events.delivery.attempt import attempt, recipient_for, sendable
 from flask_async_events.delivery.payloads import CONTENT_TYPES, render_body
 from flask_async_events.models import Event, Subscription, utcnow
 from flask_async_events.notifiers.base import Message, NotifyResult
+from flask_async_events.operations.owner_rates import take_test_send
 from flask_async_events.state import AppState
 
 PING_EVENT = "async_events.ping"
@@ -26,8 +28,10 @@ class PingAnswer:
     sent: bool
 
 
-def ping(state: AppState, subscription: Subscription) -> PingAnswer:
-    """Send a signed ``async_events.ping`` event to ``subscription`` and wait for the answer."""
+def ping(state: AppState, subscription: Subscription, caller: Principal | None = None) -> PingAnswer:
+    """Send a signed ``async_events.ping`` event to ``subscription`` and wait for the answer; a
+    non-admin ``caller`` within its owner's test sends a minute (:class:`RateLimited` past them)."""
+    take_test_send(state, caller)
     checked = sendable(
         state,
         subscription.notifier,

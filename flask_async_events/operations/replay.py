@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, literal, select, update
@@ -46,13 +47,18 @@ def recover(
     state: AppState, subscription_id: int, since: datetime, *, progress: Callable[[int], None] | None = None
 ) -> list[str]:
     """Replay every dead delivery of a subscription created since ``since``; return their uuids."""
+    check_recoverable(state, subscription_id)
+    return retry_dead(state, subscription_id=subscription_id, since=since, progress=progress)
+
+
+def check_recoverable(state: AppState, subscription_id: int) -> None:
+    """:class:`ReplayError` unless the subscription exists and is enabled (a recovery sends to it)."""
     subscription = state.db.session.get(Subscription, subscription_id)
     if subscription is None or not subscription.status:
         state.db.session.rollback()
         if subscription is None:
             raise ReplayError(f"no subscription {subscription_id} (flask async-events subscriptions lists them)")
         raise ReplayError(f"subscription {subscription_id} is disabled; enable it before recovering its deliveries")
-    return retry_dead(state, subscription_id=subscription_id, since=since, progress=progress)
 
 
 def dead_filter(subscription_id: int | None, since: datetime | None) -> list[ColumnElement[bool]]:
@@ -79,6 +85,45 @@ def count_dead(state: AppState, *, subscription_id: int | None = None, since: da
     return count
 
 
+@dataclass(frozen=True)
+class Step:
+    """What one batch of a bulk operation did: the uuids it sent (or would send), how many rows it
+    went through, and where the next batch starts (None: it was the last)."""
+
+    uuids: list[str]
+    examined: int
+    after: int | None
+
+
+def retry_dead_batch(
+    state: AppState, *, subscription_id: int | None, since: datetime | None, after: int, batch_size: int
+) -> Step:
+    """Replay the next ``batch_size`` dead deliveries of enabled subscriptions after id ``after``,
+    in id order (one that dies again at once is not picked up twice), in one transaction."""
+    session = state.db.session
+    rows = session.execute(
+        select(Delivery.id, Delivery.uuid)
+        .join(Subscription)
+        .where(*_replayable(subscription_id, since), Delivery.id > after)
+        .order_by(Delivery.id)
+        .limit(batch_size)
+    ).all()
+    if not rows:
+        session.rollback()
+        return Step([], 0, None)
+    ids = [row.id for row in rows]
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.DEAD)
+        .values(state=DeliveryState.PENDING, round_attempts=0, next_attempt_at=utcnow(), claim_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    state.queues.forget_dead_letters([row.uuid for row in rows])
+    state.queues.enqueue_deliveries(ids)
+    return Step([row.uuid for row in rows], len(rows), ids[-1])
+
+
 def retry_dead(
     state: AppState,
     *,
@@ -87,36 +132,17 @@ def retry_dead(
     batch_size: int = 1000,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Replay dead deliveries of enabled subscriptions in batches, each its own transaction, in id
-    order (one that dies again at once is not picked up twice); return their uuids."""
-    session = state.db.session
+    """Replay dead deliveries of enabled subscriptions in batches, each its own transaction
+    (:func:`retry_dead_batch`); return their uuids."""
     replayed: list[str] = []
-    after = 0
-    while True:
-        rows = session.execute(
-            select(Delivery.id, Delivery.uuid)
-            .join(Subscription)
-            .where(*_replayable(subscription_id, since), Delivery.id > after)
-            .order_by(Delivery.id)
-            .limit(batch_size)
-        ).all()
-        if not rows:
-            session.rollback()
-            return replayed
-        ids = [row.id for row in rows]
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids), Delivery.state == DeliveryState.DEAD)
-            .values(state=DeliveryState.PENDING, round_attempts=0, next_attempt_at=utcnow(), claim_token=None)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-        state.queues.forget_dead_letters([row.uuid for row in rows])
-        state.queues.enqueue_deliveries(ids)
-        replayed.extend(row.uuid for row in rows)
-        after = ids[-1]
-        if progress is not None:
-            progress(len(rows))
+    after: int | None = 0
+    while after is not None:
+        step = retry_dead_batch(state, subscription_id=subscription_id, since=since, after=after, batch_size=batch_size)
+        replayed.extend(step.uuids)
+        after = step.after
+        if progress is not None and step.examined:
+            progress(step.examined)
+    return replayed
 
 
 def replay_dead(state: AppState, delivery_id: int) -> bool:

@@ -12,10 +12,9 @@ charts' reach (:data:`CHART_DAYS`).
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from redis.exceptions import RedisError
@@ -29,33 +28,11 @@ from flask_async_events.operations.status import count_rows
 from flask_async_events.state import AppState
 
 FINISHED = (DeliveryState.DELIVERED, DeliveryState.DEAD, DeliveryState.CANCELLED)
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # Rows per batch, each its own transaction: larger batches cost fewer round trips and scans (at 5
 # million attempts, 10,000 a batch pruned 3.6x faster than 1,000), and an old, finished row's lock
 # never stands in a delivery's way.
 DEFAULT_BATCH = 10_000
 CHART_DAYS = 8  # the hourly statistics a 7-day chart needs, and a day to spare
-
-
-def parse_age(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``3600s`` or ``2w``; ValueError with the accepted forms otherwise."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
-    if match is None:
-        raise ValueError(f"{text!r} is not an age: use a number and a unit, as in 30d, 12h, 90m, 3600s or 2w")
-    return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
-
-
-def parse_moment(text: str) -> datetime:
-    """A time (UTC unless it says otherwise), or an age such as ``2h``: that long ago."""
-    try:
-        return utcnow() - parse_age(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a time (2026-01-31T12:00) or an age (2h, 3d)") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass

@@ -6,23 +6,29 @@ unparsed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from flask_async_events.auth import Principal
-from flask_async_events.errors import QueryError
+from flask_async_events.bounds import parse_time, whole_number
+from flask_async_events.errors import InvalidValue, QueryError
 from flask_async_events.models import DbSession, Delivery, DeliveryAttempt, Event, Subscription
 from flask_async_events.operations.payload_sql import Payload, escape_like
+from flask_async_events.operations.status import COUNT_CAP, count_rows
+from flask_async_events.operations.time_limit import time_limited
 from flask_async_events.query import (
     OPEN,
+    UNLIMITED,
     Both,
     Either,
     Exists,
+    Limits,
     Node,
     Not,
     Range,
@@ -41,20 +47,17 @@ Column = Any  # a mapped attribute or a SQL expression
 
 def _number(field: str, value: str) -> int:
     try:
-        return int(value)
-    except ValueError:
-        raise QueryError(f"{field} takes a whole number, not {value!r}") from None
+        return whole_number(field, value)
+    except InvalidValue as exc:
+        raise QueryError(str(exc)) from None
 
 
 def _moment(field: str, value: str) -> tuple[datetime, datetime]:
     """The span a date or time names: a whole day for a date, an instant for a time."""
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise QueryError(
-            f"{field} takes a date or time such as 2026-01-31 or 2026-01-31T12:00, not {value!r}"
-        ) from None
-    moment = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        moment = parse_time(field, value)
+    except InvalidValue as exc:
+        raise QueryError(str(exc)) from None
     return (moment, moment + timedelta(days=1)) if len(value) == 10 else (moment, moment)
 
 
@@ -215,28 +218,68 @@ class Translator:
         return f"unknown field {name!r}; the fields are {known}, and data.<path> into the body"
 
 
-def attempt_filter(query: str, dialect: str) -> ColumnElement[bool] | None:
+def attempt_filter(query: str, dialect: str, limits: Limits = UNLIMITED) -> ColumnElement[bool] | None:
     """The WHERE clause for ``query`` over attempts joined with their events (None: no filter)."""
-    node = parse(query)
+    node = parse(query, limits)
     return None if node is None else Translator(dialect)(node)
 
 
-def attempts_query(text: str | None, dialect: str) -> sa.Select[DeliveryAttempt, str]:
+def attempts_query(text: str | None, dialect: str, limits: Limits = UNLIMITED) -> sa.Select[DeliveryAttempt, str]:
     """Attempt rows with their event name (and subscription, for ownership), filtered by the search
-    ``text``; raises :class:`QueryError`."""
+    ``text`` within ``limits``; raises :class:`QueryError`."""
     query = (
         sa.select(DeliveryAttempt, Event.event_name)
         .join(Subscription, DeliveryAttempt.subscription_id == Subscription.subscription_id)
         .join(Delivery, DeliveryAttempt.delivery_id == Delivery.id)
         .join(Event, Delivery.event_id == Event.id)
     )
-    condition = attempt_filter(text, dialect) if text else None
+    condition = attempt_filter(text, dialect, limits) if text else None
     return query if condition is None else query.where(condition)
 
 
-def visible_attempts(session: DbSession, caller: Principal, text: str | None = None) -> sa.Select[DeliveryAttempt, str]:
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of a search's attempts (each with its event name), newest first, and how many
+    match in all, counted up to :data:`COUNT_CAP` and one more."""
+
+    rows: list[Row[DeliveryAttempt, str]]
+    total: int
+
+
+def search_page(
+    session: DbSession, query: sa.Select[DeliveryAttempt, str], *, page: int, size: int, timeout: float
+) -> SearchPage:
+    """A page of ``query`` (from :func:`visible_attempts`) with its count, each statement under
+    ``timeout``; :class:`~flask_async_events.errors.SearchTimeout` past it."""
+    with time_limited(session, timeout):
+        total = count_rows(session, query, cap=COUNT_CAP)
+        ordered = query.order_by(DeliveryAttempt.log_id.desc()).offset((page - 1) * size).limit(size)
+        rows = list(session.execute(ordered))
+    return SearchPage(rows, total)
+
+
+def search_batches(
+    session: DbSession, query: sa.Select[DeliveryAttempt, str], *, size: int, timeout: float
+) -> Iterator[list[Row[DeliveryAttempt, str]]]:
+    """Every attempt ``query`` finds, newest first, ``size`` at a time: each batch one statement
+    that starts below the last one's ``log_id``, under ``timeout`` (an export is as long as it
+    needs to be; no one statement is)."""
+    before: int | None = None
+    while True:
+        batch = query if before is None else query.where(DeliveryAttempt.log_id < before)
+        with time_limited(session, timeout):
+            rows = list(session.execute(batch.order_by(DeliveryAttempt.log_id.desc()).limit(size)))
+        if not rows:
+            return
+        yield rows
+        before = rows[-1][0].log_id
+
+
+def visible_attempts(
+    session: DbSession, caller: Principal, text: str | None, limits: Limits
+) -> sa.Select[DeliveryAttempt, str]:
     """:func:`attempts_query` limited to the caller's subscriptions (all for an admin), also those
     unsubscribed since: their log outlives them. What a search names (``subscription:7``) only
     narrows this further, so nobody finds another owner's rows by naming them."""
-    query = attempts_query(text, session.get_bind().dialect.name)
+    query = attempts_query(text, session.get_bind().dialect.name, limits)
     return query if caller.is_admin else query.where(Subscription.owner == caller.owner)

@@ -11,15 +11,17 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
+from flask_async_events.auth import Principal
 from flask_async_events.definitions import check_store_id, normalise_pattern, receives
 from flask_async_events.delivery.filters import check_filter
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
-from flask_async_events.errors import InvalidSubscription
+from flask_async_events.errors import InvalidSubscription, QuotaExceeded, TargetNotAllowed
 from flask_async_events.models import DbSession, Subscription, utcnow
 from flask_async_events.operations.headers import check_sends_headers, set_headers
 from flask_async_events.state import AppState
+from flask_async_events.wildcards import wildcard_matches
 
 MIN_RATE_LIMIT = 0.001  # one delivery every 1,000 s
 MAX_RATE_LIMIT = 10_000.0
@@ -37,14 +39,18 @@ def create_subscription(
     rate_limit: float | None = None,
     headers: Mapping[str, str] | None = None,
     filter: str | None = None,
+    caller: Principal | None = None,
 ) -> Subscription:
     """Add an enabled subscription to the session, checking what the caller gave. ``headers``:
     extra request headers sent with every delivery (see :mod:`~flask_async_events.operations.headers`);
-    ``filter``: a query an event must match to be delivered (see :mod:`~flask_async_events.delivery.filters`)."""
+    ``filter``: a query an event must match to be delivered (see :mod:`~flask_async_events.delivery.filters`);
+    ``caller``: who asked through the web (a non-admin one is held to its owner's bounds; None: the
+    host's code or an operator, who are not)."""
     pattern = normalise_pattern(event_name)
     if "*" not in pattern and state.definitions.get(pattern) is None:
         raise InvalidSubscription(f"event_name {event_name!r} is not a defined event")
-    validate_target(state, metadata, recipient_url)
+    validate_target(state, metadata, recipient_url, caller)
+    check_quota(state, caller)
     check_store_id(store_id)
     rate_limit = check_rate_limit(rate_limit)
     if not verification_token:
@@ -58,7 +64,7 @@ def create_subscription(
         store_id=store_id,
         owner=owner,
         rate_limit=rate_limit,
-        filter=check_filter(filter),
+        filter=check_filter(filter, state.settings.filter_limits),
     )
     set_headers(state, subscription, headers)
     state.db.session.add(subscription)
@@ -69,11 +75,16 @@ CHANGEABLE = ("status", "metadata", "recipient_url", "rate_limit", "headers", "f
 
 
 def update_subscription(
-    state: AppState, subscription: Subscription, changes: Mapping[str, Any], *, disabled_reason: str = "disabled"
+    state: AppState,
+    subscription: Subscription,
+    changes: Mapping[str, Any],
+    *,
+    disabled_reason: str = "disabled",
+    caller: Principal | None = None,
 ) -> None:
     """Apply ``changes`` (any of :data:`CHANGEABLE`; the rest stay as they were), each checked as
-    creation checks it; an invalid one raises ``InvalidSubscription`` naming the field, and the
-    caller rolls back. Disabling cancels the open deliveries, with ``disabled_reason``."""
+    creation checks it (``caller`` as there); an invalid one raises ``InvalidSubscription`` naming
+    the field, and the caller rolls back. Disabling cancels the open deliveries, with ``disabled_reason``."""
     unknown = sorted(set(changes) - set(CHANGEABLE))
     if unknown:
         raise InvalidSubscription(f"{unknown[0]} cannot be changed; subscribe again instead")
@@ -83,14 +94,14 @@ def update_subscription(
     if "metadata" in changes or "recipient_url" in changes:
         metadata = changes.get("metadata", subscription.notifier)
         recipient_url = changes.get("recipient_url", subscription.recipient_url)
-        validate_target(state, metadata, recipient_url)
+        validate_target(state, metadata, recipient_url, caller)
         if subscription.headers and "headers" not in changes:
             check_sends_headers(state, metadata)
         subscription.notifier, subscription.recipient_url = metadata.lower(), recipient_url
     if "headers" in changes:
         set_headers(state, subscription, changes["headers"])
     if "filter" in changes:
-        subscription.filter = check_filter(changes["filter"])
+        subscription.filter = check_filter(changes["filter"], state.settings.filter_limits)
     if "rate_limit" in changes:
         subscription.rate_limit = check_rate_limit(changes["rate_limit"])
     if set(changes) - {"status"}:
@@ -136,8 +147,10 @@ def set_rate_limit(session: DbSession, subscription_ids: list[int], rate_limit: 
     )
 
 
-def validate_target(state: AppState, metadata: str, recipient_url: str) -> None:
-    """The notifier must exist and accept the recipient; ``ValueError`` names the field."""
+def validate_target(state: AppState, metadata: str, recipient_url: str, caller: Principal | None = None) -> None:
+    """The notifier must exist and accept the recipient (``ValueError`` names the field), and a
+    non-admin ``caller`` may aim a notifier that uses the host's credentials only at allow-listed
+    targets (:class:`TargetNotAllowed`)."""
     notifier = state.notifier(metadata)
     if notifier is None:
         raise InvalidSubscription(
@@ -154,6 +167,36 @@ def validate_target(state: AppState, metadata: str, recipient_url: str) -> None:
             raise InvalidSubscription(
                 message if message.startswith("recipient_url") else f"recipient_url: {message}"
             ) from None
+    if caller is not None and not caller.is_admin and getattr(notifier, "uses_host_credentials", False):
+        _check_owner_target(state, state.notifier_key(metadata), recipient_url)
+
+
+def _check_owner_target(state: AppState, notifier_name: str, recipient_url: str) -> None:
+    """A target of a notifier that sends with the host's credentials must match a pattern the host
+    lists for owners; nothing else is theirs to aim at."""
+    patterns = state.settings.owner_targets.get(notifier_name, ())
+    if not any(wildcard_matches(pattern, recipient_url, fold_case=False) for pattern in patterns):
+        allowed = f"the patterns {', '.join(patterns)}" if patterns else "no targets for it"
+        raise TargetNotAllowed(
+            f"recipient_url: a {notifier_name!r} subscription sends with the host's credentials, so its target"
+            f" must be allowed by ASYNC_EVENTS_OWNER_TARGETS, which lists {allowed}"
+        )
+
+
+def check_quota(state: AppState, caller: Principal | None) -> None:
+    """A non-admin owner may hold at most ``ASYNC_EVENTS_MAX_SUBSCRIPTIONS_PER_OWNER`` subscriptions
+    (unsubscribed ones do not count); :class:`QuotaExceeded` for one more."""
+    most = state.settings.max_subscriptions_per_owner
+    if caller is None or caller.is_admin or not most:
+        return
+    held = state.db.session.scalar(
+        select(func.count()).where(Subscription.owner == caller.owner, Subscription.deleted_at.is_(None))
+    )
+    if (held or 0) >= most:
+        raise QuotaExceeded(
+            f"this owner has {held} subscriptions, as many as it may have"
+            f" (ASYNC_EVENTS_MAX_SUBSCRIPTIONS_PER_OWNER = {most}); delete one first"
+        )
 
 
 def has_subscribers(session: DbSession, event_name: str, store_id: int = 0) -> bool:

@@ -8,8 +8,10 @@ else's subscription, log row or trace is a 404, exactly as one that does not exi
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
@@ -17,19 +19,19 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from flask_async_events.auth import UNAUTHORIZED_RESOURCES, required_resources, visible_subscriptions
+from flask_async_events.bounds import parse_duration, parse_moment
 from flask_async_events.definitions import normalise_pattern
 from flask_async_events.delivery.credentials import open_previous
-from flask_async_events.errors import QueryError, ReplayError
-from flask_async_events.models import DeliveryAttempt, Subscription, utcnow
+from flask_async_events.errors import OwnerLimit, QueryError, RateLimited, ReplayError
+from flask_async_events.models import Subscription, utcnow
+from flask_async_events.operations.background import find_operation, start_recovery
 from flask_async_events.operations.charts import WINDOWS, attempt_series
 from flask_async_events.operations.headers import parse_header_lines, shown_headers
-from flask_async_events.operations.missed import recover_missed
 from flask_async_events.operations.ping import ping
-from flask_async_events.operations.replay import recover, replay
-from flask_async_events.operations.retention import parse_age, parse_moment
-from flask_async_events.operations.rotation import rotate_secret
-from flask_async_events.operations.search import visible_attempts
-from flask_async_events.operations.status import COUNT_CAP, circuit_words, count_rows
+from flask_async_events.operations.replay import replay
+from flask_async_events.operations.rotation import MAX_GRACE, rotate_secret
+from flask_async_events.operations.search import SearchPage, search_batches, search_page, visible_attempts
+from flask_async_events.operations.status import COUNT_CAP, circuit_words
 from flask_async_events.operations.subscriptions import (
     create_subscription,
     describe_rate_limit,
@@ -139,12 +141,13 @@ def new_subscription() -> ResponseReturnValue:
     state = get_state()
     form: dict[str, str] = dict(request.form) if request.method == "POST" else {"metadata": "http"}
     error = None
+    status = 200
     if request.method == "POST":
         try:
             subscription, secret = _create(form)
-        except ValueError as exc:
+        except (ValueError, OwnerLimit) as exc:
             state.db.session.rollback()
-            error = str(exc)
+            error, status = str(exc), exc.status if isinstance(exc, OwnerLimit) else 400
         else:
             state.db.session.commit()
             return subscription_view(subscription, new_secret=secret, created=True)
@@ -155,7 +158,7 @@ def new_subscription() -> ResponseReturnValue:
         events=catalogue(),
         notifiers=state.notifier_names(),
         chooses_owner=current().chooses_owner,
-    ), 400 if error else 200
+    ), status
 
 
 def _create(form: dict[str, str]) -> tuple[Subscription, str | None]:
@@ -170,7 +173,7 @@ def _create(form: dict[str, str]) -> tuple[Subscription, str | None]:
     given = form.get("verification_token", "").strip()
     secret = given or generate_secret()
     owner = (form.get("owner", "").strip() or None) if current().chooses_owner else who.owner
-    subscription = create_subscription(state, verification_token=secret, owner=owner, **fields)
+    subscription = create_subscription(state, verification_token=secret, owner=owner, caller=who, **fields)
     state.db.session.flush()
     return subscription, None if given else secret
 
@@ -189,7 +192,7 @@ def _apply(subscription_id: int, change: Callable[[Subscription], str]) -> Respo
     subscription = owned(subscription_id)
     try:
         done = change(subscription)
-    except ValueError as exc:
+    except (ValueError, OwnerLimit) as exc:
         session.rollback()
         say(str(exc), "error")
     else:
@@ -200,7 +203,7 @@ def _apply(subscription_id: int, change: Callable[[Subscription], str]) -> Respo
 
 def edit_subscription(subscription_id: int) -> ResponseReturnValue:
     def change(subscription: Subscription) -> str:
-        update_subscription(get_state(), subscription, subscription_changes(request.form))
+        update_subscription(get_state(), subscription, subscription_changes(request.form), caller=caller())
         return f"Saved: deliveries go to {subscription.recipient_url}, {describe_rate_limit(subscription.rate_limit)}."
 
     return _apply(subscription_id, change)
@@ -218,7 +221,11 @@ def subscription_status(subscription_id: int) -> ResponseReturnValue:
 
 
 def delete_subscription(subscription_id: int) -> ResponseReturnValue:
+    """Unsubscribe, once the form's box says so (the pages run no script to ask)."""
     subscription = owned(subscription_id)
+    if request.form.get("confirm") != "yes":
+        say("Tick the box beside Delete to confirm.", "error")
+        return _back(subscription_id)
     unsubscribe(get_state().db.session, subscription)
     get_state().db.session.commit()
     say(f"Subscription {subscription_id} deleted; its attempt log stays.", "ok")
@@ -231,11 +238,11 @@ def rotate_subscription_secret(subscription_id: int) -> ResponseReturnValue:
     subscription = owned(subscription_id)
     session = get_state().db.session
     try:
-        grace = parse_age(request.form.get("grace", "24h")).total_seconds()
+        grace = parse_duration("grace", request.form.get("grace", "24h"), timedelta(seconds=MAX_GRACE)).total_seconds()
         rotation = rotate_secret(get_state(), subscription, grace=grace)
     except ValueError as exc:
         session.rollback()
-        say(f"grace: {exc}" if "age" in str(exc) else str(exc), "error")
+        say(str(exc), "error")
         return _back(subscription_id)
     session.commit()
     return subscription_view(subscription, new_secret=rotation.verification_token)
@@ -262,45 +269,48 @@ def subscription_filter(subscription_id: int) -> ResponseReturnValue:
 
 def ping_subscription(subscription_id: int) -> ResponseReturnValue:
     """Send a test event now and show the answer on the page."""
-    answer = ping(get_state(), owned(subscription_id))
+    try:
+        answer = ping(get_state(), owned(subscription_id), caller())
+    except RateLimited as exc:
+        say(str(exc), "error")
+        return _back(subscription_id)
     return subscription_view(owned(subscription_id), ping=answer)  # the ping ended the transaction
 
 
 def recover_subscription(subscription_id: int) -> ResponseReturnValue:
-    """Replay its dead deliveries since a time, and with ``missed`` the events it never got."""
-    state = get_state()
+    """Start replaying its dead deliveries since a time, and with ``missed`` delivering the events
+    it never got; the workers do it, and the job's page follows them."""
     subscription = owned(subscription_id)
     try:
-        since = parse_moment(request.form.get("since", "").strip())
+        since = parse_moment("since", request.form.get("since", "").strip(), utcnow())
+        job = start_recovery(get_state(), subscription, since, missed=bool(request.form.get("missed")), caller=caller())
     except ValueError as exc:
-        say(f"since: {exc}", "error")
-        return _back(subscription_id)
-    try:
-        uuids = recover(state, subscription.subscription_id, since)
-        missed = recover_missed(state, subscription, since) if request.form.get("missed") else []
-    except ReplayError as exc:
-        state.db.session.rollback()
+        get_state().db.session.rollback()
         say(str(exc), "error")
-    else:
-        also = f" and delivering {len(missed)} missed event(s)" if request.form.get("missed") else ""
-        say(f"Replaying {len(uuids)} dead delivery(ies){also}.", "ok")
-    return _back(subscription_id)
+        return _back(subscription_id)
+    return redirect(url_for(".job_page", job_id=job.id))
+
+
+def job_page(job_id: str) -> ResponseReturnValue:
+    """How far a job started on these pages got; the page reloads itself while it runs."""
+    job = find_operation(get_state(), job_id, caller())
+    if job is None:
+        abort(404)
+    return render_template("async_events_pages/job.html", job=job)
 
 
 def logs() -> ResponseReturnValue:
     """The caller's attempts, newest first, a page at a time, found by the search box."""
-    session = get_state().db.session
+    state = get_state()
     text = request.args.get("q", "").strip()
     page = min(max(1, int(request.args["page"])), 100_000) if request.args.get("page", "").isdecimal() else 1
-    error, rows, total = None, [], 0
+    error, found = None, SearchPage([], 0)
     try:
-        query = visible_attempts(session, caller(), text)
+        query = visible_attempts(state.db.session, caller(), text, state.settings.filter_limits)
+        found = search_page(state.db.session, query, page=page, size=PAGE_SIZE, timeout=state.settings.search_timeout)
     except QueryError as exc:
         error = str(exc)
-    else:
-        total = count_rows(session, query, cap=COUNT_CAP)
-        ordered = query.order_by(DeliveryAttempt.log_id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-        rows = list(session.execute(ordered))
+    total, rows = found.total, found.rows
     exact = total <= COUNT_CAP
     pages = max(1, -(-total // PAGE_SIZE)) if exact else None  # None: more pages than counted
     more = (pages is None and len(rows) == PAGE_SIZE) or (pages is not None and page < pages)
@@ -317,19 +327,23 @@ def logs() -> ResponseReturnValue:
 
 
 def logs_csv() -> ResponseReturnValue:
-    """Every attempt the search finds (not only a page), as CSV, streamed."""
-    session = get_state().db.session
+    """Every attempt the search finds (not only a page), as CSV, streamed a batch at a time; a
+    search that cannot be run, or whose first batch takes too long, is said on the log page."""
+    state = get_state()
+    text = request.args.get("q", "").strip()
     try:
-        query = visible_attempts(session, caller(), request.args.get("q", "").strip())
+        query = visible_attempts(state.db.session, caller(), text, state.settings.filter_limits)
+        batches = search_batches(state.db.session, query, size=CSV_BATCH, timeout=state.settings.search_timeout)
+        first = next(batches, [])
     except QueryError as exc:
         say(f"q: {exc}", "error")
-        return redirect(url_for(".logs", q=request.args.get("q", "")))
-    ordered = query.order_by(DeliveryAttempt.log_id.desc()).execution_options(yield_per=CSV_BATCH)
+        return redirect(url_for(".logs", q=text))
 
     def rows() -> Iterator[list[object]]:
-        for attempt, event_name in session.execute(ordered):
-            facts = {**{name: getattr(attempt, name, None) for name in ATTEMPT_COLUMNS}, "event_name": event_name}
-            yield [facts[name] for name in ATTEMPT_COLUMNS]
+        for batch in itertools.chain([first], batches):
+            for attempt, event_name in batch:
+                facts = {**{name: getattr(attempt, name, None) for name in ATTEMPT_COLUMNS}, "event_name": event_name}
+                yield [facts[name] for name in ATTEMPT_COLUMNS]
 
     return csv_response(f"attempts-{utcnow():%Y%m%d-%H%M%S}.csv", ATTEMPT_COLUMNS, rows())
 
@@ -381,6 +395,7 @@ SHARED = (
     ("/subscriptions/<int:subscription_id>/filter", subscription_filter, ("POST",)),
     ("/subscriptions/<int:subscription_id>/ping", ping_subscription, ("POST",)),
     ("/subscriptions/<int:subscription_id>/recover", recover_subscription, ("POST",)),
+    ("/jobs/<job_id>", job_page, ("GET",)),
     ("/logs", logs, ("GET",)),
     ("/logs.csv", logs_csv, ("GET",)),
     ("/trace/<uuid>", trace, ("GET",)),

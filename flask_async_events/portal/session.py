@@ -3,8 +3,9 @@
 The portal may be embedded in an iframe of another site, where a cookie needs ``SameSite=None;
 Secure``; the host's session cookie keeps its own settings. The cookie holds who the visitor is
 (an owner from a link, or an API token's id, re-checked on every request so that revoking the token
-ends the session), when the session ends, the CSRF token its forms carry, and messages for the
-next page. It is scoped to the portal's path.
+ends the session), when the session ends, the key of its record on the server (looked up on every
+request, so a logout ends every copy of the cookie), the CSRF token its forms carry, and messages
+for the next page. It is scoped to the portal's path.
 """
 
 from __future__ import annotations
@@ -34,17 +35,18 @@ class PortalSession:
     owner: str
     resources: tuple[str, ...]
     expires_at: float
+    key: str  # of its record on the server (operations/web_sessions.py)
     token_id: int | None = None
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     messages: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
-    def from_grant(cls, grant: Grant) -> PortalSession:
-        return cls(grant.owner, grant.resources, grant.expires_at)
+    def from_grant(cls, grant: Grant, key: str) -> PortalSession:
+        return cls(grant.owner, grant.resources, grant.expires_at, key)
 
     @classmethod
-    def for_token(cls, token_id: int, owner: str, resources: tuple[str, ...]) -> PortalSession:
-        return cls(owner, resources, time.time() + TOKEN_SESSION_SECONDS, token_id)
+    def for_token(cls, token_id: int, owner: str, resources: tuple[str, ...], key: str) -> PortalSession:
+        return cls(owner, resources, time.time() + TOKEN_SESSION_SECONDS, key, token_id)
 
     def say(self, message: str, category: str) -> None:
         self.messages = [*self.messages, (category, message)][-MAX_MESSAGES:]
@@ -83,6 +85,7 @@ def load(request: Request, secret_key: SecretKey) -> PortalSession | None:
             owner=str(data["o"]),
             resources=tuple(str(name) for name in data["r"]),
             expires_at=float(data["e"]),
+            key=str(data["k"]),
             token_id=None if data["t"] is None else int(data["t"]),
             csrf=str(data["c"]),
             messages=[(str(category), str(text)) for category, text in data["m"]],
@@ -108,6 +111,7 @@ def save(
             "o": session.owner,
             "r": list(session.resources),
             "e": session.expires_at,
+            "k": session.key,
             "t": session.token_id,
             "c": session.csrf,
             "m": session.messages,

@@ -10,6 +10,8 @@ answer 404 for anything of another owner's. Every response says who may frame it
 from __future__ import annotations
 
 import secrets
+import time
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
@@ -19,7 +21,9 @@ from flask_async_events.auth import Principal, live_token, token_principal, visi
 from flask_async_events.errors import InvalidPortalLink
 from flask_async_events.models import ApiToken, Subscription
 from flask_async_events.operations.status import circuit_words
+from flask_async_events.operations.web_sessions import PORTAL, end_web_session, live_web_session, open_web_session
 from flask_async_events.pages.access import FORM_EXPIRED, Access, caller, use
+from flask_async_events.pages.page_security import csp_nonce, secure_page
 from flask_async_events.pages.views import add_shared_pages, chart_context, owner_subscription_ids
 from flask_async_events.portal import session as portal_session
 from flask_async_events.portal.links import open_link_token
@@ -52,10 +56,13 @@ def _token_still_valid(session: PortalSession) -> bool:
 @portal.before_request
 def open_session() -> ResponseReturnValue | None:
     """Who this visitor is; a form without this session's CSRF token is refused."""
+    request.max_content_length = get_state().settings.max_body  # a larger form is a 413, unread
     if not current_app.secret_key:
         return _message("Portal not set up", "The portal needs the app's SECRET_KEY to sign its sessions.", 503)
     session = portal_session.load(request, current_app.secret_key)
     ended = None
+    if session is not None and live_web_session(get_state().db.session, PORTAL, session.key) is None:
+        session = None  # logged out (perhaps from another copy of this cookie), or past its end
     if session is not None and session.token_id is not None and not _token_still_valid(session):
         session, ended = None, "revoked"
     g.async_events_portal = session
@@ -79,18 +86,11 @@ def close_session(response: Response) -> Response:
         portal_session.save(
             response, _session(), current_app.secret_key, path=path, embedded=embedded, secure=request.is_secure
         )
-    sources = " ".join(ancestors) or "'self'"
     if "async_events_login_csrf" in g:  # the login form's token, checked against this cookie
         portal_session.save_login_csrf(
             response, g.async_events_login_csrf, path=path, embedded=embedded, secure=request.is_secure
         )
-    response.headers["Content-Security-Policy"] = f"frame-ancestors {sources}"
-    if not ancestors:
-        response.headers["X-Frame-Options"] = "SAMEORIGIN"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return secure_page(response, ancestors)
 
 
 @portal.context_processor
@@ -102,6 +102,7 @@ def _page_context() -> dict[str, Any]:
         "async_events_csrf": lambda: session.csrf if session else g.get("async_events_login_csrf", ""),
         "async_events_messages": lambda: session.take_messages() if session else [],
         "portal_owner": session.owner if session else None,
+        "csp_nonce": csp_nonce,
     }
 
 
@@ -116,7 +117,10 @@ def enter() -> ResponseReturnValue:
     except InvalidPortalLink as exc:
         g.async_events_portal = None
         return _message("Portal link refused", str(exc), 403)
-    g.async_events_portal = PortalSession.from_grant(grant)
+    lifetime = timedelta(seconds=max(0.0, grant.expires_at - time.time()))
+    key = open_web_session(get_state().db.session, PORTAL, grant.owner, token_id=None, lifetime=lifetime)
+    get_state().db.session.commit()
+    g.async_events_portal = PortalSession.from_grant(grant, key)
     return redirect(url_for(".subscriptions"))
 
 
@@ -135,7 +139,12 @@ def login() -> ResponseReturnValue:
             error = "That is an admin token: it opens the admin pages, not the portal."
         else:
             principal = token_principal(token)
-            g.async_events_portal = PortalSession.for_token(token.id, principal.owner, tuple(principal.resources))
+            lifetime = timedelta(seconds=portal_session.TOKEN_SESSION_SECONDS)
+            key = open_web_session(
+                get_state().db.session, PORTAL, principal.owner, token_id=token.id, lifetime=lifetime
+            )
+            get_state().db.session.commit()
+            g.async_events_portal = PortalSession.for_token(token.id, principal.owner, tuple(principal.resources), key)
             return redirect(url_for(".subscriptions"))
     failed = request.method == "POST"
     g.async_events_login_csrf = secrets.token_urlsafe(32)
@@ -146,6 +155,11 @@ def login() -> ResponseReturnValue:
 
 @portal.post("/logout")
 def logout() -> ResponseReturnValue:
+    """End the session on the server (every copy of its cookie), then drop the cookie."""
+    session = _session()
+    if session is not None:
+        end_web_session(get_state().db.session, session.key)
+        get_state().db.session.commit()
     g.async_events_portal = None
     return redirect(url_for(".login"))
 

@@ -144,10 +144,12 @@ def test_an_operator_sets_headers_and_a_filter_and_rotates_a_secret_in_the_brows
         page.fill("textarea[name=headers]", "Host: evil.example")
         page.get_by_role("button", name="Save headers").click()
         expect(page.get_by_role("status")).to_contain_text("'Host' is set by flask-async-events")
-        page.fill("textarea[name=headers]", "Authorization: Bearer shop-42\nX-Tenant: acme")
+        page.fill("textarea[name=headers]", "Authorization: Bearer shop-42\nX-Request-Source: acme")
         page.get_by_role("button", name="Save headers").click()
         expect(page.get_by_role("status")).to_contain_text("Saved 2 header(s).")
-        expect(page.locator("textarea[name=headers]")).to_have_value("Authorization: ********\nX-Tenant: acme\n")
+        expect(page.locator("textarea[name=headers]")).to_have_value(
+            "Authorization: ********\nX-Request-Source: acme\n"
+        )
         page.get_by_role("button", name="Save headers").click()  # saved again as shown: the credential stays
 
         # A filter: one that cannot be read is refused with its position; a good one is kept.
@@ -171,7 +173,7 @@ def test_an_operator_sets_headers_and_a_filter_and_rotates_a_secret_in_the_brows
     place_order(app)
     run_burst(app)
     request = receiver.at("/ok")[-1]
-    assert request.headers["Authorization"] == "Bearer shop-42" and request.headers["X-Tenant"] == "acme"
+    assert request.headers["Authorization"] == "Bearer shop-42" and request.headers["X-Request-Source"] == "acme"
     Webhook(new_secret).verify(request.body, request.headers)
     Webhook(MAGENTO_TOKEN.encode()).verify(request.body, request.headers)
 
@@ -273,12 +275,12 @@ def test_admin_forms_explain_bad_input_and_login_stays_on_this_site(env: AppEnv,
         data={"csrf_token": csrf, "subscription_id": str(subscription_id), "since": "last week"},
         follow_redirects=True,
     )
-    assert b"&#39;last week&#39; is not a time (2026-01-31T12:00) or an age (2h, 3d)" in response.data
+    assert b"since: &#39;last week&#39; is not a time (2026-01-31T12:00) or a duration (2h, 3d)" in response.data
     response = client.post(
         f"{prefix}/dead-letters/recover",
         data={"csrf_token": csrf, "subscription_id": "seven", "since": "1h"},
         follow_redirects=True,
     )
-    assert b"subscription: &#39;seven&#39; is not a subscription id" in response.data
+    assert b"subscription takes a whole number, not &#39;seven&#39;" in response.data
     response = client.post(f"{prefix}/subscriptions", data={"csrf_token": csrf}, follow_redirects=True)
     assert b"Select at least one subscription." in response.data

@@ -42,6 +42,13 @@ MAGENTO_EVENTBRIDGE = {
 
 
 @pytest.fixture
+def app(env: AppEnv) -> Flask:
+    """The test app, whose host lets its API clients aim EventBridge at the Magento example's rules
+    (without that, a non-admin token may not use the host's AWS credentials)."""
+    return env.app(ASYNC_EVENTS_OWNER_TARGETS={"eventbridge": ["arn:aws:events:*:*:rule/Test.*"]})
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
@@ -437,9 +444,11 @@ def test_logs_trace_replay_and_recover(env: AppEnv, receiver: Receiver) -> None:
     recovered = client.post(
         f"{PREFIX}/async_event/{subscription_id}/recover", json={"since": "2020-01-01T00:00:00"}, headers=headers
     ).get_json()
-    assert recovered["recovered"] == 2
+    assert (recovered["total"], recovered["status"]) == (2, "queued")  # counted now, sent by the workers
     run_burst(app)
     assert states(app) == ["delivered"] * 3
+    progress = client.get(f"{PREFIX}/async_event_jobs/{recovered['job']}", headers=headers).get_json()
+    assert (progress["status"], progress["done"], progress["sent"]) == ("finished", 2, 2)
     missing = client.get(f"{PREFIX}/async_event_logs/00000000-0000-0000-0000-000000000000", headers=headers)
     assert missing.status_code == 404 and "no longer exists" in missing.get_json()["message"]
 

@@ -11,7 +11,7 @@ from flask import Flask
 from flask_async_events.auth import create_token
 from tests.appfactory import db, events
 from tests.conftest import AppEnv, Receiver, run_burst
-from tests.helpers import PREFIX, create, deliveries, log_in, publish, subscribe, token
+from tests.helpers import PREFIX, create, deliveries, log_in, next_second, publish, subscribe, token
 
 
 def publish_many(app: Flask, name: str, ids: range) -> None:
@@ -30,6 +30,7 @@ def test_recover_missed_delivers_exactly_what_a_disabled_subscription_missed(env
     runner = app.test_cli_runner()
     url = receiver.respond("/missed")
     runner.invoke(args=["async-events", "subscribe", "echo.event", url, "--filter", "data.total:<1000"])
+    next_second()
     publish_many(app, "echo.event", range(5))  # received before the outage
     run_burst(app)
     since = (
@@ -72,6 +73,7 @@ def test_the_rest_api_recovers_missed_events_of_the_callers_subscription_only(en
     created = create(client, shop, event_name="echo.event", recipient_url=receiver.respond("/rest-missed")).get_json()
     path = f"{PREFIX}/async_event/{created['subscription_id']}"
     since = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()  # MySQL keeps whole seconds
+    next_second()
     client.put(path, json={"asyncEvent": {"status": False}}, headers=shop)
     publish_many(app, "echo.event", range(10))
     run_burst(app)
@@ -81,17 +83,20 @@ def test_the_rest_api_recovers_missed_events_of_the_callers_subscription_only(en
     other = token(app, "someone-else", "sales")
     assert client.post(f"{path}/recover", json={"since": since, "missed": True}, headers=other).status_code == 404
     answer = client.post(f"{path}/recover", json={"since": since, "missed": True}, headers=shop)
-    assert answer.status_code == 202 and answer.get_json()["missed"] == 10 and answer.get_json()["recovered"] == 0
+    assert answer.status_code == 202 and answer.get_json()["total"] == 10 and answer.get_json()["status"] == "queued"
     run_burst(app)
     assert ids_at(receiver, "/rest-missed") == list(range(10))
+    progress = client.get(f"{PREFIX}/async_event_jobs/{answer.get_json()['job']}", headers=shop).get_json()
+    assert (progress["status"], progress["done"], progress["sent"]) == ("finished", 10, 10)
     plain = client.post(f"{path}/recover", json={"since": since}, headers=shop).get_json()
-    assert plain == {"recovered": 0, "missed": 0, "uuids": []}
+    assert (plain["total"], plain["status"]) == (0, "queued")  # dead letters only: none
 
 
 def test_the_admin_pages_recover_missed_events(env: AppEnv, receiver: Receiver) -> None:
     app = env.app()
     subscription_id = subscribe(app, receiver.respond("/admin-missed"), event_name="echo.event")
     since = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    next_second()
     app.test_cli_runner().invoke(args=["async-events", "disable", str(subscription_id)])
     publish_many(app, "echo.event", range(3))
     run_burst(app)
@@ -106,7 +111,13 @@ def test_the_admin_pages_recover_missed_events(env: AppEnv, receiver: Receiver) 
     with client.session_transaction() as session:
         csrf = session["async_events_csrf"]
     form = {"csrf_token": csrf, "subscription_id": str(subscription_id), "since": since, "missed": "1"}
-    page = client.post(f"{prefix}/dead-letters/recover", data=form, follow_redirects=True)
-    assert b"Replaying 0 dead letter(s) of subscription 1 and delivering 3 missed event(s)." in page.data
+    started = client.post(f"{prefix}/dead-letters/recover", data=form)
+    assert started.status_code == 302 and "/async-events/admin/jobs/" in started.location
+    page = client.get(started.location)
+    assert b"Recovering subscription 1" in page.data and b"0 of 3 examined" in page.data
+    assert b'http-equiv="refresh"' in page.data  # it follows the job while it runs
     run_burst(app)
     assert ids_at(receiver, "/admin-missed") == [0, 1, 2]
+    page = client.get(started.location)
+    assert b"3 of 3 examined" in page.data and b"3 deliveries replayed or made" in page.data
+    assert b'http-equiv="refresh"' not in page.data

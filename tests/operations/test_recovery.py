@@ -61,7 +61,7 @@ def test_dead_letters_retry_replays_every_enabled_subscriptions(dead: tuple[Flas
 def test_recover_refuses_a_disabled_subscription_and_a_bad_time(dead: tuple[Flask, Receiver, int, int]) -> None:
     app, _, outage, _ = dead
     code, output = cli(app, "recover", "--subscription", str(outage), "--since", "last tuesday")
-    assert code == 2 and "Invalid value for '--since': 'last tuesday' is not a time" in output
+    assert code == 2 and "Invalid value: --since: 'last tuesday' is not a time" in output
     cli(app, "disable", str(outage))
     code, output = cli(app, "recover", "--subscription", str(outage), "--since", "1h")
     assert code == 1 and f"subscription {outage} is disabled; enable it" in output
