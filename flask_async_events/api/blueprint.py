@@ -43,7 +43,7 @@ def limit_body() -> ResponseReturnValue | None:
     levels is refused once parsed: nothing the API takes nests that deep."""
     limit = state().settings.max_body
     request.max_content_length = limit
-    if request.content_length is not None and request.content_length > limit:
+    if _over(limit):
         return error_response(413, f"the request body is larger than {limit} bytes (ASYNC_EVENTS_MAX_BODY)")
     if not request.is_json:
         return None
@@ -54,6 +54,14 @@ def limit_body() -> ResponseReturnValue | None:
     if deep:
         return error_response(400, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
     return None
+
+
+def _over(limit: int) -> bool:
+    """Whether the body is larger than ``limit``: by its ``Content-Length``, unread; one without a
+    length (chunked) is read up to the limit, and no further."""
+    if request.content_length is not None:
+        return request.content_length > limit
+    return len(request.get_data(cache=True)) >= limit
 
 
 def json_depth(value: Any) -> int:
