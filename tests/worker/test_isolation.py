@@ -165,8 +165,8 @@ def test_a_huge_body_is_refused_before_it_is_read(env: AppEnv, web_process: Call
     root, pid = web_process()
     auth = token(env.apps[0], "owner", "sales")["Authorization"]
     host, port = root.removeprefix("http://").split(":")
-    for body in (b"{}", b"x" * 2048):  # every path a refused body takes, taken once
-        requests.post(f"{root}{PREFIX}/async_event", data=body, headers={"Authorization": auth}, timeout=10)
+    for warm_up in (b"{}", b"x" * 2048):  # every path a refused body takes, taken once
+        requests.post(f"{root}{PREFIX}/async_event", data=warm_up, headers={"Authorization": auth}, timeout=10)
     before = _rss_kib(pid)
 
     # 300 MB announced: the answer comes after the headers and a first megabyte, not after the rest.
