@@ -84,12 +84,15 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.scale
 
-## Fault injection against PostgreSQL, both profiles: 5 seeded runs of 10,000 events x 3 subscriptions
+## Fault injection against PostgreSQL, three profiles: 5 seeded runs of 10,000 events x 3 subscriptions
 ## (a worker killed every 2 to 6 s), then 10 harsh ones of 600 events (a kill every 1.5 to 3.5 s); both
-## with Redis restarted empty, database connections dropped and a misbehaving receiver.
+## with Redis restarted empty, database connections dropped and a misbehaving receiver. Then 10 runs
+## of bursts to one receiver host, kills while publishing and Redis restarted empty, each of which
+## must drain within 20 s of its last fault.
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos --profile default
 	$(BIN)/python -m bench.chaos --profile harsh
+	$(BIN)/python -m bench.chaos --profile bursts
 
 clean:
 	rm -rf $(VENV) dist build docs/_build instance .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -39,8 +39,10 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_ENDPOINT_CONCURRENCY": 8,
     "ASYNC_EVENTS_CIRCUIT_FAILURES": 10,
     "ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN": 600,
-    "ASYNC_EVENTS_MAINTENANCE_INTERVAL": 10,
-    "ASYNC_EVENTS_RELAY_AFTER": 30,
+    # A sweep every 2 s (one worker at a time) and a relay after 5 s keep what a lost worker leaves
+    # behind (docs/reliability.md, "What a lost worker leaves behind") under 10 s.
+    "ASYNC_EVENTS_MAINTENANCE_INTERVAL": 2,
+    "ASYNC_EVENTS_RELAY_AFTER": 5,
     "ASYNC_EVENTS_DISABLE_AFTER": 5 * 24 * 3600,
     "ASYNC_EVENTS_PRUNE_AFTER": 0,
     "ASYNC_EVENTS_IDEMPOTENCY_WINDOW": 24 * 3600,

@@ -256,7 +256,9 @@ def drain(app: Flask, until: Callable[[], bool], timeout: float = 30.0, pause: f
 class WorkerProcess:
     """``flask async-events worker`` in a subprocess, as an operator runs it."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, log: Path | None = None) -> None:
+        """``log``: a file for what it prints (else the test's own output)."""
+        output = open(log, "ab") if log is not None else None  # noqa: SIM115 - the child holds it
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -272,7 +274,11 @@ class WorkerProcess:
             ],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
         )
+        if output is not None:
+            output.close()  # the child has its own copy
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -291,8 +297,8 @@ class WorkerProcess:
 def worker_process(env: AppEnv) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(*args: str) -> WorkerProcess:
-        worker = WorkerProcess(*args)
+    def start(*args: str, log: Path | None = None) -> WorkerProcess:
+        worker = WorkerProcess(*args, log=log)
         started.append(worker)
         return worker
 

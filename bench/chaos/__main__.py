@@ -1,12 +1,15 @@
 """``python -m bench.chaos``: seeded fault-injection runs, and a table of what held.
 
-    python -m bench.chaos [--profile default|harsh] [--runs N] [--events N] [--workers 3] [--seed 1] [--sentinel]
-                          [--no-spool]
+    python -m bench.chaos [--profile default|harsh|bursts] [--runs N] [--events N] [--workers 3] [--seed 1]
+                          [--sentinel] [--no-spool]
 
 The default profile kills a worker every 2 to 6 s while 10,000 events are published at 250/s. The harsh
 one kills a worker every 1.5 to 3.5 s while 600 events are published at 20/s (30 s of faults), over 10
 seeds; both restart Redis empty once (or fail over, with ``--sentinel``), drop every database
-connection once and take one endpoint down for 8 s.
+connection once and take one endpoint down for 8 s. The bursts profile publishes 600 events in bursts
+of 25 every 0.2 s to three subscriptions of one receiver host, with a retry schedule of
+1,1,2,2,3,3,5,5,8,8 s, kills a worker every 1.5 to 3.5 s while publishing and restarts Redis empty
+half-way (down 2 s), over 10 seeds; each run must drain within 20 s of its last fault.
 
 With ``--sentinel``, Redis is a master, a replica and three sentinels, and the mid-run Redis fault is a
 failover (the master killed; writes it had not yet replicated are lost with it).
@@ -14,8 +17,9 @@ failover (the master killed; writes it had not yet replicated are lost with it).
 With ``--no-spool``, the workers keep the attempt journal in Redis only (``ASYNC_EVENTS_JOURNAL_DIR``
 empty), as before it was also written to disk: the comparison for what the spool saves.
 
-Exits non-zero if any run lost, misrouted or left a delivery pending, or duplicated more than
-0.5% of deliveries.
+Exits non-zero if any run lost, misrouted or left a delivery pending, duplicated more than 0.5% of
+deliveries or duplicated one without an interrupted attempt before it, or drained later than its
+profile allows.
 """
 
 from __future__ import annotations
@@ -74,7 +78,17 @@ def main() -> int:
         print(f"seed {seed}: {'ok' if report.ok else 'FAILED'}; " + "; ".join(report.faults), flush=True)
     print()
     print(table(reports))
-    failed = [r for r in reports if not r.ok or r.duplicate_rate > DUPLICATE_LIMIT]
+    failed = [
+        r
+        for r in reports
+        if not r.ok
+        or r.duplicate_rate > DUPLICATE_LIMIT
+        or r.duplicates > r.duplicates_interrupted
+        or (profile.drain_limit is not None and r.drain_seconds > profile.drain_limit)
+    ]
+    if profile.drain_limit is not None:
+        slowest = max(r.drain_seconds for r in reports)
+        print(f"\nslowest drain after the last fault: {slowest:.1f} s (limit {profile.drain_limit:.0f} s)")
     return 1 if failed else 0
 
 

@@ -33,7 +33,7 @@ def create_app() -> Flask:
         ASYNC_EVENTS_REDIS_URL=os.environ["CHAOS_REDIS_URL"],
         ASYNC_EVENTS_TIMEOUT=TIMEOUT,
         ASYNC_EVENTS_CONNECT_TIMEOUT=1,
-        ASYNC_EVENTS_RETRY_SCHEDULE=RETRY_SCHEDULE,
+        ASYNC_EVENTS_RETRY_SCHEDULE=os.environ.get("CHAOS_RETRY_SCHEDULE") or RETRY_SCHEDULE,
         ASYNC_EVENTS_MAINTENANCE_INTERVAL=2,
         ASYNC_EVENTS_RELAY_AFTER=5,
         # The receiver fails 30% of requests: after an outage opens a circuit, a few probes in a row can

@@ -69,17 +69,29 @@ class ChaosConfig:
     drop_database: bool = True
     outage: float = 8.0  # seconds one endpoint answers only 503 (its circuit opens), mid-run; 0 for none
     drain_timeout: float = 240.0
+    burst: int = 1  # events published back to back at each tick (the rate counts events, not ticks)
+    one_endpoint: bool = False  # every subscription on the receiver's first port: one host, one circuit
+    retry_schedule: tuple[float, ...] | None = None  # the workers' (None: bench/chaos/app.py's)
+    redis_down: float = 1.5  # seconds Redis stays down when it is restarted empty
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A timetable of faults: how many runs, how much is published, how often a worker dies."""
+    """A timetable of faults: how many runs, how much is published, how often a worker dies, and
+    what else the run does (see :class:`ChaosConfig`)."""
 
     runs: int
     events: int
     rate: float
     kill_every: float
     kill_jitter: float
+    burst: int = 1
+    one_endpoint: bool = False
+    retry_schedule: tuple[float, ...] | None = None
+    redis_down: float = 1.5
+    drop_database: bool = True
+    outage: float = 8.0
+    drain_limit: float | None = None  # seconds after the last fault within which every run must drain
 
     def config(
         self,
@@ -101,12 +113,35 @@ class Profile:
             kill_jitter=self.kill_jitter,
             sentinel=sentinel,
             spool=spool,
+            burst=self.burst,
+            one_endpoint=self.one_endpoint,
+            retry_schedule=self.retry_schedule,
+            redis_down=self.redis_down,
+            drop_database=self.drop_database,
+            outage=self.outage,
         )
 
 
 PROFILES = {
     "default": Profile(runs=5, events=10_000, rate=250.0, kill_every=4.0, kill_jitter=0.5),
     "harsh": Profile(runs=10, events=600, rate=20.0, kill_every=2.5, kill_jitter=0.4),
+    # An operator's failover test: bursts of 25 events every 0.2 s to three subscriptions of one
+    # receiver host, a quick retry schedule, a worker killed every 1.5 to 3.5 s while publishing,
+    # Redis killed half-way and started empty 2 s later; everything must drain within 20 s.
+    "bursts": Profile(
+        runs=10,
+        events=600,
+        rate=125.0,
+        kill_every=2.5,
+        kill_jitter=0.4,
+        burst=25,
+        one_endpoint=True,
+        retry_schedule=(1, 1, 2, 2, 3, 3, 5, 5, 8, 8),
+        redis_down=2.0,
+        drop_database=False,
+        outage=0.0,
+        drain_limit=20.0,
+    ),
 }
 
 
@@ -167,6 +202,7 @@ class Services:
             "CHAOS_DATABASE_URI": self.database_uri,
             "CHAOS_REDIS_URL": self.redis_url,
             "CHAOS_JOURNAL_DIR": str(folder / "journal") if config.spool else "",
+            "CHAOS_RETRY_SCHEDULE": " ".join(str(delay) for delay in config.retry_schedule or ()),
             "PYTHONPATH": str(ROOT),
         }
 
@@ -295,7 +331,8 @@ def _subscribe(services: Services) -> None:
     app = create_app()
     with app.app_context():
         for path, pattern, store, enabled, _ in SUBSCRIPTIONS:
-            url = f"http://127.0.0.1:{services.ports[path]}/{path}"
+            port = services.port if services.config.one_endpoint else services.ports[path]
+            url = f"http://127.0.0.1:{port}/{path}"
             subscription = events.subscribe(
                 pattern, url, verification_token=SECRET, store_id=store, rate_limit=RATE_LIMITS.get(path)
             )
@@ -337,6 +374,8 @@ class Publisher(threading.Thread):
                             raise
                         time.sleep(0.2)
                 self.published += 1
+                if (n + 1) % self.config.burst:
+                    continue  # the rest of this burst, back to back
                 pause = started + (n + 1) / self.config.rate - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
@@ -391,7 +430,7 @@ def _inject(services: Services, plan: list[tuple[float, str]], rng: random.Rando
             last_kill = time.monotonic()
         elif fault == "restart-redis-empty":
             services.kill_redis()
-            time.sleep(1.5)  # the publisher keeps publishing while Redis is down
+            time.sleep(services.config.redis_down)  # the publisher keeps publishing while Redis is down
             services.start_redis()
         elif fault == "fail-over":
             report.faults.append(services.fail_over())

@@ -16,6 +16,7 @@ never a lost or a doubled delivery (the database still holds every delivery and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,9 @@ from flask_async_events.state import AppState
 log = logging.getLogger("flask_async_events")
 
 KEY = "async_events:circuit:{}"
-PROBE_KEY = "async_events:circuit-probe:{}"
+PROBE_KEY = "async_events:circuit-probe:{}"  # holds the name of the process whose probe is out
+# KEYS[1]: a key; ARGV[1]: the value it must still hold to be deleted.
+_DELETE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 WAKER_KEY = "async_events:circuit-waker:{}"
 FIRST_COOLDOWN = 5.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -159,19 +162,28 @@ class Circuits:
             return {}
         return {name: circuit for name, circuit in circuits.items() if circuit.open_until is not None}
 
-    def take_probe(self, endpoint: str, seconds: float) -> bool:
-        """Whether this caller sends the one probe of a cooled-down circuit (for ``seconds`` at most)."""
+    def take_probe(self, endpoint: str, seconds: float, holder: str = "") -> bool:
+        """Whether this caller sends the one probe of a cooled-down circuit (for ``seconds`` at most);
+        ``holder`` names its process, so that a probe whose process was lost can be given up."""
+        key, ttl = PROBE_KEY.format(endpoint), max(1, round(seconds * 1000))
         try:
-            return bool(self.connection.set(PROBE_KEY.format(endpoint), 1, nx=True, px=max(1, round(seconds * 1000))))
+            return bool(self.connection.set(key, holder or "-", nx=True, px=ttl))
         except RedisError:
             return False
 
-    def probe_out(self, endpoint: str) -> bool:
-        """Whether a worker's probe of ``endpoint`` is out (unknown without Redis: yes)."""
+    def probe_holder(self, endpoint: str) -> str | None:
+        """The process whose probe of ``endpoint`` is out (``-``: unnamed), or None if none is
+        (unknown without Redis: an unnamed one)."""
         try:
-            return bool(self.connection.exists(PROBE_KEY.format(endpoint)))
+            holder = self.connection.get(PROBE_KEY.format(endpoint))
         except RedisError:
-            return True
+            return "-"
+        return holder.decode() if isinstance(holder, bytes) else holder
+
+    def give_up_probe(self, endpoint: str, holder: str) -> None:
+        """Forget the probe of a process that was lost, unless another has taken it since."""
+        with contextlib.suppress(RedisError):
+            self.connection.eval(_DELETE_IF, 1, PROBE_KEY.format(endpoint), holder)
 
     def take_waker(self, endpoint: str, seconds: float) -> bool:
         """Whether this caller parks the one delivery that wakes in ``seconds``, when the circuit

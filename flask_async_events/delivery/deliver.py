@@ -79,8 +79,9 @@ def send_claimed(state: AppState, items: list[Claimed]) -> int:
     ):
         items, paced = pace(state, items)
         outcomes, sends = _prepare(state, items, deadline=time.monotonic() + state.settings.send_budget)
-        starting, parked = hold_back(state, sends)
-        dispatcher_of(state).submit(outcomes, starting, paced + parked)
+        dispatcher = dispatcher_of(state)
+        starting, parked = hold_back(state, sends, dispatcher.journal.owner)
+        dispatcher.submit(outcomes, starting, paced + parked)
     return len(items)
 
 

@@ -149,7 +149,7 @@ class Dispatcher:
         if self._stopping:
             self._put([item for task in tasks for item in task.payload])
             return
-        tasks, held = hold_back(self._state, tasks)
+        tasks, held = hold_back(self._state, tasks, self.journal.owner)
         now, moment = time.time(), utcnow()
         attempt = self.settings.timeout
         step = attempt / self.settings.endpoint_concurrency

@@ -48,14 +48,15 @@ def pace(state: AppState, items: list[Claimed]) -> tuple[list[Claimed], list[Par
     return [item for item in items if item.id not in parked], list(parked.values())
 
 
-def hold_back(state: AppState, sends: list[SendTask]) -> tuple[list[SendTask], list[Parked]]:
+def hold_back(state: AppState, sends: list[SendTask], holder: str) -> tuple[list[SendTask], list[Parked]]:
     """The sends that may start now, and the deliveries parked behind circuits.
 
     Behind an open circuit, one delivery (of all workers' parked there) waits until the cool-down
     ends, to be the probe, and the others until the circuit closes, which releases them
     (:func:`release`), or ``ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN`` after that at the latest: so a
     backlog behind a dead endpoint is touched once, not at every probe. In a cooled-down circuit the
-    first send is the probe if no other worker's is out; otherwise one waits for its answer."""
+    first send is the probe if no other worker's is out; otherwise one waits for its answer.
+    ``holder`` names this process (its attempt journal's owner) on the probe it takes."""
     keys = {id(task): endpoint_key(task.payload[0].recipient_url) for task in sends if len(task.payload) == 1}
     circuits = circuits_of(state)
     found = circuits.read(key for key in keys.values() if key)
@@ -77,7 +78,7 @@ def hold_back(state: AppState, sends: list[SendTask]) -> tuple[list[SendTask], l
             wait = circuit.open_until - now
         else:
             if key not in probes:
-                probes[key] = circuits.take_probe(key, settings.probe_window)
+                probes[key] = circuits.take_probe(key, settings.probe_window, holder)
                 if probes[key]:
                     starting.append(task)
                     continue

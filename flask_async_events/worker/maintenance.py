@@ -22,8 +22,9 @@ from typing import Any
 
 from sqlalchemy import Select, and_, select, update
 
-from flask_async_events.delivery.circuits import circuits_of
+from flask_async_events.delivery.circuits import Circuits, circuits_of
 from flask_async_events.delivery.flow import wake
+from flask_async_events.delivery.journal import lost_owners
 from flask_async_events.delivery.outbox import relay_untriggered
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.operations.retention import prune
@@ -65,18 +66,32 @@ def run_maintenance(state: AppState, owner: str, *, force: bool = False) -> Swee
 
 def wake_probes(state: AppState) -> int:
     """For each circuit that has cooled down with no probe out, make one delivery waiting for its
-    endpoint due now: the probe, whoever parked what (and whatever was lost on the way)."""
+    endpoint due now: the probe, whoever parked what (and whatever was lost on the way). A probe
+    whose process was lost (its liveness key expired) is given up first: its endpoint's deliveries
+    do not wait out the probe's whole window for an answer that will never come."""
     now, moment = time.time(), utcnow()
     circuits = circuits_of(state)
     woken = []
     for endpoint, circuit in circuits.not_closed().items():
-        if circuit.is_half_open(now) and not circuits.probe_out(endpoint):
+        if circuit.is_half_open(now) and not _probe_out(state, circuits, endpoint):
             delivery_id = wake(state.db.session, endpoint, moment)
             if delivery_id is not None:
                 woken.append(delivery_id)
     state.db.session.commit()
     state.queues.enqueue_deliveries(woken, retry_queue=True)
     return len(woken)
+
+
+def _probe_out(state: AppState, circuits: Circuits, endpoint: str) -> bool:
+    """Whether a live process's probe of ``endpoint`` is out; a lost process's is given up."""
+    holder = circuits.probe_holder(endpoint)
+    if holder is None:
+        return False
+    if holder in lost_owners(state.queues.connection, [holder]):
+        circuits.give_up_probe(endpoint, holder)
+        log.warning("Probe of %s by lost worker %s given up; another is sent", endpoint, holder)
+        return False
+    return True
 
 
 def rebuild(state: AppState) -> tuple[int, int]:

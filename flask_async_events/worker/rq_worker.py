@@ -27,12 +27,15 @@ from flask_async_events.delivery.dispatcher import drain, running_dispatcher
 from flask_async_events.delivery.queues import TRIGGER_JOB
 from flask_async_events.state import AppState, get_state
 from flask_async_events.worker.maintenance import run_maintenance
-from flask_async_events.worker.scheduler import PreciseScheduler
+from flask_async_events.worker.scheduler import PreciseScheduler, scheduled_deliveries
 
 SCHEDULER_STOP_TRIES = 5
 SCHEDULER_STOP_WAIT = 1.0  # seconds for the scheduler to stop after each SIGTERM
 COMMAND_LISTENER_WAKE = 1.0  # seconds between the command listener's looks at whether to stop
 HEARTBEAT_EVERY = 1.0  # seconds: RQ's beats between jobs come at most this often (they last minutes)
+SCHEDULER_WATCH = 1.0  # seconds between a worker's offers to take over a scheduler nobody runs
+IDLE_WAKE = 2  # seconds an idle worker waits for a job before it looks around (maintenance, the scheduler)
+SCHEDULER_HOLDER = "async_events:scheduler-holder"  # the worker that last started the scheduler
 log = logging.getLogger("flask_async_events")
 
 
@@ -81,7 +84,8 @@ class AsyncEventsWorker(SimpleWorker):
         self.events_state: AppState = get_state(app)
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs.setdefault("maintenance_interval", self.events_state.settings.maintenance_interval)
-        self._last_beat = -HEARTBEAT_EVERY
+        self._last_beat = self._last_watch = -HEARTBEAT_EVERY
+        self._scheduler_standby = False  # set once it may take the scheduler over (not a burst worker)
         super().__init__(queues, connection=self.events_state.queues.connection, **kwargs)
 
     @property
@@ -129,12 +133,43 @@ class AsyncEventsWorker(SimpleWorker):
             super().heartbeat(timeout, pipeline)
             return
         beat = time.monotonic()
+        if beat - self._last_watch >= SCHEDULER_WATCH:
+            self._last_watch = beat
+            self.watch_scheduler()
         if timeout is None and beat - self._last_beat < HEARTBEAT_EVERY:
             return
         self._last_beat = beat
         with self.connection.pipeline(transaction=False) as pipe:
             super().heartbeat(timeout, pipe)
             pipe.execute()
+
+    def watch_scheduler(self) -> None:
+        """If this worker runs no scheduler, take it over when its locks are free: released by a
+        worker that stopped, or expired a few seconds after the worker that ran it was lost. RQ asks
+        only at its maintenance, and its locks lived a minute: every delayed retry waited that long."""
+        scheduler = self.scheduler
+        if not self._scheduler_standby or scheduler is None:
+            return
+        if scheduler._process is not None and scheduler._process.is_alive():
+            return
+        if scheduler.acquire_locks(auto_start=True):
+            self._took_over_scheduler()
+
+    def _took_over_scheduler(self) -> None:
+        """Say in delivery terms that this worker runs the scheduler now, after whom, and how many
+        deliveries were waiting for it."""
+        previous = self.connection.getset(SCHEDULER_HOLDER, self.name)
+        name = previous.decode() if isinstance(previous, bytes) else previous
+        if name is None or name == self.name:
+            return
+        lost = bool(self.connection.exists(self.redis_worker_namespace_prefix + name))
+        due, later = scheduled_deliveries(self.queues)
+        if lost:
+            log.warning("Scheduler of lost worker %s released; %d scheduled deliveries due, %d later", name, due, later)
+        else:
+            log.info(
+                "Scheduler taken over from stopped worker %s; %d scheduled deliveries due, %d later", name, due, later
+            )
 
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
         """RQ's, but not sent again when unchanged (RQ sets "idle" before taking every job)."""
@@ -144,8 +179,9 @@ class AsyncEventsWorker(SimpleWorker):
 
     @property
     def dequeue_timeout(self) -> int:
-        """Wake up at least once per maintenance interval, even when idle."""
-        return self.events_state.settings.maintenance_interval
+        """Wake up every few seconds even when idle: for maintenance, and to take over a scheduler
+        a lost worker left."""
+        return min(self.events_state.settings.maintenance_interval, IDLE_WAKE)
 
     def _start_scheduler(
         self,
@@ -155,8 +191,10 @@ class AsyncEventsWorker(SimpleWorker):
         log_format: str = DEFAULT_LOGGING_FORMAT,
     ) -> None:
         """RQ's own start-up, with :class:`PreciseScheduler` in place of ``RQScheduler``."""
+        self._scheduler_standby = not burst
         self.scheduler = PreciseScheduler(
             self.queues,
+            name=self.name,
             connection=self.connection,
             logging_level=logging_level if logging_level is not None else self.log.level,
             date_format=date_format,
@@ -168,6 +206,7 @@ class AsyncEventsWorker(SimpleWorker):
             return
         if not burst:
             self.scheduler.start()
+            self._took_over_scheduler()
             return
         try:
             self.scheduler.register_birth()

@@ -13,6 +13,7 @@ from flask import Flask
 from flask_async_events.delivery.circuits import KEY, Circuits, Signal, circuits_of, endpoint_key
 from flask_async_events.models import DeliveryAttempt
 from flask_async_events.state import get_state
+from flask_async_events.worker.maintenance import run_maintenance
 from tests.conftest import AppEnv, Receiver, WorkerProcess, drain, run_burst, wait_for
 from tests.helpers import attempts, deliveries, place_order, states, subscribe, token
 
@@ -109,6 +110,22 @@ def test_a_probe_another_worker_holds_keeps_the_others_parked(env: AppEnv, recei
     [delivery] = deliveries(app)
     assert delivery.state == "pending" and delivery.attempt_count == 0  # parked, not an attempt
     assert delivery.next_attempt_at.timestamp() > time.time() + 1  # due again after the probe's window
+
+
+def test_a_probe_whose_worker_was_lost_is_given_up_at_the_next_sweep(env: AppEnv, receiver: Receiver) -> None:
+    """A probe's key names its process; once that process's liveness key is gone (it was killed
+    with its probe out), the sweep gives the probe up and the parked delivery probes at once,
+    instead of waiting out the probe's window (21 s with the defaults)."""
+    app, _, key, circuits = circuit_opened(env, receiver, "/orphaned", ago=10)
+    assert circuits.take_probe(key, 60, "lost-worker")  # a worker killed with its probe out
+    place_order(app)
+    run_burst(app)
+    assert receiver.at("/orphaned") == [] and circuits.probe_holder(key) == "lost-worker"
+    with app.app_context():
+        run_maintenance(get_state(app), "sweeper", force=True)  # no liveness key of lost-worker: gone
+    assert circuits.probe_holder(key) is None
+    drain(app, lambda: states(app) == ["delivered"], timeout=20)
+    assert len(receiver.at("/orphaned")) == 1
 
 
 def test_a_backlog_behind_an_open_circuit_waits_once_and_goes_when_it_closes(env: AppEnv, receiver: Receiver) -> None:
