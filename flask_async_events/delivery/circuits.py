@@ -56,12 +56,27 @@ class Signal(Enum):
 
 
 @dataclass(frozen=True)
+class Observed:
+    """What one attempt said about its endpoint, and when it started (unix time)."""
+
+    signal: Signal
+    started: float
+
+
+@dataclass(frozen=True)
 class Circuit:
-    """One endpoint's circuit. ``open_until``: unix time its cool-down ends (None: closed)."""
+    """One endpoint's circuit. ``open_until``: unix time its cool-down ends (None: closed);
+    ``answered_at``: when the endpoint last answered (an attempt older than that says nothing new)."""
 
     failures: int = 0
     open_until: float | None = None
     cooldown: float = 0.0
+    answered_at: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        """Closed, with no failure counted."""
+        return self.failures == 0 and self.open_until is None
 
     def is_open(self, now: float) -> bool:
         """Cooling down: nothing may be sent."""
@@ -97,26 +112,32 @@ def signal_of(outcome: Outcome) -> Signal:
 
 
 def after(
-    circuit: Circuit, signal: Signal, now: float, *, threshold: int, max_cooldown: float
+    circuit: Circuit, observed: Observed, now: float, *, threshold: int, max_cooldown: float
 ) -> tuple[Circuit, str | None]:
-    """The circuit after one signal, and what changed (``opened``, ``reopened``, ``closed``) or None.
+    """The circuit after one observation, and what changed (``opened``, ``reopened``, ``closed``)
+    or None.
 
+    A failure of an attempt that started before the endpoint last answered changes nothing: a
+    timeout that began a second ago, while quicker requests were answered, is old news (failures
+    that end together, as timeouts of one burst do, are not consecutive by when they happened).
     While open, a failure changes nothing (an attempt that started before it opened); once cooled
     down, a failure (the probe's) opens it again for twice as long."""
+    signal = observed.signal
     if signal is Signal.NONE:
         return circuit, None
     if signal is Signal.UP:
-        return Circuit(), ("closed" if circuit.open_until is not None else None)
-    if circuit.is_open(now):
+        answered = Circuit(answered_at=max(circuit.answered_at, now))
+        return answered, ("closed" if circuit.open_until is not None else None)
+    if observed.started < circuit.answered_at or circuit.is_open(now):
         return circuit, None
     if circuit.is_half_open(now):
         cooldown = min(max(circuit.cooldown * 2, FIRST_COOLDOWN), max_cooldown)
-        return Circuit(circuit.failures + 1, now + cooldown, cooldown), "reopened"
+        return Circuit(circuit.failures + 1, now + cooldown, cooldown, circuit.answered_at), "reopened"
     failures = circuit.failures + 1
     if threshold and failures >= threshold:
         cooldown = min(FIRST_COOLDOWN, max_cooldown)
-        return Circuit(failures, now + cooldown, cooldown), "opened"
-    return Circuit(failures), None
+        return Circuit(failures, now + cooldown, cooldown, circuit.answered_at), "opened"
+    return Circuit(failures, answered_at=circuit.answered_at), None
 
 
 def _parse(fields: Mapping[Any, Any]) -> Circuit:
@@ -127,6 +148,7 @@ def _parse(fields: Mapping[Any, Any]) -> Circuit:
         failures=int(fields.get(b"failures", 0)),
         open_until=float(until) if until else None,
         cooldown=float(fields.get(b"cooldown", 0)),
+        answered_at=float(fields.get(b"answered_at", 0)),
     )
 
 
@@ -149,7 +171,7 @@ class Circuits:
         except RedisError as exc:
             log.warning("Could not read circuit states (%s); sending as if every circuit were closed", exc)
             return {}
-        return {name: circuit for name, circuit in circuits.items() if circuit != Circuit()}
+        return {name: circuit for name, circuit in circuits.items() if not circuit.clean}
 
     def not_closed(self) -> dict[str, Circuit]:
         """Every circuit that is open or cooled down, by endpoint, for operators (a SCAN: not
@@ -195,35 +217,52 @@ class Circuits:
         except RedisError:
             return True
 
-    def record(self, signals: Mapping[str, Sequence[Signal]], now: float) -> dict[str, str]:
-        """Apply each endpoint's signals, in order, atomically; log every opening and closing.
-        Return the endpoints whose circuit changed, with their last change."""
+    def record(self, observed: Mapping[str, Sequence[Observed]], now: float) -> dict[str, str]:
+        """Apply what each endpoint's attempts said, in order, atomically; log every opening and
+        closing. Return the endpoints whose circuit changed, with their last change. An endpoint
+        that only answered, with a clean circuit, has the time noted in the same round trip as
+        the read, and nothing more written."""
         if not self.threshold:
             return {}
-        touched = {endpoint: kinds for endpoint, kinds in signals.items() if any(k is not Signal.NONE for k in kinds)}
+        touched = {
+            endpoint: seen for endpoint, seen in observed.items() if any(o.signal is not Signal.NONE for o in seen)
+        }
         if not touched:
             return {}
+        answered = [e for e, seen in touched.items() if all(o.signal is not Signal.DOWN for o in seen)]
         changed: dict[str, str] = {}
         try:
-            known = self._read_all(touched)
-            for endpoint, kinds in touched.items():
-                if known[endpoint] == Circuit() and all(kind is not Signal.DOWN for kind in kinds):
-                    continue  # closed and answering: nothing to write
-                change = self._apply(endpoint, kinds, now)
+            known = self._read_all(touched, answered=answered, now=now)
+            for endpoint, seen in touched.items():
+                if endpoint in answered and known[endpoint].clean:
+                    continue  # closed and answering: its answer is noted
+                change = self._apply(endpoint, seen, now)
                 if change:
                     changed[endpoint] = change
         except RedisError as exc:
             log.warning("Could not update circuit states (%s); they catch up with the next results", exc)
         return changed
 
-    def _read_all(self, endpoints: Iterable[str]) -> dict[str, Circuit]:
+    def _read_all(
+        self, endpoints: Iterable[str], *, answered: Sequence[str] = (), now: float = 0.0
+    ) -> dict[str, Circuit]:
+        """The circuits of ``endpoints``; those in ``answered`` note ``now`` as their last answer."""
         names = list(endpoints)
         with self.connection.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hgetall(KEY.format(name))
-            return {name: _parse(fields) for name, fields in zip(names, pipe.execute(), strict=True)}
+            for name in answered:
+                pipe.hset(KEY.format(name), "answered_at", repr(now))
+                pipe.expire(KEY.format(name), self._lifetime)
+            found = pipe.execute()[: len(names)]
+        return {name: _parse(fields) for name, fields in zip(names, found, strict=True)}
 
-    def _apply(self, endpoint: str, kinds: Sequence[Signal], now: float) -> str | None:
+    @property
+    def _lifetime(self) -> int:
+        """Seconds a circuit's state outlives its last change."""
+        return round(self.max_cooldown * 2 + 3600)
+
+    def _apply(self, endpoint: str, seen: Sequence[Observed], now: float) -> str | None:
         key = KEY.format(endpoint)
         with self.connection.pipeline() as pipe:
             for _ in range(WATCH_TRIES):
@@ -231,18 +270,15 @@ class Circuits:
                     pipe.watch(key)
                     circuit = _parse(pipe.hgetall(key))
                     changes = []
-                    for kind in kinds:
+                    for observation in seen:
                         circuit, change = after(
-                            circuit, kind, now, threshold=self.threshold, max_cooldown=self.max_cooldown
+                            circuit, observation, now, threshold=self.threshold, max_cooldown=self.max_cooldown
                         )
                         if change:
                             changes.append(change)
                     pipe.multi()
-                    if circuit == Circuit():
-                        pipe.delete(key)
-                    else:
-                        pipe.hset(key, mapping=_fields(circuit))
-                        pipe.expire(key, round(self.max_cooldown * 2 + 3600))
+                    pipe.hset(key, mapping=_fields(circuit))
+                    pipe.expire(key, self._lifetime)
                     pipe.execute()
                 except WatchError:  # another worker changed it meanwhile: fold again from its state
                     continue
@@ -257,6 +293,7 @@ def _fields(circuit: Circuit) -> dict[FieldT, EncodableT]:
         "failures": circuit.failures,
         "open_until": "" if circuit.open_until is None else repr(circuit.open_until),
         "cooldown": repr(circuit.cooldown),
+        "answered_at": repr(circuit.answered_at),
     }
 
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
-from flask_async_events.delivery.circuits import Signal, circuits_of, endpoint_key, signal_of
+from flask_async_events.delivery.circuits import Observed, circuits_of, endpoint_key, signal_of
 from flask_async_events.delivery.rate_limits import RateLimits
 from flask_async_events.delivery.retry import due_at
 from flask_async_events.delivery.types import Claimed, Outcome, Parked, SendTask
@@ -92,14 +92,15 @@ def hold_back(state: AppState, sends: list[SendTask], holder: str) -> tuple[list
 
 
 def feed(state: AppState, outcomes: Sequence[Outcome]) -> dict[str, str]:
-    """Tell the circuits what recorded outcomes say about their endpoints, in order; return the
-    endpoints whose circuit changed (``opened``, ``reopened``, ``closed``)."""
-    signals: dict[str, list[Signal]] = defaultdict(list)
+    """Tell the circuits what recorded outcomes say about their endpoints, in order, with when each
+    attempt started; return the endpoints whose circuit changed (``opened``, ``reopened``, ``closed``)."""
+    now = time.time()
+    observed: dict[str, list[Observed]] = defaultdict(list)
     for outcome in outcomes:
         key = endpoint_key(outcome.item.recipient_url)
         if key is not None:
-            signals[key].append(signal_of(outcome))
-    return circuits_of(state).record(signals, time.time())
+            observed[key].append(Observed(signal_of(outcome), now - (outcome.duration_ms or 0) / 1000))
+    return circuits_of(state).record(observed, now)
 
 
 def release(session: DbSession, endpoints: Collection[str], now: datetime) -> list[int]:

@@ -1,5 +1,6 @@
-"""The circuit breaker's decision, without Redis: a table of circuits and signals and what follows;
-then the same decision applied in Redis by two workers at once."""
+"""The circuit breaker's decision, without Redis: a table of circuits and observations (a signal and
+when its attempt started) and what follows; then the same decision applied in Redis by two workers
+at once."""
 
 from __future__ import annotations
 
@@ -7,37 +8,59 @@ import threading
 
 import pytest
 
-from flask_async_events.delivery.circuits import Circuit, Circuits, Signal, after, endpoint_key, signal_of
+from flask_async_events.delivery.circuits import Circuit, Circuits, Observed, Signal, after, endpoint_key, signal_of
 from flask_async_events.delivery.types import Outcome
 from flask_async_events.notifiers.base import NotifyResult
 from tests.conftest import RedisServer
 from tests.delivery.test_verdicts import ITEM
 
 NOW = 1_000_000.0
-UP, DOWN, NONE = Signal.UP, Signal.DOWN, Signal.NONE
+# Attempts that started a second ago: after the last answer of the circuits below, unless said.
+UP, DOWN, NONE = (Observed(signal, NOW - 1) for signal in (Signal.UP, Signal.DOWN, Signal.NONE))
+OLD_DOWN = Observed(Signal.DOWN, NOW - 10)  # a timeout that began before the endpoint last answered
+ANSWERED = NOW - 5  # when the endpoint last answered
 CLOSED = Circuit()
 OPEN = Circuit(failures=3, open_until=NOW + 5, cooldown=5)  # cooling down
 COOLED = Circuit(failures=3, open_until=NOW - 1, cooldown=5)  # half-open: one probe may go
 
 
 @pytest.mark.parametrize(
-    ("circuit", "signal", "expected", "change"),
+    ("circuit", "observed", "expected", "change"),
     [
         (CLOSED, DOWN, Circuit(failures=1), None),
         (Circuit(failures=1), DOWN, Circuit(failures=2), None),
         (Circuit(failures=2), DOWN, Circuit(3, NOW + 5, 5), "opened"),  # the third in a row opens it
-        (Circuit(failures=2), UP, CLOSED, None),  # an answer resets the count
+        (Circuit(failures=2), UP, Circuit(answered_at=NOW), None),  # an answer resets the count
         (Circuit(failures=2), NONE, Circuit(failures=2), None),
+        (Circuit(answered_at=ANSWERED), OLD_DOWN, Circuit(answered_at=ANSWERED), None),  # older than the answer
+        (Circuit(2, answered_at=ANSWERED), OLD_DOWN, Circuit(2, answered_at=ANSWERED), None),
+        (Circuit(2, answered_at=ANSWERED), DOWN, Circuit(3, NOW + 5, 5, ANSWERED), "opened"),  # newer: counts
         (OPEN, DOWN, OPEN, None),  # a straggler from before it opened changes nothing
-        (OPEN, UP, CLOSED, "closed"),
+        (OPEN, UP, Circuit(answered_at=NOW), "closed"),
         (COOLED, DOWN, Circuit(4, NOW + 10, 10), "reopened"),  # the probe failed: twice as long
         (Circuit(9, NOW - 1, 400), DOWN, Circuit(10, NOW + 600, 600), "reopened"),  # capped
-        (COOLED, UP, CLOSED, "closed"),  # the probe answered
+        (COOLED, UP, Circuit(answered_at=NOW), "closed"),  # the probe answered
         (COOLED, NONE, COOLED, None),
     ],
 )
-def test_the_circuit_after_each_signal(circuit: Circuit, signal: Signal, expected: Circuit, change: str | None) -> None:
-    assert after(circuit, signal, NOW, threshold=3, max_cooldown=600) == (expected, change)
+def test_the_circuit_after_each_observation(
+    circuit: Circuit, observed: Observed, expected: Circuit, change: str | None
+) -> None:
+    assert after(circuit, observed, NOW, threshold=3, max_cooldown=600) == (expected, change)
+
+
+def test_timeouts_that_end_together_after_quicker_answers_do_not_open_it() -> None:
+    """A burst's slow failures (timeouts of a second) end in a row, after the quick answers of the
+    same burst were recorded: by when they happened they were not consecutive, and the circuit
+    stays closed. Ten that started after the last answer open it."""
+    circuit, _ = after(CLOSED, Observed(Signal.UP, NOW - 1.2), NOW - 0.9, threshold=10, max_cooldown=600)
+    for _ in range(12):
+        circuit, change = after(circuit, Observed(Signal.DOWN, NOW - 1.0), NOW, threshold=10, max_cooldown=600)
+        assert change is None
+    assert circuit.clean
+    for _ in range(10):
+        circuit, change = after(circuit, Observed(Signal.DOWN, NOW - 0.5), NOW, threshold=10, max_cooldown=600)
+    assert change == "opened"
 
 
 def test_a_threshold_of_zero_never_opens() -> None:
@@ -60,14 +83,14 @@ def test_a_threshold_of_zero_never_opens() -> None:
         (NotifyResult(False, error_class="ForbiddenAddress"), NONE),
     ],
 )
-def test_what_an_outcome_says_about_its_endpoint(result: NotifyResult, signal: Signal) -> None:
-    assert signal_of(Outcome(ITEM, result)) is signal
+def test_what_an_outcome_says_about_its_endpoint(result: NotifyResult, signal: Observed) -> None:
+    assert signal_of(Outcome(ITEM, result)) is signal.signal
 
 
 def test_cancelled_and_interrupted_say_nothing() -> None:
     failed = NotifyResult(False, retryable=True, status_code=503)
-    assert signal_of(Outcome(ITEM, failed, cancelled=True)) is NONE
-    assert signal_of(Outcome(ITEM, failed, interrupted=True)) is NONE
+    assert signal_of(Outcome(ITEM, failed, cancelled=True)) is Signal.NONE
+    assert signal_of(Outcome(ITEM, failed, interrupted=True)) is Signal.NONE
 
 
 @pytest.mark.parametrize(
@@ -96,8 +119,8 @@ def test_two_workers_share_one_circuit_in_redis(clean_redis: RedisServer) -> Non
     [(name, circuit)] = circuits.read([endpoint]).items()  # 5 + 5 failures, none lost to the race
     assert name == endpoint and circuit == Circuit(10, NOW + 5, 5)
     assert circuits.take_probe(endpoint, 20) and not circuits.take_probe(endpoint, 20)  # one probe only
-    circuits.record({endpoint: [UP]}, NOW + 6)
-    assert circuits.read([endpoint]) == {}  # closed: nothing kept
+    circuits.record({endpoint: [Observed(Signal.UP, NOW + 5.5)]}, NOW + 6)
+    assert circuits.read([endpoint]) == {}  # closed: only when it last answered is kept
 
 
 def test_without_redis_every_circuit_reads_closed(clean_redis: RedisServer) -> None:

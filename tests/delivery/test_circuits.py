@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_async_events.delivery.circuits import KEY, Circuits, Signal, circuits_of, endpoint_key
+from flask_async_events.delivery.circuits import KEY, Circuits, Observed, Signal, circuits_of, endpoint_key
 from flask_async_events.models import DeliveryAttempt
 from flask_async_events.state import get_state
 from flask_async_events.worker.maintenance import run_maintenance
@@ -26,8 +26,11 @@ SETTINGS = {
 
 
 def circuit_fields(app: Flask, url: str) -> dict[Any, Any]:
-    """The endpoint's circuit as Redis keeps it (empty: closed)."""
-    return dict(get_state(app).queues.connection.hgetall(KEY.format(endpoint_key(url))))
+    """The endpoint's circuit as Redis keeps it, without when it last answered (empty: closed)."""
+    fields = dict(get_state(app).queues.connection.hgetall(KEY.format(endpoint_key(url))))
+    fields.pop(b"answered_at", None)
+    closed = {b"failures": b"0", b"open_until": b"", b"cooldown": b"0.0"}
+    return {} if fields in ({}, closed) else fields
 
 
 def open_a_circuit(env: AppEnv, receiver: Receiver, path: str) -> tuple[Flask, str]:
@@ -49,7 +52,8 @@ def circuit_opened(env: AppEnv, receiver: Receiver, path: str, ago: float) -> tu
     key = endpoint_key(url)
     assert key is not None
     circuits = circuits_of(get_state(app))
-    circuits.record({key: [Signal.DOWN] * 3}, time.time() - ago)
+    moment = time.time() - ago
+    circuits.record({key: [Observed(Signal.DOWN, moment)] * 3}, moment)
     return app, url, key, circuits
 
 
@@ -91,7 +95,8 @@ def _by_delivery(app: Flask) -> dict[int | None, list[DeliveryAttempt]]:
 
 def test_open_circuits_show_in_status_and_metrics(env: AppEnv) -> None:
     app = env.app(ASYNC_EVENTS_CIRCUIT_FAILURES=2)
-    circuits_of(get_state(app)).record({"https://hooks.example:443": [Signal.DOWN] * 2}, time.time())
+    moment = time.time()
+    circuits_of(get_state(app)).record({"https://hooks.example:443": [Observed(Signal.DOWN, moment)] * 2}, moment)
     report = json.loads(app.test_cli_runner().invoke(args=["async-events", "status", "--json"]).output)
     circuit = report["circuits"]["https://hooks.example:443"]
     assert circuit["state"] == "open" and circuit["failures"] == 2 and circuit["cooldown_seconds"] == 5
