@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, request
+from flask.typing import ResponseReturnValue
 from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
 
 from flask_async_events.api import logs, subscriptions  # noqa: F401 - registers the routes
 from flask_async_events.api.blueprint import blp
+from flask_async_events.api.errors import handle_http_exception
 from flask_async_events.version import __version__
 
 CONFIG_PREFIX = "ASYNC_EVENTS_"
@@ -30,7 +34,19 @@ def register_api(app: Flask, url_prefix: str, api: Api | None = None) -> Api:
         api = ScopedApi(app, config_prefix=CONFIG_PREFIX, spec_kwargs=_spec_kwargs())
         _serve_swagger_ui_assets(app, url_prefix)
     api.register_blueprint(blp, url_prefix=url_prefix)
+    app.before_request(partial(answer_routing_errors_in_json, url_prefix))
     return api
+
+
+def answer_routing_errors_in_json(url_prefix: str) -> ResponseReturnValue | None:
+    """A path under the API's prefix that names no route, or a method a route does not take, is
+    answered with the API's JSON error (``Allow`` listing the methods), not the host's HTML page:
+    no blueprint handles an error raised before a route is chosen, and the host's own handlers for
+    the rest of the site stay as they are."""
+    error = request.routing_exception
+    if not isinstance(error, HTTPException) or not (request.path + "/").startswith(url_prefix + "/"):
+        return None
+    return handle_http_exception(error)
 
 
 def _doc_defaults(url_prefix: str) -> dict[str, Any]:

@@ -40,12 +40,16 @@ MAX_JSON_DEPTH = 64
 def limit_body() -> ResponseReturnValue | None:
     """A body over ``ASYNC_EVENTS_MAX_BODY`` is refused before it is read (one that does not say
     its length is cut off there, a 413 as well), and JSON nested deeper than :data:`MAX_JSON_DEPTH`
-    levels is refused once parsed: nothing the API takes nests that deep."""
+    levels is refused once parsed: nothing the API takes nests that deep. A body that is not JSON
+    (a client that forgot its ``Content-Type``) is a 415 that says so, not a missing field."""
     limit = state().settings.max_body
     request.max_content_length = limit
     if _over(limit):
         return error_response(413, f"the request body is larger than {limit} bytes (ASYNC_EVENTS_MAX_BODY)")
     if not request.is_json:
+        if request.get_data(cache=True).strip():
+            kind = request.mimetype or "no Content-Type"
+            return error_response(415, f"the body is {kind}: send it as JSON, with Content-Type: application/json")
         return None
     try:
         deep = json_depth(request.get_json(silent=True)) > MAX_JSON_DEPTH

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 from flask_smorest import abort
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
@@ -44,7 +44,7 @@ def handle_http_exception(error: HTTPException) -> Response:
     data = getattr(error, "data", None) or {}
     headers = dict(data.get("headers") or {})
     if error.code == 405 and error.valid_methods:  # type: ignore[attr-defined]
-        headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]
     if "messages" in data:  # webargs: the body or query did not validate
         locations = data["messages"]
         field, message = _first_error(locations)
@@ -56,4 +56,6 @@ def handle_http_exception(error: HTTPException) -> Response:
         return error_response(400, text, errors=locations, headers=headers)
     code = error.code or 500
     message = data.get("message") or error.description or HTTP_STATUS_CODES.get(code, "Error")
+    if code == 405 and "Allow" in headers and not data.get("message"):
+        message = f"{request.method} is not allowed here; use {headers['Allow']}"
     return error_response(code, message, headers=headers)

@@ -20,6 +20,7 @@ from flask_async_events.delivery.types import Claimed, Outcome
 from flask_async_events.delivery.verdicts import Verdict
 from flask_async_events.models import DeliveryState
 
+REASON_CHARS = 200  # of what a receiver answered, in a dead or cancelled attempt's line
 log = logging.getLogger("flask_async_events.attempts")
 
 
@@ -56,8 +57,15 @@ def attempt_facts(outcome: Outcome, verdict: Verdict) -> dict[str, Any]:
     if next_step == "retry":
         facts["retry_at"] = verdict.next_attempt_at.isoformat(timespec="seconds")
     if next_step in ("dead", "cancelled"):
-        facts["reason"] = (verdict.dead_reason or result.response_data or "")[:200] or None
+        facts["reason"] = one_line(verdict.dead_reason or result.response_data or "", REASON_CHARS) or None
     return facts
+
+
+def one_line(text: str, most: int) -> str:
+    """What a receiver sent, as part of one log line: its whitespace, line breaks included, made
+    single spaces, and cut to ``most`` characters (an HTML error page is not five lines of the log)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= most else flat[: most - 1] + "…"
 
 
 def attempt_line(facts: dict[str, Any]) -> str:

@@ -600,3 +600,24 @@ def test_a_nul_character_anywhere_is_a_400_naming_where(
     response = getattr(client, method)(url, headers=sales, json=body)
     assert response.status_code == 400, response.get_data(True)
     assert response.get_json()["message"] == f"{where}: must not contain NUL characters"
+
+
+def test_a_wrong_method_or_path_under_the_api_answers_json_and_the_host_keeps_its_pages(client: FlaskClient) -> None:
+    wrong = client.patch(f"{PREFIX}/async_event/1")
+    assert wrong.status_code == 405 and wrong.is_json
+    assert wrong.get_json()["message"] == "PATCH is not allowed here; use DELETE, GET, HEAD, OPTIONS, PUT"
+    assert wrong.headers["Allow"] == "DELETE, GET, HEAD, OPTIONS, PUT"
+    unknown = client.get(f"{PREFIX}/no_such_route")
+    assert unknown.status_code == 404 and unknown.is_json
+    host = client.get("/no-such-page-of-the-host")
+    assert host.status_code == 404 and not host.is_json  # the host's own error page
+
+
+def test_a_body_not_sent_as_json_is_a_415_that_says_so(client: FlaskClient, sales: dict[str, str]) -> None:
+    fields = {"event_name": "sales.order.created", "recipient_url": "https://example.com/", "metadata": "http"}
+    body = json.dumps({"asyncEvent": fields})
+    answer = client.post(f"{PREFIX}/async_event", data=body, content_type="text/plain", headers=sales)
+    assert answer.status_code == 415
+    message = "the body is text/plain: send it as JSON, with Content-Type: application/json"
+    assert answer.get_json()["message"] == message
+    assert client.get(f"{PREFIX}/async_events", headers=sales).get_json()["total_count"] == 0

@@ -76,6 +76,15 @@ def _claimed(**overrides: object) -> Claimed:
             " ConnectTimeout in 35 ms; dead: connect timed out",
         ),
         (
+            NotifyResult(
+                False, status_code=404, response_data="<!doctype html>\n<html>\n  <h1>Not Found</h1>\n</html>\n"
+            ),
+            Verdict(DeliveryState.DEAD, NOW, False, 2),
+            False,
+            "dead sales.order.created to https://shop.example:443 (subscription 7, delivery d-1, attempt 2):"
+            " 404 in 35 ms; dead: <!doctype html> <html> <h1>Not Found</h1> </html>",  # one line, always
+        ),
+        (
             NotifyResult(False, response_data="the filter no longer matches"),
             Verdict(DeliveryState.CANCELLED, NOW, False, 1),
             True,
