@@ -17,9 +17,10 @@ from flask_async_events.errors import InvalidValue
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 INT32 = (-(2**31), 2**31 - 1)  # what an INTEGER column holds on every database
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 LONGEST = timedelta(days=100 * 366)  # no duration the package takes is longer
-_DURATION = re.compile(r"\s*(\d{1,12}(?:\.\d{1,6})?)\s*([smhdw])\s*")
+_DURATION = re.compile(r"\s*(\d{1,12}(?:\.\d{1,6})?)\s*(s|min|h|d|w)\s*")
+_MONTH_OR_MINUTE = re.compile(r"\s*\d{1,12}(?:\.\d{1,6})?\s*(m|mo|mon|month|months)\s*")
 _WHOLE = re.compile(r"[-+]?\d{1,30}")
 
 
@@ -58,11 +59,16 @@ def parse_time(field: str, text: str) -> datetime:
 
 
 def parse_duration(field: str, text: str, longest: timedelta = LONGEST) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``3600s`` or ``2w``, at most ``longest``."""
+    """``30d``, ``12h``, ``90min``, ``3600s`` or ``2w``, at most ``longest``. ``m`` is refused: a
+    minute to some, a month to others (an operator pruning ``1m`` must not lose a month)."""
+    if _MONTH_OR_MINUTE.fullmatch(text.lower()):
+        raise InvalidValue(
+            f"{field}: {text.strip()!r} could be minutes or months: write min for minutes, or days (30d)"
+        )
     match = _DURATION.fullmatch(text.lower())
     if match is None:
         raise InvalidValue(
-            f"{field}: {text!r} is not a duration: use a number and a unit, as in 30d, 12h, 90m, 3600s or 2w"
+            f"{field}: {text!r} is not a duration: use a number and a unit, as in 30d, 12h, 90min, 3600s or 2w"
         )
     seconds = float(match.group(1)) * UNITS[match.group(2)]
     if not math.isfinite(seconds) or seconds > longest.total_seconds():
@@ -79,7 +85,7 @@ def _spoken(span: timedelta) -> str:
 def parse_moment(field: str, text: str, now: datetime) -> datetime:
     """A time (:func:`parse_time`), or a duration (:func:`parse_duration`) meaning that long before
     ``now``, as in ``since=2h``; never earlier than 1970."""
-    if _DURATION.fullmatch(text.lower()):
+    if _DURATION.fullmatch(text.lower()) or _MONTH_OR_MINUTE.fullmatch(text.lower()):
         return max(now - parse_duration(field, text), EARLIEST)
     try:
         return parse_time(field, text)

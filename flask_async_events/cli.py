@@ -582,7 +582,13 @@ def logs_command(text: str, limit: int, as_json: bool) -> None:
 
 
 @cli.command("prune")
-@click.option("--older-than", "older_than", default="30d", show_default=True, help="An age: 30d, 12h, 90m, 2w.")
+@click.option(
+    "--older-than",
+    "older_than",
+    default="30d",
+    show_default=True,
+    help="An age: 30d, 12h, 90min, 2w (m alone is refused: minutes or months?).",
+)
 @click.option("--dry-run", is_flag=True, help="Count what would go, delete nothing.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True)
 @json_option

@@ -51,6 +51,15 @@ def test_durations_have_a_longest() -> None:
         parse_duration("--older-than", "99999999w")
     with pytest.raises(InvalidValue, match=r"grace: 'a month' is not a duration"):
         parse_duration("grace", "a month")
+    assert parse_duration("--older-than", "90min") == timedelta(minutes=90)
+
+
+@pytest.mark.parametrize("text", ["1m", "1 m", "2mo", "3 months"])
+def test_m_is_refused_a_minute_to_some_a_month_to_others(text: str) -> None:
+    with pytest.raises(InvalidValue, match=r"could be minutes or months: write min for minutes, or days \(30d\)"):
+        parse_duration("--older-than", text)
+    with pytest.raises(InvalidValue, match="could be minutes or months"):
+        parse_moment("since", text, NOW)
 
 
 def test_a_moment_is_a_time_or_that_long_ago_never_before_1970() -> None:
