@@ -21,7 +21,6 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,8 +29,7 @@ from redis import Redis
 from redis.exceptions import RedisError, WatchError
 from redis.typing import EncodableT, FieldT
 
-from flask_async_events.delivery.attempt import UNSENDABLE
-from flask_async_events.delivery.types import Outcome
+from flask_async_events.delivery.health import Said
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")
@@ -43,23 +41,15 @@ _DELETE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('D
 WAKER_KEY = "async_events:circuit-waker:{}"
 FIRST_COOLDOWN = 5.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
-NOT_THE_ENDPOINT = UNSENDABLE | {"ResolveError", "ForbiddenAddress"}  # failures before any request
 WATCH_TRIES = 3
-
-
-class Signal(Enum):
-    """What one outcome says about its endpoint."""
-
-    UP = "up"  # it answered (a success, or a final 4xx): the circuit closes
-    DOWN = "down"  # a retryable failure of the endpoint itself (5xx, 429, timeout, refused)
-    NONE = "none"  # nothing about the endpoint: cancelled, never sent, cut short by a lost worker
 
 
 @dataclass(frozen=True)
 class Observed:
-    """What one attempt said about its endpoint, and when it started (unix time)."""
+    """What one attempt said about its endpoint (:mod:`~flask_async_events.delivery.health`), and
+    when it started (unix time)."""
 
-    signal: Signal
+    said: Said
     started: float
 
 
@@ -101,16 +91,6 @@ def endpoint_key(recipient_url: str) -> str | None:
     return f"{parts.scheme}://{parts.hostname}:{port}"
 
 
-def signal_of(outcome: Outcome) -> Signal:
-    """What an outcome says about its endpoint's health, for the circuit."""
-    result = outcome.result
-    if outcome.cancelled or outcome.interrupted or result.error_class in NOT_THE_ENDPOINT:
-        return Signal.NONE
-    if result.success or not result.retryable:
-        return Signal.UP
-    return Signal.DOWN
-
-
 def after(
     circuit: Circuit, observed: Observed, now: float, *, threshold: int, max_cooldown: float
 ) -> tuple[Circuit, str | None]:
@@ -122,13 +102,10 @@ def after(
     that end together, as timeouts of one burst do, are not consecutive by when they happened).
     While open, a failure changes nothing (an attempt that started before it opened); once cooled
     down, a failure (the probe's) opens it again for twice as long."""
-    signal = observed.signal
-    if signal is Signal.NONE:
-        return circuit, None
-    if signal is Signal.UP:
+    if observed.said.answered:
         answered = Circuit(answered_at=max(circuit.answered_at, now))
         return answered, ("closed" if circuit.open_until is not None else None)
-    if observed.started < circuit.answered_at or circuit.is_open(now):
+    if not observed.said.down or observed.started < circuit.answered_at or circuit.is_open(now):
         return circuit, None
     if circuit.is_half_open(now):
         cooldown = min(max(circuit.cooldown * 2, FIRST_COOLDOWN), max_cooldown)
@@ -225,11 +202,11 @@ class Circuits:
         if not self.threshold:
             return {}
         touched = {
-            endpoint: seen for endpoint, seen in observed.items() if any(o.signal is not Signal.NONE for o in seen)
+            endpoint: seen for endpoint, seen in observed.items() if any(o.said.answered or o.said.down for o in seen)
         }
         if not touched:
             return {}
-        answered = [e for e, seen in touched.items() if all(o.signal is not Signal.DOWN for o in seen)]
+        answered = [e for e, seen in touched.items() if not any(o.said.down for o in seen)]
         changed: dict[str, str] = {}
         try:
             known = self._read_all(touched, answered=answered, now=now)

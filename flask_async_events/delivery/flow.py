@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
-from flask_async_events.delivery.circuits import Observed, circuits_of, endpoint_key, signal_of
+from flask_async_events.delivery.circuits import Observed, circuits_of, endpoint_key
+from flask_async_events.delivery.health import said
 from flask_async_events.delivery.rate_limits import RateLimits
 from flask_async_events.delivery.retry import due_at
 from flask_async_events.delivery.types import Claimed, Outcome, Parked, SendTask
@@ -99,7 +100,7 @@ def feed(state: AppState, outcomes: Sequence[Outcome]) -> dict[str, str]:
     for outcome in outcomes:
         key = endpoint_key(outcome.item.recipient_url)
         if key is not None:
-            observed[key].append(Observed(signal_of(outcome), now - (outcome.duration_ms or 0) / 1000))
+            observed[key].append(Observed(said(outcome), now - (outcome.duration_ms or 0) / 1000))
     return circuits_of(state).record(observed, now)
 
 

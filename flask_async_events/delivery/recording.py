@@ -26,10 +26,11 @@ from flask_async_events.delivery.attempt_stats import write_attempts
 from flask_async_events.delivery.circuits import endpoint_key
 from flask_async_events.delivery.dialects import update_rows
 from flask_async_events.delivery.flow import feed, hold, release
+from flask_async_events.delivery.health import Said
 from flask_async_events.delivery.operational import publish_endpoint, publish_failures
 from flask_async_events.delivery.subscription_status import disable_subscriptions
 from flask_async_events.delivery.types import Claimed, Outcome, Parked
-from flask_async_events.delivery.verdicts import Health, Notice, Verdict, hand_back, judge, log_row
+from flask_async_events.delivery.verdicts import Notice, Verdict, hand_back, judge, log_row
 from flask_async_events.models import Delivery, DeliveryState, Subscription, UTCDateTime, utcnow
 from flask_async_events.state import AppState
 
@@ -98,8 +99,8 @@ def record(
     write_attempts(session, [log_row(outcome, now) for outcome in outcomes])
     rows = sorted((_delivery_row(item, verdict, now) for item, verdict in judged), key=itemgetter("b_id"))
     update_rows(session, _UPDATE_DELIVERY, _UPDATE_DELIVERIES, rows)
-    succeeded = {item.subscription_id for item, verdict in judged if verdict.health is Health.SUCCEEDED}
-    failures = Counter(item.subscription_id for item, verdict in judged if verdict.health is Health.FAILED)
+    succeeded = {item.subscription_id for item, verdict in judged if verdict.said is Said.SUCCEEDED}
+    failures = Counter(item.subscription_id for item, verdict in judged if verdict.said.against_subscription)
     gone = {item.subscription_id for item, verdict in judged if verdict.gone}
     recovered = _recovering(state, succeeded)  # answering again: what waits behind its endpoint may go
     stale = _record_health(state, now, succeeded, failures)
@@ -176,7 +177,7 @@ def _release(state: AppState, endpoints: list[str], now: datetime, closed: set[s
         session.rollback()
         return []
     if ids:
-        log.info("Circuit closed for %s: %d waiting deliveries are due now", ", ".join(endpoints), len(ids))
+        log.info("%s answer(s) again: %d waiting deliveries are due now", ", ".join(endpoints), len(ids))
     return ids
 
 

@@ -2,7 +2,8 @@
 
 :func:`judge` turns one :class:`~flask_async_events.delivery.types.Outcome` into a
 :class:`Verdict`: the delivery's next state (delivered, retrying at a time, dead, cancelled), what
-the attempt does to its endpoint's health, and the signals to send once it is recorded.
+the attempt said about its endpoint (:mod:`~flask_async_events.delivery.health`), and the signals
+to send once it is recorded.
 :func:`hand_back` is the verdict for a claim that was never started. Recording writes verdicts;
 it decides nothing itself.
 """
@@ -12,11 +13,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 from flask_async_events import signals
 from flask_async_events.config import Settings
+from flask_async_events.delivery.health import Said, said
 from flask_async_events.delivery.retry import due_at, next_delay
 from flask_async_events.delivery.types import Claimed, Outcome
 from flask_async_events.models import RESPONSE_EXCERPT, DeliveryState
@@ -25,25 +26,17 @@ Notice = tuple[Any, dict[str, Any]]  # a signal and what to send it with, after 
 DEAD_REASON_LENGTH = 500
 
 
-class Health(Enum):
-    """What an attempt says about its endpoint."""
-
-    SUCCEEDED = "succeeded"  # resets its failure count
-    FAILED = "failed"  # counts toward auto-disable
-    UNCHANGED = "unchanged"  # cancelled, never started, or cut short by a lost worker
-
-
 @dataclass(frozen=True)
 class Verdict:
     """A delivery's next state after one outcome. ``attempted``: the attempt counts in
-    ``attempt_count``; ``dead_reason`` is set for a dead delivery; ``gone``: the recipient asked to
-    be unsubscribed (410)."""
+    ``attempt_count``; ``said``: what it says about the endpoint (its health reads this);
+    ``dead_reason`` is set for a dead delivery; ``gone``: the recipient asked to be unsubscribed (410)."""
 
     state: str
     next_attempt_at: datetime
     attempted: bool
     round_attempts: int
-    health: Health = Health.UNCHANGED
+    said: Said = Said.NOT_THE_ENDPOINT
     dead_reason: str | None = None
     gone: bool = False
     notices: tuple[Notice, ...] = ()
@@ -58,8 +51,8 @@ def judge(outcome: Outcome, now: datetime, settings: Settings, rng: random.Rando
     about = {"delivery_uuid": item.uuid, "event_name": item.event_name, "subscription_id": item.subscription_id}
     if result.success:
         succeeded = (signals.delivery_succeeded, {**about, "status_code": result.status_code})
-        return Verdict(DeliveryState.DELIVERED, now, True, attempts_this_round, Health.SUCCEEDED, notices=(succeeded,))
-    health = Health.UNCHANGED if outcome.interrupted else Health.FAILED
+        return Verdict(DeliveryState.DELIVERED, now, True, attempts_this_round, Said.SUCCEEDED, notices=(succeeded,))
+    told = said(outcome)
     delay = None
     if result.retryable and not result.gone:
         delay = next_delay(
@@ -72,11 +65,11 @@ def judge(outcome: Outcome, now: datetime, settings: Settings, rng: random.Rando
         )
     failed = (signals.delivery_failed, {**about, "status_code": result.status_code, "will_retry": delay is not None})
     if delay is not None:
-        return Verdict(DeliveryState.RETRYING, due_at(now, delay), True, attempts_this_round, health, notices=(failed,))
+        return Verdict(DeliveryState.RETRYING, due_at(now, delay), True, attempts_this_round, told, notices=(failed,))
     reason = result.response_data[:DEAD_REASON_LENGTH] or (result.error_class or "failed")
     dead = (signals.delivery_dead_lettered, {**about, "reason": reason})
     return Verdict(
-        DeliveryState.DEAD, now, True, attempts_this_round, health, reason, result.gone, notices=(failed, dead)
+        DeliveryState.DEAD, now, True, attempts_this_round, told, reason, result.gone, notices=(failed, dead)
     )
 
 

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from flask_async_events.delivery.circuits import Circuit, Circuits, Observed, Signal, after, endpoint_key, signal_of
+from flask_async_events.delivery.circuits import Circuit, Circuits, Observed, after, endpoint_key
+from flask_async_events.delivery.health import Said, said
 from flask_async_events.delivery.types import Outcome
 from flask_async_events.notifiers.base import NotifyResult
 from tests.conftest import RedisServer
@@ -16,8 +17,9 @@ from tests.delivery.test_verdicts import ITEM
 
 NOW = 1_000_000.0
 # Attempts that started a second ago: after the last answer of the circuits below, unless said.
-UP, DOWN, NONE = (Observed(signal, NOW - 1) for signal in (Signal.UP, Signal.DOWN, Signal.NONE))
-OLD_DOWN = Observed(Signal.DOWN, NOW - 10)  # a timeout that began before the endpoint last answered
+UP, DOWN, NONE = (Observed(told, NOW - 1) for told in (Said.SUCCEEDED, Said.FAILED, Said.NOT_THE_ENDPOINT))
+REFUSED, UNREACHABLE = Observed(Said.REFUSED, NOW - 1), Observed(Said.UNREACHABLE, NOW - 1)
+OLD_DOWN = Observed(Said.FAILED, NOW - 10)  # a timeout that began before the endpoint last answered
 ANSWERED = NOW - 5  # when the endpoint last answered
 CLOSED = Circuit()
 OPEN = Circuit(failures=3, open_until=NOW + 5, cooldown=5)  # cooling down
@@ -32,6 +34,8 @@ COOLED = Circuit(failures=3, open_until=NOW - 1, cooldown=5)  # half-open: one p
         (Circuit(failures=2), DOWN, Circuit(3, NOW + 5, 5), "opened"),  # the third in a row opens it
         (Circuit(failures=2), UP, Circuit(answered_at=NOW), None),  # an answer resets the count
         (Circuit(failures=2), NONE, Circuit(failures=2), None),
+        (Circuit(failures=2), REFUSED, Circuit(answered_at=NOW), None),  # a 4xx is an answer
+        (Circuit(failures=2), UNREACHABLE, Circuit(failures=2), None),  # nothing was sent
         (Circuit(answered_at=ANSWERED), OLD_DOWN, Circuit(answered_at=ANSWERED), None),  # older than the answer
         (Circuit(2, answered_at=ANSWERED), OLD_DOWN, Circuit(2, answered_at=ANSWERED), None),
         (Circuit(2, answered_at=ANSWERED), DOWN, Circuit(3, NOW + 5, 5, ANSWERED), "opened"),  # newer: counts
@@ -53,13 +57,13 @@ def test_timeouts_that_end_together_after_quicker_answers_do_not_open_it() -> No
     """A burst's slow failures (timeouts of a second) end in a row, after the quick answers of the
     same burst were recorded: by when they happened they were not consecutive, and the circuit
     stays closed. Ten that started after the last answer open it."""
-    circuit, _ = after(CLOSED, Observed(Signal.UP, NOW - 1.2), NOW - 0.9, threshold=10, max_cooldown=600)
+    circuit, _ = after(CLOSED, Observed(Said.SUCCEEDED, NOW - 1.2), NOW - 0.9, threshold=10, max_cooldown=600)
     for _ in range(12):
-        circuit, change = after(circuit, Observed(Signal.DOWN, NOW - 1.0), NOW, threshold=10, max_cooldown=600)
+        circuit, change = after(circuit, Observed(Said.FAILED, NOW - 1.0), NOW, threshold=10, max_cooldown=600)
         assert change is None
     assert circuit.clean
     for _ in range(10):
-        circuit, change = after(circuit, Observed(Signal.DOWN, NOW - 0.5), NOW, threshold=10, max_cooldown=600)
+        circuit, change = after(circuit, Observed(Said.FAILED, NOW - 0.5), NOW, threshold=10, max_cooldown=600)
     assert change == "opened"
 
 
@@ -71,26 +75,44 @@ def test_a_threshold_of_zero_never_opens() -> None:
 
 
 @pytest.mark.parametrize(
-    ("result", "signal"),
+    ("result", "told"),
     [
-        (NotifyResult(True, status_code=200), UP),
-        (NotifyResult(False, status_code=404), UP),  # it answered: the endpoint is there
-        (NotifyResult(False, retryable=True, status_code=503), DOWN),
-        (NotifyResult(False, retryable=True, error_class="Timeout"), DOWN),
-        (NotifyResult(False, retryable=True, error_class="ConnectionError"), DOWN),
-        (NotifyResult(False, retryable=True, error_class="ResolveError"), NONE),  # never sent
-        (NotifyResult(False, retryable=True, error_class="SecretError"), NONE),
-        (NotifyResult(False, error_class="ForbiddenAddress"), NONE),
+        (NotifyResult(True, status_code=200), Said.SUCCEEDED),
+        (NotifyResult(False, status_code=404), Said.REFUSED),  # it answered: the endpoint is there
+        (NotifyResult(False, status_code=410, gone=True), Said.REFUSED),
+        (NotifyResult(False, retryable=True, status_code=503), Said.FAILED),
+        (NotifyResult(False, retryable=True, error_class="Timeout"), Said.FAILED),
+        (NotifyResult(False, retryable=True, error_class="ConnectionError"), Said.FAILED),
+        (NotifyResult(False, error_class="ForbiddenAddress"), Said.UNREACHABLE),  # its address: nothing sent
+        (NotifyResult(False, retryable=True, error_class="ResolveError"), Said.NOT_THE_ENDPOINT),  # the host's code
+        (NotifyResult(False, retryable=True, error_class="SecretError"), Said.NOT_THE_ENDPOINT),  # this server's keys
+        (NotifyResult(False, error_class="UnknownNotifier"), Said.NOT_THE_ENDPOINT),
     ],
 )
-def test_what_an_outcome_says_about_its_endpoint(result: NotifyResult, signal: Observed) -> None:
-    assert signal_of(Outcome(ITEM, result)) is signal.signal
+def test_what_an_outcome_says_about_its_endpoint(result: NotifyResult, told: Said) -> None:
+    assert said(Outcome(ITEM, result)) is told
 
 
 def test_cancelled_and_interrupted_say_nothing() -> None:
     failed = NotifyResult(False, retryable=True, status_code=503)
-    assert signal_of(Outcome(ITEM, failed, cancelled=True)) is Signal.NONE
-    assert signal_of(Outcome(ITEM, failed, interrupted=True)) is Signal.NONE
+    assert said(Outcome(ITEM, failed, cancelled=True)) is Said.NOT_THE_ENDPOINT
+    assert said(Outcome(ITEM, failed, interrupted=True)) is Said.NOT_THE_ENDPOINT
+
+
+@pytest.mark.parametrize(
+    ("told", "against_subscription", "answered", "down"),
+    [
+        (Said.SUCCEEDED, False, True, False),
+        (Said.REFUSED, True, True, False),
+        (Said.FAILED, True, False, True),
+        (Said.UNREACHABLE, True, False, False),
+        (Said.NOT_THE_ENDPOINT, False, False, False),
+    ],
+)
+def test_health_and_circuits_read_the_one_classification(
+    told: Said, against_subscription: bool, answered: bool, down: bool
+) -> None:
+    assert (told.against_subscription, told.answered, told.down) == (against_subscription, answered, down)
 
 
 @pytest.mark.parametrize(
@@ -119,7 +141,7 @@ def test_two_workers_share_one_circuit_in_redis(clean_redis: RedisServer) -> Non
     [(name, circuit)] = circuits.read([endpoint]).items()  # 5 + 5 failures, none lost to the race
     assert name == endpoint and circuit == Circuit(10, NOW + 5, 5)
     assert circuits.take_probe(endpoint, 20) and not circuits.take_probe(endpoint, 20)  # one probe only
-    circuits.record({endpoint: [Observed(Signal.UP, NOW + 5.5)]}, NOW + 6)
+    circuits.record({endpoint: [Observed(Said.SUCCEEDED, NOW + 5.5)]}, NOW + 6)
     assert circuits.read([endpoint]) == {}  # closed: only when it last answered is kept
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from flask import Flask
 
-from flask_async_events.delivery.circuits import KEY, Circuits, Observed, Signal, circuits_of, endpoint_key
+from flask_async_events.delivery.circuits import KEY, Circuits, Observed, circuits_of, endpoint_key
+from flask_async_events.delivery.health import Said
 from flask_async_events.models import DeliveryAttempt
 from flask_async_events.state import get_state
 from flask_async_events.worker.maintenance import run_maintenance
@@ -53,7 +54,7 @@ def circuit_opened(env: AppEnv, receiver: Receiver, path: str, ago: float) -> tu
     assert key is not None
     circuits = circuits_of(get_state(app))
     moment = time.time() - ago
-    circuits.record({key: [Observed(Signal.DOWN, moment)] * 3}, moment)
+    circuits.record({key: [Observed(Said.FAILED, moment)] * 3}, moment)
     return app, url, key, circuits
 
 
@@ -96,7 +97,7 @@ def _by_delivery(app: Flask) -> dict[int | None, list[DeliveryAttempt]]:
 def test_open_circuits_show_in_status_and_metrics(env: AppEnv) -> None:
     app = env.app(ASYNC_EVENTS_CIRCUIT_FAILURES=2)
     moment = time.time()
-    circuits_of(get_state(app)).record({"https://hooks.example:443": [Observed(Signal.DOWN, moment)] * 2}, moment)
+    circuits_of(get_state(app)).record({"https://hooks.example:443": [Observed(Said.FAILED, moment)] * 2}, moment)
     report = json.loads(app.test_cli_runner().invoke(args=["async-events", "status", "--json"]).output)
     circuit = report["circuits"]["https://hooks.example:443"]
     assert circuit["state"] == "open" and circuit["failures"] == 2 and circuit["cooldown_seconds"] == 5

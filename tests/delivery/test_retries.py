@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 
+import pytest
 from flask import Flask
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select, update
 
 from flask_async_events import signals
+from flask_async_events.delivery.circuits import circuits_of, endpoint_key
 from flask_async_events.models import Subscription
 from flask_async_events.operations.status import dead_letters
 from flask_async_events.state import get_state
@@ -266,3 +269,26 @@ def test_health_fields_track_failures_and_success(env: AppEnv, receiver: Receive
         assert subscription is not None
         assert subscription.consecutive_failures == 0
         assert subscription.failing_since is None and subscription.last_success_at is not None
+
+
+def test_a_payload_that_does_not_resolve_is_the_hosts_fault_never_the_endpoints(
+    env: AppEnv, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As a new user: ``publish sales.order.created --arg id=abc`` is taken, the service fails in the
+    worker, and the healthy receiver's subscription must not show failures, a failing endpoint or a
+    circuit that "closed" without ever opening: the host's code failed, not the endpoint."""
+    caplog.set_level(logging.INFO, logger="flask_async_events")
+    app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[0, 0], ASYNC_EVENTS_CIRCUIT_FAILURES=2)
+    subscription_id = subscribe(app, receiver.respond("/healthy"))
+    published = app.test_cli_runner().invoke(args=["async-events", "publish", "sales.order.created", "--arg", "id=abc"])
+    assert published.exit_code == 0, published.output
+    drain(app, lambda: states(app) == ["dead"])
+    assert [attempt.error_class for attempt in attempts(app)] == ["ResolveError"] * 3
+    with app.app_context():
+        subscription = db.session.get(Subscription, subscription_id)
+        assert subscription is not None
+        assert subscription.consecutive_failures == 0 and subscription.failing_since is None
+        assert circuits_of(get_state()).read([endpoint_key(receiver.url("/healthy")) or ""]) == {}
+    place_order(app)  # the endpoint, never asked, answers the next one
+    drain(app, lambda: sorted(states(app)) == ["dead", "delivered"])
+    assert "Circuit" not in caplog.text and "waiting deliveries are due now" not in caplog.text

@@ -11,8 +11,9 @@ import pytest
 
 from flask_async_events import signals
 from flask_async_events.config import load_settings
+from flask_async_events.delivery.health import Said
 from flask_async_events.delivery.types import Claimed, Outcome
-from flask_async_events.delivery.verdicts import Health, hand_back, judge, log_row
+from flask_async_events.delivery.verdicts import hand_back, judge, log_row
 from flask_async_events.models import RESPONSE_EXCERPT, DeliveryState
 from flask_async_events.notifiers.base import NotifyResult
 
@@ -50,7 +51,8 @@ TIMED_OUT = NotifyResult(False, retryable=True, error_class="Timeout")
 NO_WORDS = NotifyResult(False)
 
 RETRYING, DEAD, DELIVERED = DeliveryState.RETRYING, DeliveryState.DEAD, DeliveryState.DELIVERED
-FAILED, SUCCEEDED, UNCHANGED = Health.FAILED, Health.SUCCEEDED, Health.UNCHANGED
+FAILED, SUCCEEDED, REFUSED, UNCHANGED = Said.FAILED, Said.SUCCEEDED, Said.REFUSED, Said.NOT_THE_ENDPOINT
+UNRESOLVED = NotifyResult(False, retryable=True, error_class="ResolveError", response_data="LookupError")
 
 
 @pytest.mark.parametrize(
@@ -63,14 +65,15 @@ FAILED, SUCCEEDED, UNCHANGED = Health.FAILED, Health.SUCCEEDED, Health.UNCHANGED
         (ERROR_500, 1, False, RETRYING, 4, FAILED, None, False),
         (ERROR_500, 4, False, RETRYING, 25, FAILED, None, False),
         (ERROR_500, 5, False, DEAD, 0, FAILED, "boom", False),  # the sixth attempt was the last
-        (REFUSED_400, 0, False, DEAD, 0, FAILED, "bad request", False),  # other 4xx: not retried
-        (GONE_410, 0, False, DEAD, 0, FAILED, "failed", True),
+        (REFUSED_400, 0, False, DEAD, 0, REFUSED, "bad request", False),  # other 4xx: not retried
+        (GONE_410, 0, False, DEAD, 0, REFUSED, "failed", True),
         (GONE_BUT_RETRYABLE, 0, False, DEAD, 0, FAILED, "Gone", True),  # gone wins over retryable
         (THROTTLED, 0, False, RETRYING, 30, FAILED, None, False),  # Retry-After is a floor
         (THROTTLED_LONG, 0, False, RETRYING, 60, FAILED, None, False),  # ... capped by RETRY_AFTER_MAX
         (TIMED_OUT, 2, False, RETRYING, 9, FAILED, None, False),
         (TIMED_OUT, 0, True, RETRYING, 1, UNCHANGED, None, False),  # a lost worker's attempt
-        (NO_WORDS, 0, False, DEAD, 0, FAILED, "failed", False),
+        (NO_WORDS, 0, False, DEAD, 0, REFUSED, "failed", False),
+        (UNRESOLVED, 0, False, RETRYING, 1, UNCHANGED, None, False),  # the host's code: never the endpoint's
     ],
 )
 def test_the_verdict_on_each_outcome(
@@ -79,7 +82,7 @@ def test_the_verdict_on_each_outcome(
     interrupted: bool,
     state: str,
     delay: int,
-    health: Health,
+    health: Said,
     dead_reason: str | None,
     gone: bool,
 ) -> None:
@@ -88,7 +91,7 @@ def test_the_verdict_on_each_outcome(
     assert verdict.state == state
     assert verdict.next_attempt_at == NOW + timedelta(seconds=delay)
     assert verdict.attempted and verdict.round_attempts == round_attempts + 1
-    assert verdict.health is health
+    assert verdict.said is health
     assert verdict.dead_reason == dead_reason
     assert verdict.gone is gone
 
@@ -109,7 +112,7 @@ def test_the_signals_each_verdict_sends_once_recorded() -> None:
 def test_a_cancelled_delivery_is_not_an_attempt() -> None:
     verdict = judge(Outcome(replace(ITEM, round_attempts=2), OK, cancelled=True), NOW, SETTINGS)
     assert (verdict.state, verdict.attempted, verdict.round_attempts) == (DeliveryState.CANCELLED, False, 2)
-    assert verdict.health is Health.UNCHANGED and verdict.notices == ()
+    assert verdict.said is Said.NOT_THE_ENDPOINT and verdict.notices == ()
 
 
 def test_a_retry_is_due_on_a_whole_second_and_never_early() -> None:
@@ -125,7 +128,7 @@ def test_a_retry_is_due_on_a_whole_second_and_never_early() -> None:
 def test_a_claim_never_started_goes_back_as_it_was(round_attempts: int, state: str) -> None:
     verdict = hand_back(replace(ITEM, round_attempts=round_attempts), NOW)
     assert (verdict.state, verdict.next_attempt_at, verdict.attempted) == (state, NOW, False)
-    assert verdict.round_attempts == round_attempts and verdict.health is Health.UNCHANGED
+    assert verdict.round_attempts == round_attempts and verdict.said is Said.NOT_THE_ENDPOINT
 
 
 def test_the_log_row_of_an_attempt_and_of_a_cancellation() -> None:
