@@ -21,8 +21,7 @@ from flask_async_events.config import NOTIFIER_ALIASES
 from flask_async_events.delivery.filters import check_filter
 from flask_async_events.delivery.outbox import publish_event
 from flask_async_events.delivery.queues import QUEUE_NAMES
-from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
-from flask_async_events.errors import IndexUnavailable
+from flask_async_events.errors import IndexUnavailable, UnknownSubscription
 from flask_async_events.models import ApiToken, DeliveryAttempt, Subscription, utcnow
 from flask_async_events.operations.headers import parse_header_lines, set_headers, shown_headers, stored_headers
 from flask_async_events.operations.missed import count_unreceived, recover_missed
@@ -36,6 +35,8 @@ from flask_async_events.operations.subscriptions import (
     check_rate_limit,
     create_subscription,
     describe_rate_limit,
+    existing_subscriptions,
+    set_enabled,
     set_rate_limit,
 )
 from flask_async_events.operations.trace import attempt_dict, load_trace
@@ -333,10 +334,14 @@ def rotate_secret_command(subscription_id: int, grace: str, verification_token: 
 
 
 @cli.command()
+@click.option("--all", "everything", is_flag=True, help="Also the deleted (unsubscribed) ones.")
 @json_option
-def subscriptions(as_json: bool) -> None:
-    """List subscriptions (never their verification tokens)."""
-    rows = get_state().db.session.scalars(select(Subscription).order_by(Subscription.subscription_id)).all()
+def subscriptions(everything: bool, as_json: bool) -> None:
+    """List subscriptions (never their verification tokens); deleted ones only with --all."""
+    query = select(Subscription).order_by(Subscription.subscription_id)
+    if not everything:
+        query = query.where(Subscription.deleted_at.is_(None))
+    rows = get_state().db.session.scalars(query).all()
     listing = [
         {
             "subscription_id": s.subscription_id,
@@ -350,6 +355,7 @@ def subscriptions(as_json: bool) -> None:
             "filter": s.filter,
             "subscribed_at": s.subscribed_at.isoformat(),
             "disabled_reason": s.disabled_reason,
+            "deleted": s.deleted_at is not None,
         }
         for s in rows
     ]
@@ -357,7 +363,13 @@ def subscriptions(as_json: bool) -> None:
         _print_json(listing)
         return
     for s in listing:
-        state = "enabled" if s["status"] else f"disabled ({s['disabled_reason'] or 'by hand'})"
+        state = (
+            "deleted"
+            if s["deleted"]
+            else "enabled"
+            if s["status"]
+            else f"disabled ({s['disabled_reason'] or 'by hand'})"
+        )
         limit = f"  at most {s['rate_limit']:g}/s" if s["rate_limit"] else ""
         click.echo(
             f"{s['subscription_id']:>6}  {s['event_name']:<30} {s['metadata']:<12} store {s['store_id']:<4} "
@@ -368,11 +380,20 @@ def subscriptions(as_json: bool) -> None:
 @cli.command()
 @click.argument("subscription_ids", nargs=-1, type=int, required=True)
 def enable(subscription_ids: tuple[int, ...]) -> None:
-    """Enable subscriptions."""
-    session = get_state().db.session
-    enable_subscriptions(session, subscription_ids)
-    session.commit()
-    click.echo(f"Enabled {len(subscription_ids)} subscription(s)")
+    """Enable subscriptions (each must exist and not be deleted, or nothing changes)."""
+    ids = _set_enabled(subscription_ids, True)
+    click.echo(f"Enabled {len(ids)} subscription(s): {', '.join(map(str, ids))}")
+
+
+def _set_enabled(subscription_ids: tuple[int, ...], enabled: bool) -> list[int]:
+    state = get_state()
+    try:
+        ids = set_enabled(state, subscription_ids, enabled, "disabled by an operator")
+    except UnknownSubscription as exc:
+        state.db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    state.db.session.commit()
+    return ids
 
 
 def _rate(value: str) -> float | None:
@@ -393,13 +414,11 @@ def rate_limit_command(subscription_ids: tuple[int, ...], rate: str) -> None:
     """Set how many deliveries per second subscriptions may receive."""
     limit = _rate(rate)
     session = get_state().db.session
-    found = set(
-        session.scalars(select(Subscription.subscription_id).where(Subscription.subscription_id.in_(subscription_ids)))
-    )
-    missing = sorted(set(subscription_ids) - found)
-    if missing:
-        raise click.ClickException(f"No subscription {', '.join(map(str, missing))}; nothing changed")
-    set_rate_limit(session, list(subscription_ids), limit)
+    try:
+        ids = existing_subscriptions(session, subscription_ids)
+    except UnknownSubscription as exc:
+        raise click.ClickException(str(exc)) from None
+    set_rate_limit(session, ids, limit)
     session.commit()
     click.echo(f"{len(subscription_ids)} subscription(s) now have {describe_rate_limit(limit)}")
 
@@ -407,11 +426,10 @@ def rate_limit_command(subscription_ids: tuple[int, ...], rate: str) -> None:
 @cli.command()
 @click.argument("subscription_ids", nargs=-1, type=int, required=True)
 def disable(subscription_ids: tuple[int, ...]) -> None:
-    """Disable subscriptions; their pending retries are cancelled and logged as such."""
-    session = get_state().db.session
-    disable_subscriptions(session, subscription_ids, "disabled by an operator")
-    session.commit()
-    click.echo(f"Disabled {len(subscription_ids)} subscription(s)")
+    """Disable subscriptions; their pending retries are cancelled and logged as such (each must
+    exist and not be deleted, or nothing changes)."""
+    ids = _set_enabled(subscription_ids, False)
+    click.echo(f"Disabled {len(ids)} subscription(s): {', '.join(map(str, ids))}")
 
 
 @cli.command("trace")

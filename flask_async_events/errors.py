@@ -8,6 +8,7 @@ Each keeps the built-in base it always had, so ``except ValueError`` goes on wor
      ├── ConfigError (ValueError)          an ASYNC_EVENTS_* setting; the message names the key
      ├── InvalidSubscription (ValueError)  a subscription field; the message names the field
      ├── InvalidValue (ValueError)         a number, time or duration unreadable or out of its range
+     ├── UnknownSubscription (LookupError) ids that name no subscription, or one that was deleted
      ├── ForbiddenAddress (ValueError)     a recipient resolves where the SSRF policy forbids
      ├── QueryError (ValueError)           a log search that cannot be run, with the position
      │    └── SearchTimeout                a search that ran past ASYNC_EVENTS_SEARCH_TIMEOUT
@@ -48,6 +49,10 @@ class InvalidSubscription(AsyncEventsError, ValueError):
 class InvalidValue(AsyncEventsError, ValueError):
     """A number, time or duration that cannot be read or lies outside its range; the message names
     the field and the range."""
+
+
+class UnknownSubscription(AsyncEventsError, LookupError):
+    """Subscription ids that name no subscription, or one that was deleted; the message lists them."""
 
 
 class ForbiddenAddress(AsyncEventsError, ValueError):

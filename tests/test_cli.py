@@ -77,7 +77,7 @@ def test_rate_limits_are_set_listed_changed_and_refused_with_a_reason(app: Flask
     assert json.loads(cli(app, "subscriptions", "--json"))[0]["rate_limit"] == 0.5
     assert "rate_limit must be between" in refused("--per-second", "0")
     assert "not a number: 'fast'" in refused("--per-second", "fast")
-    assert "No subscription 99; nothing changed" in refused("99", "--per-second", "1")
+    assert "no subscription 99; nothing was changed" in refused("99", "--per-second", "1")
     assert "rate_limit must be between" in cli_error(app, "subscribe", "x.*", "https://e.com", "--rate-limit", "-1")
     assert json.loads(cli(app, "subscriptions", "--json"))[0]["rate_limit"] == 0.5  # refusals changed nothing
     assert "now have no rate limit" in limit("--per-second", "none")
@@ -123,3 +123,38 @@ def test_token_commands(app: Flask) -> None:
     assert "no token named 'nobody'" in cli_error(app, "token", "revoke", "nobody")
     cli(app, "token", "revoke", str(listed["id"]))
     assert json.loads(cli(app, "token", "list", "--json"))[0]["revoked"] is True
+
+
+def test_enable_and_disable_name_ids_that_do_not_exist_and_change_nothing(app: Flask, receiver: Receiver) -> None:
+    url = receiver.respond()
+    cli(app, "subscribe", "customer.*", url)
+    cli(app, "subscribe", "sales.*", url)
+    assert "Enabled 2 subscription(s): 1, 2" in cli(app, "enable", "1", "2")
+    said = cli_error(app, "disable", "1", "2", "999", "12345")
+    assert "no subscription 999, 12345; nothing was changed" in said
+    assert [s["status"] for s in json.loads(cli(app, "subscriptions", "--json"))] == [True, True]
+    assert "no subscription 777" in cli_error(app, "disable", "777")
+    assert "no subscription 3" in cli_error(app, "rate-limit", "3", "--per-second", "5")
+
+
+def test_a_deleted_subscription_is_never_enabled_again_nor_delivered_to(app: Flask, receiver: Receiver) -> None:
+    from tests.helpers import PREFIX, create, token
+
+    auth = token(app, "shop", "sales")
+    client = app.test_client()
+    deleted = create(client, auth, recipient_url=receiver.respond("/deleted")).get_json()["subscription_id"]
+    kept = create(client, auth, recipient_url=receiver.respond("/kept")).get_json()["subscription_id"]
+    assert client.delete(f"{PREFIX}/async_event/{deleted}", headers=auth).status_code == 204
+    said = cli_error(app, "enable", str(deleted))
+    assert f"subscription {deleted} was deleted (subscribe again); nothing was changed" in said
+    listing = json.loads(cli(app, "subscriptions", "--json"))
+    assert [s["subscription_id"] for s in listing] == [kept]  # deleted ones are hidden
+    everything = json.loads(cli(app, "subscriptions", "--all", "--json"))
+    assert [(s["subscription_id"], s["deleted"], s["status"]) for s in everything] == [
+        (deleted, True, False),
+        (kept, False, True),
+    ]
+    place_order(app)
+    cli(app, "worker", "--burst")
+    assert [request.path for request in receiver.requests] == ["/kept"]
+    assert len(deliveries(app)) == 1

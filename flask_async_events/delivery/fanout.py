@@ -211,6 +211,7 @@ _UNTRIGGERED = _untriggered()
 _UNTRIGGERED_AMONG = _untriggered(Event.id.in_(bindparam("b_ids", expanding=True)))
 _CANDIDATES = select(*SENDING_COLUMNS, Subscription.owner).where(
     Subscription.status.is_(True),
+    Subscription.deleted_at.is_(None),
     or_(Subscription.event_name.in_(bindparam("b_names", expanding=True)), Subscription.event_name.contains("*")),
 )
 _MARK_TRIGGERED = (

@@ -19,10 +19,11 @@ from flask_async_events.models import DbSession, Delivery, DeliveryState, Subscr
 
 
 def enable_subscriptions(session: DbSession, subscription_ids: Collection[int]) -> None:
-    """Enable, and forget the failure history that may have disabled them."""
+    """Enable, and forget the failure history that may have disabled them. A deleted subscription
+    is never enabled again: it stays disabled, and fan-out never selects it."""
     session.execute(
         update(Subscription)
-        .where(Subscription.subscription_id.in_(subscription_ids))
+        .where(Subscription.subscription_id.in_(subscription_ids), Subscription.deleted_at.is_(None))
         .values(status=True, disabled_reason=None, failing_since=None, consecutive_failures=0, modified=utcnow())
         .execution_options(synchronize_session="fetch")
     )

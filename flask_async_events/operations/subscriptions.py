@@ -8,7 +8,7 @@ These functions write into the session and leave the commit to the caller.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -17,7 +17,7 @@ from flask_async_events.auth import Principal
 from flask_async_events.definitions import check_store_id, normalise_pattern, receives
 from flask_async_events.delivery.filters import check_filter
 from flask_async_events.delivery.subscription_status import disable_subscriptions, enable_subscriptions
-from flask_async_events.errors import InvalidSubscription, QuotaExceeded, TargetNotAllowed
+from flask_async_events.errors import InvalidSubscription, QuotaExceeded, TargetNotAllowed, UnknownSubscription
 from flask_async_events.models import DbSession, Subscription, utcnow
 from flask_async_events.operations.headers import check_sends_headers, set_headers
 from flask_async_events.state import AppState
@@ -116,6 +116,33 @@ def unsubscribe(session: DbSession, subscription: Subscription) -> None:
     """Disable and hide a subscription; its delivery log stays as an audit trail."""
     subscription.deleted_at = utcnow()
     disable_subscriptions(session, [subscription.subscription_id], "unsubscribed")
+
+
+def existing_subscriptions(session: DbSession, subscription_ids: Collection[int]) -> list[int]:
+    """The ids, each naming a subscription that exists and was not deleted, in order;
+    :class:`UnknownSubscription` naming those that do not, so that nothing is changed for a typo."""
+    wanted = sorted(set(subscription_ids))
+    rows = session.execute(
+        select(Subscription.subscription_id, Subscription.deleted_at).where(Subscription.subscription_id.in_(wanted))
+    ).all()
+    deleted = sorted(row.subscription_id for row in rows if row.deleted_at is not None)
+    missing = sorted(set(wanted) - {row.subscription_id for row in rows})
+    if missing or deleted:
+        said = [f"no subscription {', '.join(map(str, missing))}"] if missing else []
+        said += [f"subscription {', '.join(map(str, deleted))} was deleted (subscribe again)"] if deleted else []
+        raise UnknownSubscription(f"{'; '.join(said)}; nothing was changed")
+    return wanted
+
+
+def set_enabled(state: AppState, subscription_ids: Collection[int], enabled: bool, reason: str) -> list[int]:
+    """Enable or disable subscriptions that all exist (disabling cancels their open deliveries,
+    with ``reason``); return their ids. The caller commits."""
+    ids = existing_subscriptions(state.db.session, subscription_ids)
+    if enabled:
+        enable_subscriptions(state.db.session, ids)
+    else:
+        disable_subscriptions(state.db.session, ids, reason)
+    return ids
 
 
 def check_rate_limit(rate_limit: object) -> float | None:
