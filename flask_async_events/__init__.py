@@ -2,7 +2,8 @@
 
 The names below load on first use, so a receiver can import ``flask_async_events.signing`` to
 verify signatures without importing Flask, SQLAlchemy or RQ. Every error the package raises on
-purpose is an :class:`AsyncEventsError` (the tree is drawn in :mod:`flask_async_events.errors`).
+purpose is an :class:`AsyncEventsError` (the tree is drawn in :mod:`flask_async_events.errors`,
+which imports nothing, and every one of them is here).
 """
 
 from __future__ import annotations
@@ -10,45 +11,27 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from flask_async_events import errors as _errors
+from flask_async_events.errors import *  # noqa: F403 - the whole error tree
 from flask_async_events.version import __version__
 
 if TYPE_CHECKING:
-    from flask_async_events.auth import Principal
-    from flask_async_events.errors import (
-        AsyncEventsError,
-        AuthError,
-        ConfigError,
-        ForbiddenAddress,
-        InvalidSignature,
-        InvalidSubscription,
-        NotAllowed,
-        NotSetUp,
-        QueryError,
-        ReplayError,
-    )
-    from flask_async_events.extension import AsyncEvents
-    from flask_async_events.notifiers.base import Message, Notifier, NotifyResult, Recipient
-    from flask_async_events.notifiers.memory import MemoryNotifier
-    from flask_async_events.signals import (
-        delivery_dead_lettered,
-        delivery_failed,
-        delivery_succeeded,
-        event_published,
-        subscription_disabled,
-    )
+    from flask_async_events.auth import Principal as Principal
+    from flask_async_events.extension import AsyncEvents as AsyncEvents
+    from flask_async_events.notifiers.base import Message as Message
+    from flask_async_events.notifiers.base import Notifier as Notifier
+    from flask_async_events.notifiers.base import NotifyResult as NotifyResult
+    from flask_async_events.notifiers.base import Recipient as Recipient
+    from flask_async_events.notifiers.memory import MemoryNotifier as MemoryNotifier
+    from flask_async_events.signals import delivery_dead_lettered as delivery_dead_lettered
+    from flask_async_events.signals import delivery_failed as delivery_failed
+    from flask_async_events.signals import delivery_succeeded as delivery_succeeded
+    from flask_async_events.signals import event_published as event_published
+    from flask_async_events.signals import subscription_disabled as subscription_disabled
 
-_SOURCES = {
+# What loads on first use, and from where (the imports above are for type checkers only).
+_LAZY = {
     "AsyncEvents": "flask_async_events.extension",
-    "AsyncEventsError": "flask_async_events.errors",
-    "AuthError": "flask_async_events.errors",
-    "ConfigError": "flask_async_events.errors",
-    "ForbiddenAddress": "flask_async_events.errors",
-    "InvalidSignature": "flask_async_events.errors",
-    "InvalidSubscription": "flask_async_events.errors",
-    "NotAllowed": "flask_async_events.errors",
-    "NotSetUp": "flask_async_events.errors",
-    "QueryError": "flask_async_events.errors",
-    "ReplayError": "flask_async_events.errors",
     "MemoryNotifier": "flask_async_events.notifiers.memory",
     "Principal": "flask_async_events.auth",
     "Message": "flask_async_events.notifiers.base",
@@ -62,35 +45,11 @@ _SOURCES = {
     "subscription_disabled": "flask_async_events.signals",
 }
 
-__all__ = [
-    "AsyncEvents",
-    "AsyncEventsError",
-    "AuthError",
-    "ConfigError",
-    "ForbiddenAddress",
-    "InvalidSignature",
-    "InvalidSubscription",
-    "MemoryNotifier",
-    "Message",
-    "NotAllowed",
-    "NotSetUp",
-    "Notifier",
-    "NotifyResult",
-    "Principal",
-    "QueryError",
-    "Recipient",
-    "ReplayError",
-    "__version__",
-    "delivery_dead_lettered",
-    "delivery_failed",
-    "delivery_succeeded",
-    "event_published",
-    "subscription_disabled",
-]
+__all__ = ["__version__", *_errors.__all__, *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    source = _SOURCES.get(name)
+    source = _LAZY.get(name)
     if source is None:
         raise AttributeError(f"module 'flask_async_events' has no attribute {name!r}")
     value = getattr(importlib.import_module(source), name)

@@ -17,7 +17,7 @@ from flask import Request
 from sqlalchemy import Select, select
 
 from flask_async_events.definitions import EventRegistry, pattern_matches
-from flask_async_events.errors import AuthError
+from flask_async_events.errors import AuthError, InvalidTokenName, UnknownToken
 from flask_async_events.models import ApiToken, DbSession, Subscription, utcnow
 from flask_async_events.owners import TOKEN_OWNER
 
@@ -49,9 +49,9 @@ def create_token(session: DbSession, name: str, *, resources: Iterable[str] = ()
     """Store a new token and return it; it cannot be shown again."""
     name = name.strip()
     if not name:
-        raise ValueError("a token needs a name")
+        raise InvalidTokenName("a token needs a name")
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-        raise ValueError(f"a token named {name!r} exists already; revoke it or choose another name")
+        raise InvalidTokenName(f"a token named {name!r} exists already; revoke it or choose another name")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(
         ApiToken(name=name, token_hash=hash_token(token), is_admin=admin, resources=json.dumps(sorted(set(resources))))
@@ -66,7 +66,7 @@ def revoke_token(session: DbSession, name_or_id: str) -> ApiToken:
         query = select(ApiToken).where((ApiToken.name == name_or_id) | (ApiToken.id == int(name_or_id)))
     token = session.scalar(query)
     if token is None:
-        raise LookupError(f"no token named {name_or_id!r}")
+        raise UnknownToken(f"no token named {name_or_id!r}")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
     return token

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from flask_async_events.errors import ConfigError, SecretError
+
 DERIVE_PREFIX = "derive:"
 
 
@@ -23,7 +25,7 @@ def _fernet(key: str) -> Fernet:
     try:
         return Fernet(key.encode())
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             "ASYNC_EVENTS_ENCRYPTION_KEYS holds a key that is not a Fernet key "
             "(make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
         ) from None
@@ -42,7 +44,7 @@ class SecretBox:
         try:
             return self._fernet.decrypt(ciphertext.encode("ascii")).decode("utf-8")
         except InvalidToken:
-            raise ValueError(
+            raise SecretError(
                 "cannot decrypt a verification token: the key that encrypted it is not in "
                 "ASYNC_EVENTS_ENCRYPTION_KEYS (or SECRET_KEY changed)"
             ) from None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from flask_async_events.errors import InvalidArguments, InvalidDefinition, InvalidEvent, InvalidValue
 from flask_async_events.wildcards import wildcard_matches
 
 EVENT_NAME = re.compile(r"^[a-z0-9._-]+$")
@@ -27,10 +28,10 @@ OPERATIONAL_PREFIX = "async_events."  # the package's own events (delivery/opera
 
 def _normalise(name: str, allowed: re.Pattern[str], characters: str) -> str:
     if not isinstance(name, str):
-        raise TypeError(f"event name must be a string, got {type(name).__name__}")
+        raise InvalidArguments(f"event name must be a string, got {type(name).__name__}")
     lowered = name.strip().lower()
     if not allowed.match(lowered):
-        raise ValueError(f"invalid event name {name!r}: use {characters}")
+        raise InvalidEvent(f"invalid event name {name!r}: use {characters}")
     return lowered
 
 
@@ -47,7 +48,7 @@ def normalise_pattern(pattern: str) -> str:
 def check_store_id(store_id: object) -> int:
     """A store id is an integer >= 0 (0 = unscoped); booleans and strings are refused."""
     if not isinstance(store_id, int) or isinstance(store_id, bool) or store_id < 0:
-        raise ValueError(f"store_id must be an integer >= 0, got {store_id!r}")
+        raise InvalidValue(f"store_id must be an integer >= 0, got {store_id!r}")
     return store_id
 
 
@@ -87,7 +88,7 @@ class EventDefinition:
         try:
             signature.bind(**accepted)
         except TypeError as exc:
-            raise TypeError(f"event {self.name!r}: {exc} (service {_qualname(self.service)})") from None
+            raise InvalidArguments(f"event {self.name!r}: {exc} (service {_qualname(self.service)})") from None
         return accepted
 
     @cached_property
@@ -111,7 +112,7 @@ class EventRegistry:
         """Register a definition; a second one with the same name is an error naming both."""
         existing = self._definitions.get(definition.name)
         if existing is not None:
-            raise ValueError(
+            raise InvalidDefinition(
                 f"event {definition.name!r} is defined twice: {existing.origin or 'decorator'}"
                 f" and {definition.origin or 'decorator'}"
             )
@@ -134,12 +135,12 @@ def import_service(path: str) -> Callable[..., Any]:
     """Import ``package.module:callable`` (dots after the colon reach attributes)."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
-        raise ValueError(f"service {path!r} must look like 'package.module:callable'")
+        raise InvalidDefinition(f"service {path!r} must look like 'package.module:callable'")
     target: Any = importlib.import_module(module_name)
     for part in attribute.split("."):
         target = getattr(target, part)
     if not callable(target):
-        raise ValueError(f"service {path!r} is not callable")
+        raise InvalidDefinition(f"service {path!r} is not callable")
     return target
 
 
@@ -149,35 +150,37 @@ def load_definitions_file(path: str, registry: EventRegistry) -> None:
         with open(path, "rb") as handle:
             document = tomllib.load(handle)
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read the event definitions file: {exc.strerror}") from None
+        raise InvalidDefinition(f"{path}: cannot read the event definitions file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+        raise InvalidDefinition(f"{path}: not valid TOML: {exc}") from None
     unknown_top = set(document) - {"async_event"}
     if unknown_top:
-        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown_top)}; expected [[async_event]] tables")
+        raise InvalidDefinition(
+            f"{path}: unknown top-level keys {sorted(unknown_top)}; expected [[async_event]] tables"
+        )
     entries = document.get("async_event", [])
     if not isinstance(entries, list):
-        raise ValueError(f"{path}: 'async_event' must be an array of tables ([[async_event]])")
+        raise InvalidDefinition(f"{path}: 'async_event' must be an array of tables ([[async_event]])")
     for index, entry in enumerate(entries, start=1):
         where = f"{path}: [[async_event]] #{index}"
         if not isinstance(entry, dict):
-            raise ValueError(f"{where}: must be a table")
+            raise InvalidDefinition(f"{where}: must be a table")
         where = f"{where} ({entry.get('name', '?')})"
         unknown = set(entry) - TOML_KEYS
         if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(TOML_KEYS)}")
+            raise InvalidDefinition(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(TOML_KEYS)}")
         for required in ("name", "service"):
             if not isinstance(entry.get(required), str):
-                raise ValueError(f"{where}: '{required}' is required and must be a string")
+                raise InvalidDefinition(f"{where}: '{required}' is required and must be a string")
         resources = entry.get("resources", [])
         if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
-            raise ValueError(f"{where}: 'resources' must be a list of strings")
+            raise InvalidDefinition(f"{where}: 'resources' must be a list of strings")
         description = entry.get("description", "")
         if not isinstance(description, str):
-            raise ValueError(f"{where}: 'description' must be a string")
+            raise InvalidDefinition(f"{where}: 'description' must be a string")
         try:
             name = normalise_event_name(entry["name"])
             service = import_service(entry["service"])
             registry.add(EventDefinition(name, service, tuple(resources), description, origin=where))
         except (ImportError, AttributeError, ValueError, TypeError) as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise InvalidDefinition(f"{where}: {exc}") from None

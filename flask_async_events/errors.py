@@ -7,7 +7,18 @@ Each keeps the built-in base it always had, so ``except ValueError`` goes on wor
      ├── NotSetUp (RuntimeError)           the extension is missing from the app, or set up twice
      ├── ConfigError (ValueError)          an ASYNC_EVENTS_* setting; the message names the key
      ├── InvalidSubscription (ValueError)  a subscription field; the message names the field
-     ├── InvalidValue (ValueError)         a number, time or duration unreadable or out of its range
+     ├── InvalidValue (ValueError)         a number, time, duration or other setting unreadable or out of its range
+     ├── InvalidEvent (ValueError)         an event that is not defined, or a name that cannot be one
+     ├── InvalidDefinition (ValueError)    an event definition or definitions file; the message names the entry
+     ├── InvalidArguments (TypeError)      what a call does not take: arguments not JSON, a wrong type, a notifier
+     │                                     without notify()
+     ├── InvalidPayload (TypeError)        what an event's service returned, that cannot be sent
+     ├── SecretError (ValueError)          a stored secret that none of the configured keys decrypts
+     ├── InvalidTokenName (ValueError)     an API token name that is empty or taken
+     ├── UnknownEvent (LookupError)        an event (or its definition) gone by the time a worker needs it
+     ├── UnknownDelivery (LookupError)     no delivery with that uuid
+     ├── UnknownToken (LookupError)        no API token with that name or id
+     ├── PluginError (RuntimeError)        a notifier plug-in that does not load, or gives no notifier
      ├── UnknownSubscription (LookupError) ids that name no subscription, or one that was deleted
      ├── ForbiddenAddress (ValueError)     a recipient resolves where the SSRF policy forbids
      ├── QueryError (ValueError)           a log search that cannot be run, with the position
@@ -49,6 +60,47 @@ class InvalidSubscription(AsyncEventsError, ValueError):
 class InvalidValue(AsyncEventsError, ValueError):
     """A number, time or duration that cannot be read or lies outside its range; the message names
     the field and the range."""
+
+
+class InvalidEvent(AsyncEventsError, ValueError):
+    """An event name that is not defined here, or that cannot be an event's name."""
+
+
+class InvalidDefinition(AsyncEventsError, ValueError):
+    """An event definition (or the definitions file) that cannot be used; the message names the entry."""
+
+
+class InvalidArguments(AsyncEventsError, TypeError):
+    """Something a call does not take: an event's arguments that are not JSON, a value of the wrong
+    type, a notifier without ``notify``."""
+
+
+class InvalidPayload(AsyncEventsError, TypeError):
+    """What an event's service returned, that cannot be sent (it is not JSON, say)."""
+
+
+class SecretError(AsyncEventsError, ValueError):
+    """A stored secret that none of the configured keys decrypts."""
+
+
+class InvalidTokenName(AsyncEventsError, ValueError):
+    """An API token name that is empty, or taken by another token."""
+
+
+class UnknownEvent(AsyncEventsError, LookupError):
+    """An event row, or its definition, that is gone by the time a worker needs it."""
+
+
+class UnknownDelivery(AsyncEventsError, LookupError):
+    """No delivery has that uuid."""
+
+
+class UnknownToken(AsyncEventsError, LookupError):
+    """No API token has that name or id."""
+
+
+class PluginError(AsyncEventsError, RuntimeError):
+    """A notifier plug-in that does not load, or gives something that is not a notifier."""
 
 
 class UnknownSubscription(AsyncEventsError, LookupError):
@@ -115,3 +167,36 @@ class InvalidPortalLink(AuthError):
 
 class NotAllowed(AsyncEventsError):
     """The request may not use the admin pages; the message says why."""
+
+
+__all__ = [
+    "AsyncEventsError",
+    "AuthError",
+    "ConfigError",
+    "ForbiddenAddress",
+    "IndexUnavailable",
+    "InvalidArguments",
+    "InvalidDefinition",
+    "InvalidEvent",
+    "InvalidPayload",
+    "InvalidPortalLink",
+    "InvalidSignature",
+    "InvalidSubscription",
+    "InvalidTokenName",
+    "InvalidValue",
+    "NotAllowed",
+    "NotSetUp",
+    "OwnerLimit",
+    "PluginError",
+    "QueryError",
+    "QuotaExceeded",
+    "RateLimited",
+    "ReplayError",
+    "SearchTimeout",
+    "SecretError",
+    "TargetNotAllowed",
+    "UnknownDelivery",
+    "UnknownEvent",
+    "UnknownSubscription",
+    "UnknownToken",
+]

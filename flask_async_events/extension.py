@@ -30,7 +30,7 @@ from flask_async_events.delivery.operational import define as define_operational
 from flask_async_events.delivery.operational import is_operational
 from flask_async_events.delivery.outbox import install_session_hooks, publish_event
 from flask_async_events.delivery.queues import Queues, connect_redis
-from flask_async_events.errors import ConfigError, NotSetUp
+from flask_async_events.errors import ConfigError, InvalidArguments, NotSetUp
 from flask_async_events.metrics import metrics_view
 from flask_async_events.models import Delivery, Subscription
 from flask_async_events.notifiers.base import Notifier
@@ -82,7 +82,7 @@ class AsyncEvents:
     def register_notifier(self, name: str, notifier: Notifier) -> None:
         """Make ``notifier`` handle subscriptions whose ``metadata`` is ``name``."""
         if not callable(getattr(notifier, "notify", None)):
-            raise TypeError(f"notifier {name!r} must have a notify(recipient, message) method")
+            raise InvalidArguments(f"notifier {name!r} must have a notify(recipient, message) method")
         self._notifiers[name.strip().lower()] = notifier
 
     def authorize(self, func: Authorizer) -> Authorizer:
@@ -247,7 +247,7 @@ def _setup_database(app: Flask, db: SQLAlchemy | None) -> SQLAlchemy:
     existing = app.extensions.get("sqlalchemy")
     if existing is not None:
         if db is not None and existing is not db:
-            raise RuntimeError("the app is set up with another SQLAlchemy object; pass that one as db=")
+            raise NotSetUp("the app is set up with another SQLAlchemy object; pass that one as db=")
         return existing
     database = db or SQLAlchemy()
     if not app.config.get("SQLALCHEMY_DATABASE_URI") and not app.config.get("SQLALCHEMY_BINDS"):

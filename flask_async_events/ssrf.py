@@ -13,7 +13,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
 
-from flask_async_events.errors import ForbiddenAddress
+from flask_async_events.errors import ForbiddenAddress, InvalidValue
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -32,7 +32,7 @@ def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
         try:
             networks.append(ipaddress.ip_network(value.strip(), strict=False))
         except ValueError:
-            raise ValueError(f"{value!r} is not an IP network (use CIDR, e.g. 10.0.0.0/8)") from None
+            raise InvalidValue(f"{value!r} is not an IP network (use CIDR, e.g. 10.0.0.0/8)") from None
     return tuple(networks)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from flask_async_events.api.schemas import MAX_ID, MAX_PAGE
 from flask_async_events.bounds import whole_number
+from flask_async_events.errors import QueryError
 from flask_async_events.models import Subscription
 
 KEY = re.compile(r"^searchCriteria((?:\[[^\[\]]*\])+)$")
@@ -70,7 +71,7 @@ def parse(args: Mapping[str, str]) -> SearchCriteria:
         if parts[:1] == ["filter_groups"] and len(parts) == 5 and parts[2] == "filters":
             group_index, position, attribute = _index(key, parts[1]), _index(key, parts[3]), parts[4]
             if attribute not in ("field", "value", "condition_type"):
-                raise ValueError(f"{key}: use field, value or condition_type")
+                raise QueryError(f"{key}: use field, value or condition_type")
             groups[group_index].setdefault(position, {})[attribute] = value
         elif parts == ["pageSize"] or parts == ["page_size"]:
             criteria.page_size = _positive(key, value)
@@ -79,12 +80,12 @@ def parse(args: Mapping[str, str]) -> SearchCriteria:
         elif parts[:1] in (["sortOrders"], ["sort_orders"]) and len(parts) == 3:
             sorts[_index(key, parts[1])][parts[2]] = value
         else:
-            raise ValueError(f"{key} is not a searchCriteria parameter this API understands")
+            raise QueryError(f"{key} is not a searchCriteria parameter this API understands")
     for _, filters in sorted(groups.items()):
         alternatives: list[dict[str, str]] = []
         for _, item in sorted(filters.items()):
             if "field" not in item:
-                raise ValueError("searchCriteria filter without a field: every filter needs [field] and [value]")
+                raise QueryError("searchCriteria filter without a field: every filter needs [field] and [value]")
             item.setdefault("condition_type", "eq")
             item.setdefault("value", "")
             alternatives.append(item)
@@ -101,7 +102,7 @@ def apply(query: Select[Any], criteria: SearchCriteria) -> Select[Any]:
         column = _column(order.get("field", ""), "sortOrders")
         direction = order.get("direction", "ASC").upper()
         if direction not in ("ASC", "DESC"):
-            raise ValueError(f"searchCriteria sortOrders direction must be ASC or DESC, got {direction!r}")
+            raise QueryError(f"searchCriteria sortOrders direction must be ASC or DESC, got {direction!r}")
         query = query.order_by(column.desc() if direction == "DESC" else column.asc())
     return query
 
@@ -113,7 +114,7 @@ def _condition(item: dict[str, str]) -> ColumnElement[bool]:
         BOOLEAN_CONDITIONS if name in BOOLEAN_FIELDS else NUMBER_CONDITIONS if name in INTEGER_FIELDS else CONDITIONS
     )
     if condition not in allowed:
-        raise ValueError(f"searchCriteria condition_type {condition!r} for {name}: use one of {sorted(allowed)}")
+        raise QueryError(f"searchCriteria condition_type {condition!r} for {name}: use one of {sorted(allowed)}")
     if condition == "null":
         return column.is_(None)
     if condition == "notnull":
@@ -138,7 +139,7 @@ def _condition(item: dict[str, str]) -> ColumnElement[bool]:
 
 def _column(name: str, where: str) -> InstrumentedAttribute[Any]:
     if name not in COLUMNS:
-        raise ValueError(f"searchCriteria {where} field {name!r} is not one of {sorted(COLUMNS)}")
+        raise QueryError(f"searchCriteria {where} field {name!r} is not one of {sorted(COLUMNS)}")
     return COLUMNS[name]
 
 
@@ -148,7 +149,7 @@ def _value(name: str, raw: str) -> Any:
     if name == "status":
         lowered = raw.lower()
         if lowered not in ("1", "0", "true", "false"):
-            raise ValueError(f"searchCriteria value for status must be 1, 0, true or false, got {raw!r}")
+            raise QueryError(f"searchCriteria value for status must be 1, 0, true or false, got {raw!r}")
         return lowered in ("1", "true")
     if name == "event_name":
         return raw.lower()
@@ -157,11 +158,11 @@ def _value(name: str, raw: str) -> Any:
 
 def _index(key: str, text: str) -> int:
     if not text.isdecimal():
-        raise ValueError(f"{key}: [{text}] must be a number")
+        raise QueryError(f"{key}: [{text}] must be a number")
     return int(text)
 
 
 def _positive(key: str, text: str) -> int:
     if not text.isdecimal() or not 1 <= int(text) <= MAX_PAGE:
-        raise ValueError(f"{key} must be a whole number from 1 to {MAX_PAGE}, got {text!r}")
+        raise QueryError(f"{key} must be a whole number from 1 to {MAX_PAGE}, got {text!r}")
     return int(text)

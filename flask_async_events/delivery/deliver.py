@@ -46,6 +46,7 @@ from flask_async_events.delivery.flow import hold_back, pace
 from flask_async_events.delivery.payloads import CONTENT_TYPES, describe_error, resolve_body
 from flask_async_events.delivery.sender import Task
 from flask_async_events.delivery.types import Claimed, Outcome, SendTask
+from flask_async_events.errors import UnknownEvent
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
 from flask_async_events.notifiers.base import BatchNotifier, Message, NotifyResult, Recipient
 from flask_async_events.state import AppState
@@ -282,7 +283,7 @@ def _resolve_once(state: AppState, item: Claimed, resolved: dict[int, str | Exce
         event = state.db.session.get(Event, item.event_id)
         try:
             if event is None:
-                raise LookupError(f"event {item.event_id} no longer exists")
+                raise UnknownEvent(f"event {item.event_id} no longer exists")
             resolved[item.event_id] = resolve_body(state.definitions, event, state.settings.payload_format)
         except Exception as exc:  # the service is the host's code
             resolved[item.event_id] = exc

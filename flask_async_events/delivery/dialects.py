@@ -26,6 +26,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, scoped_session
 
+from flask_async_events.errors import ConfigError
 from flask_async_events.models import naive_utc
 
 
@@ -124,7 +125,7 @@ def _ignoring(dialect: str, table: Table) -> Insert:
         return sqlite.insert(table).on_conflict_do_nothing()
     if dialect in ("mysql", "mariadb"):
         return insert(table).prefix_with("IGNORE")
-    raise NotImplementedError(f"flask-async-events does not support the {dialect} database")
+    raise unsupported(dialect)
 
 
 @lru_cache(maxsize=32)
@@ -165,7 +166,7 @@ def _adding(dialect: str, table: Table, keys: tuple[str, ...], counters: tuple[s
         insert_row = mysql.insert(table)
         added = {name: table.c[name] + insert_row.inserted[name] for name in counters}
         return insert_row.on_duplicate_key_update(added)
-    raise NotImplementedError(f"flask-async-events does not support the {dialect} database")
+    raise unsupported(dialect)
 
 
 def has_row_locks(session: Session | scoped_session[Any]) -> bool:
@@ -196,3 +197,10 @@ def id_in(session: Session | scoped_session[Any], column: Any, ids: Sequence[int
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam("ids", list(ids), type_=postgresql.ARRAY(BigInteger())))
     return column.in_(list(ids))
+
+
+def unsupported(dialect: str) -> ConfigError:
+    """The error for a database this package does not run on."""
+    return ConfigError(
+        f"flask-async-events does not support the {dialect} database (PostgreSQL, MySQL, MariaDB, SQLite)"
+    )

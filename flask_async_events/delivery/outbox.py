@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 from flask_async_events import signals, tracing
 from flask_async_events.definitions import check_store_id
 from flask_async_events.delivery.dialects import has_row_locks
+from flask_async_events.errors import InvalidArguments, InvalidEvent, InvalidValue
 from flask_async_events.models import Event, utcnow
 from flask_async_events.state import EXTENSION_KEY, AppState
 
@@ -46,13 +47,13 @@ def publish_event(
     definition = state.definitions.get(name)
     if definition is None:
         defined = ", ".join(d.name for d in state.definitions) or "none"
-        raise ValueError(f"event {name!r} is not defined (defined events: {defined})")
+        raise InvalidEvent(f"event {name!r} is not defined (defined events: {defined})")
     check_store_id(store_id)
     definition.bind(arguments)
     try:
         encoded = json.dumps(arguments, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"the arguments of event {definition.name!r} must be JSON-serialisable: {exc}") from None
+        raise InvalidArguments(f"the arguments of event {definition.name!r} must be JSON-serialisable: {exc}") from None
     event_uuid = str(uuid.uuid4())
     row: dict[str, Any] = {
         "uuid": event_uuid,
@@ -82,7 +83,7 @@ def publish_event(
 
 def _check_key(key: object) -> str:
     if not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise ValueError(f"idempotency_key must be text of 1 to {MAX_IDEMPOTENCY_KEY} characters, got {key!r}")
+        raise InvalidValue(f"idempotency_key must be text of 1 to {MAX_IDEMPOTENCY_KEY} characters, got {key!r}")
     return key
 
 

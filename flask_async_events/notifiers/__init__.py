@@ -1,10 +1,11 @@
-"""Notifiers: the protocol, the result type, the built-in HTTP and EventBridge notifiers, and the
-recording :class:`MemoryNotifier` for tests."""
+"""Notifiers: the protocol, the result type, the built-in HTTP, EventBridge and SQS notifiers, and
+the recording :class:`MemoryNotifier` for tests."""
 
 from flask_async_events.notifiers.base import BatchNotifier, Message, Notifier, NotifyResult, Recipient
 from flask_async_events.notifiers.eventbridge import EventBridgeNotifier
 from flask_async_events.notifiers.http import HttpNotifier
 from flask_async_events.notifiers.memory import MemoryNotifier, Sent
+from flask_async_events.notifiers.sqs import SqsNotifier
 
 __all__ = [
     "BatchNotifier",
@@ -16,4 +17,5 @@ __all__ = [
     "NotifyResult",
     "Recipient",
     "Sent",
+    "SqsNotifier",
 ]

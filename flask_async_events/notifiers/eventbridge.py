@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from flask_async_events.errors import InvalidSubscription
 from flask_async_events.notifiers.aws import Batch, Clients, failed_call, no_result
 from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
 
@@ -34,7 +35,7 @@ def event_bus(recipient: str) -> tuple[str | None, str]:
     match = ARN.match(recipient)
     if match is None:
         if recipient.startswith("arn:") or not BUS_NAME.match(recipient):
-            raise ValueError(
+            raise InvalidSubscription(
                 f"recipient_url {recipient!r} is not an EventBridge bus name or an event-bus/rule ARN "
                 "(e.g. 'orders' or 'arn:aws:events:eu-west-1:123456789012:event-bus/orders')"
             )
@@ -43,7 +44,7 @@ def event_bus(recipient: str) -> tuple[str | None, str]:
         return match["region"], recipient
     parts = match["name"].split("/")
     if len(parts) > 2:
-        raise ValueError(f"recipient_url {recipient!r}: a rule ARN ends in rule/NAME or rule/BUS/NAME")
+        raise InvalidSubscription(f"recipient_url {recipient!r}: a rule ARN ends in rule/NAME or rule/BUS/NAME")
     bus = parts[0] if len(parts) == 2 else "default"
     prefix = f"arn:{match['partition']}:events:{match['region']}:{match['account']}"
     return match["region"], f"{prefix}:event-bus/{bus}"

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import certifi
 import pycurl
 
-from flask_async_events.errors import ForbiddenAddress
+from flask_async_events.errors import ForbiddenAddress, InvalidSubscription
 from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
 from flask_async_events.signing import legacy_signature, signing_key, standard_signature
 from flask_async_events.ssrf import AddressPolicy
@@ -86,15 +86,15 @@ class HttpNotifier:
             parts = urlsplit(recipient)
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError:
-            raise ValueError(f"recipient_url {recipient!r} is not a valid URL") from None
+            raise InvalidSubscription(f"recipient_url {recipient!r} is not a valid URL") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"recipient_url {recipient!r} must be an absolute http:// or https:// URL")
+            raise InvalidSubscription(f"recipient_url {recipient!r} must be an absolute http:// or https:// URL")
         if parts.username is not None or parts.password is not None:
-            raise ValueError("recipient_url must not contain credentials; use the verification token instead")
+            raise InvalidSubscription("recipient_url must not contain credentials; use the verification token instead")
         try:
             self.policy.check_recipient_host(parts.hostname)
         except ForbiddenAddress as exc:
-            raise ValueError(f"recipient_url: {exc}") from None
+            raise InvalidSubscription(f"recipient_url: {exc}") from None
 
     def headers(self, recipient: Recipient, message: Message, timestamp: int) -> dict[str, str]:
         """Every header of one attempt: the subscription's own first, then ours, signatures included

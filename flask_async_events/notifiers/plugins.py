@@ -13,6 +13,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from flask_async_events.errors import PluginError
 from flask_async_events.notifiers.base import Notifier
 
 if TYPE_CHECKING:  # the app is only passed through to the plug-in's factory
@@ -31,8 +32,8 @@ def load_entry_point_notifiers(app: Flask) -> dict[str, Notifier]:
             is_instance = not isinstance(target, type) and callable(getattr(target, "notify", None))
             notifier = target if is_instance else target(app)
         except Exception as exc:
-            raise RuntimeError(f"{where} failed to load: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"{where} failed to load: {type(exc).__name__}: {exc}") from exc
         if not callable(getattr(notifier, "notify", None)):
-            raise RuntimeError(f"{where} gave {notifier!r}, which has no notify(recipient, message) method")
+            raise PluginError(f"{where} gave {notifier!r}, which has no notify(recipient, message) method")
         notifiers[entry_point.name.lower()] = notifier
     return notifiers

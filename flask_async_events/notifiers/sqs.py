@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask_async_events.errors import InvalidSubscription
 from flask_async_events.notifiers.aws import Batch, Clients, failed_call, no_result
 from flask_async_events.notifiers.base import Message, NotifyResult, Recipient
 from flask_async_events.signing import signing_key, standard_signature
@@ -62,10 +63,10 @@ def parse_queue(recipient: str, endpoint_url: str | None = None) -> Queue:
         parts = urlsplit(recipient)
         port = parts.port
     except ValueError:
-        raise ValueError(f"recipient_url {recipient!r} is not an SQS queue URL or ARN ({example})") from None
+        raise InvalidSubscription(f"recipient_url {recipient!r} is not an SQS queue URL or ARN ({example})") from None
     path = URL_PATH.match(parts.path)
     if parts.scheme not in ("http", "https") or not parts.hostname or path is None or parts.query or parts.fragment:
-        raise ValueError(f"recipient_url {recipient!r} is not an SQS queue URL or ARN ({example})")
+        raise InvalidSubscription(f"recipient_url {recipient!r} is not an SQS queue URL or ARN ({example})")
     host = AWS_HOST.match(parts.hostname)
     if host is not None and parts.scheme == "https":
         return Queue(host["region"] or host["legacy"], recipient, path["name"], path["account"])
@@ -73,7 +74,7 @@ def parse_queue(recipient: str, endpoint_url: str | None = None) -> Queue:
         endpoint = urlsplit(endpoint_url)
         if (parts.scheme, parts.hostname, port) == (endpoint.scheme, endpoint.hostname, endpoint.port):
             return Queue(None, recipient, path["name"], path["account"])
-    raise ValueError(
+    raise InvalidSubscription(
         f"recipient_url {recipient!r}: an SQS queue URL must be on SQS's own https host"
         " (sqs.<region>.amazonaws.com) or on ASYNC_EVENTS_SQS_ENDPOINT_URL"
     )

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from flask_async_events.delivery.attempt_stats import hour_of
+from flask_async_events.errors import InvalidValue
 from flask_async_events.models import BUCKET_COLUMNS, LATENCY_BUCKETS, AttemptHourly, utcnow
 from flask_async_events.state import AppState
 
@@ -62,7 +63,7 @@ def attempt_series(
     """One point per hour of ``window`` ("24h" or "7d"), the current hour last, for all
     subscriptions or only ``subscription_ids`` (an empty collection: nothing)."""
     if window not in WINDOWS:
-        raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
+        raise InvalidValue(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
     last = hour_of(now or utcnow())
     hours = [last - timedelta(hours=back) for back in range(WINDOWS[window] - 1, -1, -1)]
     if subscription_ids is not None and not subscription_ids:

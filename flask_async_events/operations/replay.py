@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, literal, select, update
 
-from flask_async_events.errors import ReplayError
+from flask_async_events.errors import ReplayError, UnknownDelivery
 from flask_async_events.models import Delivery, DeliveryState, Subscription, utcnow
 from flask_async_events.state import AppState
 
@@ -34,7 +34,7 @@ def replay(state: AppState, uuid: str) -> Delivery:
     session = state.db.session
     delivery = session.scalar(select(Delivery).where(Delivery.uuid == uuid))
     if delivery is None:
-        raise LookupError(f"no delivery with uuid {uuid}")
+        raise UnknownDelivery(f"no delivery with uuid {uuid}")
     reset_for_replay(state, delivery)
     delivery_id = delivery.id
     session.commit()

@@ -22,7 +22,7 @@ from flask_async_events.auth import UNAUTHORIZED_RESOURCES, required_resources, 
 from flask_async_events.bounds import parse_duration, parse_moment
 from flask_async_events.definitions import normalise_pattern
 from flask_async_events.delivery.credentials import open_previous
-from flask_async_events.errors import OwnerLimit, QueryError, RateLimited, ReplayError
+from flask_async_events.errors import InvalidSubscription, OwnerLimit, QueryError, RateLimited, ReplayError
 from flask_async_events.models import Subscription, utcnow
 from flask_async_events.operations.background import find_operation, start_recovery
 from flask_async_events.operations.charts import WINDOWS, attempt_series
@@ -169,7 +169,7 @@ def _create(form: dict[str, str]) -> tuple[Subscription, str | None]:
     pattern = normalise_pattern(fields["event_name"] or "")
     missing = who.may_access(required_resources(state.definitions, pattern))
     if missing:
-        raise ValueError(UNAUTHORIZED_RESOURCES.format(resources=", ".join(missing)))
+        raise InvalidSubscription(UNAUTHORIZED_RESOURCES.format(resources=", ".join(missing)))
     given = form.get("verification_token", "").strip()
     secret = given or generate_secret()
     owner = (form.get("owner", "").strip() or None) if current().chooses_owner else who.owner

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from flask_async_events.errors import ConfigError, InvalidPortalLink
+from flask_async_events.errors import ConfigError, InvalidPortalLink, InvalidValue
 
 LINK_SALT = "flask-async-events portal link"
 DEFAULT_EXPIRES_IN = 3600
@@ -45,14 +45,14 @@ def serializer(secret_key: SecretKey, salt: str) -> URLSafeSerializer:
 def make_grant(owner: object, resources: Iterable[str], expires_in: object, now: float | None = None) -> Grant:
     """A grant checked field by field; ``ValueError`` names the one that is wrong."""
     if not isinstance(owner, str) or not owner.strip() or len(owner) > MAX_OWNER:
-        raise ValueError(f"owner must be a non-empty string of at most {MAX_OWNER} characters, got {owner!r}")
+        raise InvalidValue(f"owner must be a non-empty string of at most {MAX_OWNER} characters, got {owner!r}")
     if isinstance(resources, str):
-        raise ValueError(f"resources must be a list of ACL resource names, not the string {resources!r}")
+        raise InvalidValue(f"resources must be a list of ACL resource names, not the string {resources!r}")
     names = tuple(sorted(set(resources)))
     if not all(isinstance(name, str) and name for name in names):
-        raise ValueError(f"resources must be ACL resource names (strings), got {list(resources)!r}")
+        raise InvalidValue(f"resources must be ACL resource names (strings), got {list(resources)!r}")
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not 60 <= expires_in <= MAX_EXPIRES:
-        raise ValueError(f"expires_in must be between 60 and {MAX_EXPIRES} seconds, got {expires_in!r}")
+        raise InvalidValue(f"expires_in must be between 60 and {MAX_EXPIRES} seconds, got {expires_in!r}")
     return Grant(owner, names, (now if now is not None else time.time()) + expires_in)
 
 

@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from flask_async_events.errors import InvalidValue
+
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 DATE_FORMAT = "%H:%M:%S"
@@ -49,7 +51,7 @@ def _brief(message: str) -> str:
 def configure_worker_logging(level: str, *, log_format: str = "text", verbose: bool = False) -> str:
     """Send every record to stderr in ``log_format``; return the level to hand RQ for its own loggers."""
     if log_format not in FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {log_format!r}")
+        raise InvalidValue(f"log format must be one of {', '.join(FORMATS)}, got {log_format!r}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT, DATE_FORMAT))
     root = logging.getLogger()
