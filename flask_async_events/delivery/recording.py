@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any, cast
@@ -85,67 +86,132 @@ _HEALTH = (
 )
 
 
+@dataclass(frozen=True)
+class Judged:
+    """One claimed delivery and its verdict; ``outcome`` is None for one handed back unsent."""
+
+    item: Claimed
+    verdict: Verdict
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a committed batch leaves to do: subscriptions that answer again, and notices to send."""
+
+    recovered: set[int]
+    notices: list[Notice]
+
+
 def record(
     state: AppState, outcomes: list[Outcome], released: list[Claimed], parked: Sequence[Parked] = ()
 ) -> set[str]:
     """Write ``outcomes``, hand back ``released`` (never started) due now and ``parked`` ones due
     later, then tell RQ, the endpoints' circuits, and the signals' receivers. Return the endpoints
     whose circuit these outcomes opened: what waits to be sent there should wait in the database."""
-    session = state.db.session
     now = utcnow()
-    judged = [(outcome.item, judge(outcome, now, state.settings)) for outcome in outcomes]
-    judged += [(item, hand_back(item, now)) for item in released]
-    judged += [(entry.item, hand_back(entry.item, now, entry.until)) for entry in parked]
-    write_attempts(session, [log_row(outcome, now) for outcome in outcomes])
-    rows = sorted((_delivery_row(item, verdict, now) for item, verdict in judged), key=itemgetter("b_id"))
-    update_rows(session, _UPDATE_DELIVERY, _UPDATE_DELIVERIES, rows)
-    succeeded = {item.subscription_id for item, verdict in judged if verdict.said is Said.SUCCEEDED}
-    failures = Counter(item.subscription_id for item, verdict in judged if verdict.said.against_subscription)
-    gone = {item.subscription_id for item, verdict in judged if verdict.gone}
-    recovered = _recovering(state, succeeded)  # answering again: what waits behind its endpoint may go
-    stale = _record_health(state, now, succeeded, failures)
-    reasons = {subscription_id: _stale_reason(state.settings.disable_after) for subscription_id in stale - gone}
-    reasons.update(dict.fromkeys(gone, GONE_REASON))
-    notices = [notice for _, verdict in judged for notice in verdict.notices]
-    _disable(state, reasons, now, notices)
-    errors = {o.item.subscription_id: _error_of(o) for o in outcomes if reasons and not o.result.success}
-    publish_failures(
-        state,
-        {sid: (reason, errors.get(sid)) for sid, reason in reasons.items()},
-        [_dead_entry(o, v) for o, (_, v) in zip(outcomes, judged[: len(outcomes)], strict=True) if v.dead_reason],
-    )
-    session.commit()
+    judged = _judge(state, now, outcomes, released, parked)
+    written = _write(state, now, judged)
     report_attempts(
-        ((outcome, verdict) for outcome, (_, verdict) in zip(outcomes, judged[: len(outcomes)], strict=True)),
+        ((entry.outcome, entry.verdict) for entry in judged if entry.outcome is not None),
         [*released, *(entry.item for entry in parked)],
     )
+    changes = feed(state, outcomes)  # before the retries are enqueued: a retry due now meets the circuit it opened
+    opened = _hold_opened(state, now, changes, outcomes)
+    due_now = [item.id for item in released] + _release_answering(state, now, changes, outcomes, written.recovered)
+    _after_commit(state, now, _retries(judged, parked), _dead(judged), due_now)
+    _send_signals(written.notices)
+    return opened
 
+
+def _judge(
+    state: AppState, now: datetime, outcomes: list[Outcome], released: list[Claimed], parked: Sequence[Parked]
+) -> list[Judged]:
+    """The verdict on each outcome, and on each delivery handed back (due now, or parked until later)."""
+    judged = [Judged(outcome.item, judge(outcome, now, state.settings), outcome) for outcome in outcomes]
+    judged += [Judged(item, hand_back(item, now)) for item in released]
+    judged += [Judged(entry.item, hand_back(entry.item, now, entry.until)) for entry in parked]
+    return judged
+
+
+def _write(state: AppState, now: datetime, judged: list[Judged]) -> Written:
+    """One transaction: the log rows, the deliveries' states (fenced by their claims), the
+    subscriptions' health, those to disable (410, or failing too long), and what operational
+    events that publishes."""
+    session = state.db.session
+    write_attempts(session, [log_row(entry.outcome, now) for entry in judged if entry.outcome is not None])
+    rows = sorted((_delivery_row(entry.item, entry.verdict, now) for entry in judged), key=itemgetter("b_id"))
+    update_rows(session, _UPDATE_DELIVERY, _UPDATE_DELIVERIES, rows)
+    succeeded = {entry.item.subscription_id for entry in judged if entry.verdict.said is Said.SUCCEEDED}
+    failures = Counter(entry.item.subscription_id for entry in judged if entry.verdict.said.against_subscription)
+    recovered = _recovering(state, succeeded)  # answering again: what waits behind its endpoint may go
+    stale = _record_health(state, now, succeeded, failures)
+    reasons = _disable_reasons(state, judged, stale)
+    notices = [notice for entry in judged for notice in entry.verdict.notices]
+    _disable(state, reasons, now, notices)
+    _publish_failures(state, judged, reasons)
+    session.commit()
+    return Written(recovered, notices)
+
+
+def _disable_reasons(state: AppState, judged: list[Judged], stale: set[int]) -> dict[int, str]:
+    """Why each subscription to disable is disabled: its endpoint answered 410, or it has failed
+    without a success for longer than ``ASYNC_EVENTS_DISABLE_AFTER``."""
+    gone = {entry.item.subscription_id for entry in judged if entry.verdict.gone}
+    reasons = {subscription_id: _stale_reason(state.settings.disable_after) for subscription_id in stale - gone}
+    reasons.update(dict.fromkeys(gone, GONE_REASON))
+    return reasons
+
+
+def _publish_failures(state: AppState, judged: list[Judged], reasons: dict[int, str]) -> None:
+    """``subscription.disabled`` for the subscriptions disabled, ``delivery.dead`` for what died."""
+    attempted = [(entry.outcome, entry.verdict) for entry in judged if entry.outcome is not None]
+    failed = [outcome for outcome, _ in attempted if not outcome.result.success] if reasons else []
+    errors = {outcome.item.subscription_id: _error_of(outcome) for outcome in failed}
+    dead = [_dead_entry(outcome, verdict) for outcome, verdict in attempted if verdict.dead_reason]
+    publish_failures(state, {sid: (reason, errors.get(sid)) for sid, reason in reasons.items()}, dead)
+
+
+def _retries(judged: list[Judged], parked: Sequence[Parked]) -> dict[datetime, list[int]]:
+    """The deliveries RQ's scheduler must start, by due time: retries, and the parked ones."""
     retries: dict[datetime, list[int]] = defaultdict(list)
-    for item, verdict in judged:
-        if verdict.state == DeliveryState.RETRYING and verdict.attempted:
-            retries[verdict.next_attempt_at].append(item.id)
-    for entry in parked:
-        retries[entry.until].append(entry.item.id)
-    dead = [(item.id, item.uuid, verdict.dead_reason) for item, verdict in judged if verdict.dead_reason is not None]
-    # Before the retries are enqueued: a retry due now meets the circuit it opened.
-    changes = feed(state, outcomes)
+    for entry in judged:
+        if entry.verdict.state == DeliveryState.RETRYING and entry.verdict.attempted:
+            retries[entry.verdict.next_attempt_at].append(entry.item.id)
+    for parked_entry in parked:
+        retries[parked_entry.until].append(parked_entry.item.id)
+    return retries
+
+
+def _dead(judged: list[Judged]) -> list[tuple[int, str, str]]:
+    """The dead letters to note in RQ's failed-job registry: id, uuid and why."""
+    return [
+        (entry.item.id, entry.item.uuid, entry.verdict.dead_reason)
+        for entry in judged
+        if entry.verdict.dead_reason is not None
+    ]
+
+
+def _hold_opened(state: AppState, now: datetime, changes: dict[str, str], outcomes: list[Outcome]) -> set[str]:
+    """The endpoints whose circuit just opened (or reopened), with what waits for them held back."""
     opened = {endpoint for endpoint, change in changes.items() if change != "closed"}
     if opened:
         first = {endpoint for endpoint in opened if changes[endpoint] == "opened"}  # not a failed probe's reopening
         _hold(state, opened, now, {outcome.item.id for outcome in outcomes}, first)
-    # An endpoint that answers again (its circuit closed, or a failing subscription succeeded, which
-    # Redis cannot forget): what waits for it goes now.
+    return opened
+
+
+def _release_answering(
+    state: AppState, now: datetime, changes: dict[str, str], outcomes: list[Outcome], recovered: set[int]
+) -> list[int]:
+    """An endpoint that answers again (its circuit closed, or a failing subscription succeeded,
+    which Redis cannot forget): the ids of what waits for it, due now."""
     closed = {endpoint for endpoint, change in changes.items() if change == "closed"}
     answering = closed | {
         endpoint_key(o.item.recipient_url) or "" for o in outcomes if o.item.subscription_id in recovered
     }
     answering.discard("")
-    due_now = [item.id for item in released]
-    if answering:
-        due_now += _release(state, sorted(answering), now, closed)
-    _after_commit(state, now, retries, dead, due_now)
-    _send_signals(notices)
-    return opened
+    return _release(state, sorted(answering), now, closed) if answering else []
 
 
 def _hold(state: AppState, endpoints: set[str], now: datetime, keep: set[int], first: set[str]) -> None:
