@@ -16,6 +16,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -100,12 +101,42 @@ def recipients(
     ]
 
 
+@dataclass
+class _Plan:
+    """What one trigger writes: each event's mark (its body or why it failed), the delivery rows,
+    and the first of them, claimed by this worker to send from here (by delivery uuid)."""
+
+    token: str
+    marks: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    sending: dict[str, tuple[PublishedEvent, Any, str | None]] = field(default_factory=dict)
+
+
 def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     """Resolve and fan out the given events; return how many deliveries were created. If this
     worker's senders have room, the first batch is inserted already claimed by it and sent from
     here (no claim, no second job, no queue hop); the rest become deliver jobs, for any worker."""
+    events = _take_events(state, event_ids)
+    if not events:
+        state.db.session.rollback()
+        return 0
+    tracing.link_current(event.trace_context for event in events)
+    matches = _recipients_of(state, events)
+    bodies = _resolve_all(state, [event for event in events if matches[event.id]])
+    filtered = _apply_filters(events, matches, bodies)
+    plan = _plan(state, events, matches, bodies, utcnow())
+    pending, claimed_here = _write(state, events, plan)
+    if filtered:
+        state.queues.count_filtered(filtered)
+    state.queues.enqueue_deliveries(pending)
+    send_claimed(state, claimed_here)
+    return len(plan.rows)
+
+
+def _take_events(state: AppState, event_ids: Sequence[int]) -> list[PublishedEvent]:
+    """The untriggered events to fan out, locked: these (where the database has no row locks), or
+    up to a batch of any (where it has; a full batch asks for another job, as there may be more)."""
     session = state.db.session
-    dispatcher = dispatcher_of(state)
     sweep = has_row_locks(session)
     if sweep:
         _take_trigger_request(state)
@@ -114,57 +145,77 @@ def trigger(state: AppState, event_ids: Sequence[int]) -> int:
     events: list[PublishedEvent] = list(session.execute(_UNTRIGGERED if sweep else _UNTRIGGERED_AMONG, chosen))
     if sweep and len(events) == batch:
         state.queues.enqueue_trigger([])  # there may be more: another worker can take the next batch
-    if not events:
-        session.rollback()
-        return 0
-    tracing.link_current(event.trace_context for event in events)
+    return events
+
+
+def _recipients_of(state: AppState, events: list[PublishedEvent]) -> dict[int, list[Any]]:
+    """For each event, the enabled subscriptions it reaches (filters aside)."""
+    session = state.db.session
     names = {event.event_name for event in events}
     candidates = session.execute(_CANDIDATES, {"b_names": sorted(names)}).all()
     grants = owner_resources(session, {candidate.owner for candidate in candidates if candidate.owner})
-    now = utcnow()
-    matches = {event.id: recipients(state, event, candidates, grants) for event in events}
-    bodies = _resolve_all(state, [event for event in events if matches[event.id]])
-    filtered = _apply_filters(events, matches, bodies)
-    token = dispatcher.journal.claim_token()
+    return {event.id: recipients(state, event, candidates, grants) for event in events}
+
+
+def _plan(
+    state: AppState,
+    events: list[PublishedEvent],
+    matches: dict[int, list[Any]],
+    bodies: dict[int, str | Exception],
+    now: datetime,
+) -> _Plan:
+    """The rows to write. A lease covers one wait for room and one send: senders that are full
+    claim nothing (the event's rows are not held back waiting here), and deliver jobs take the
+    batch where there is room."""
+    dispatcher = dispatcher_of(state)
+    plan = _Plan(dispatcher.journal.claim_token())
     lease = lease_end(state, now)
-    # A lease covers one wait for room and one send: senders that are full claim nothing (the
-    # event's rows are not held back waiting here), and deliver jobs take the batch where there is room.
     to_claim = state.settings.batch_size if dispatcher.sender.startable() > 0 else 0
-    sending: dict[str, tuple[PublishedEvent, Any, str | None]] = {}  # by delivery uuid: the first batch, claimed
-    marks: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
     uuids = new_uuids(sum(len(matched) for matched in matches.values()))
     for event in events:
-        resolved = bodies.get(event.id)
-        body = resolved if isinstance(resolved, str) else None
-        error = describe_error(resolved) if isinstance(resolved, Exception) else None
-        if error is not None:
-            log.warning("Event %s (%s): %s", event.uuid, event.event_name, error)
-        marks.append({"b_id": event.id, "b_now": now, "b_body": body, "b_error": error})
+        body, error = _body_or_error(event, bodies.get(event.id))
+        plan.marks.append({"b_id": event.id, "b_now": now, "b_body": body, "b_error": error})
         for candidate in matches[event.id]:
-            if len(sending) < to_claim:
-                row = delivery_row(next(uuids), event.id, candidate.subscription_id, now, token, lease)
-                sending[row["uuid"]] = (event, candidate, body)
-            else:
-                row = delivery_row(next(uuids), event.id, candidate.subscription_id, now)
-            rows.append(row)
-    update_rows(session, _MARK_TRIGGERED, _MARK_ALL_TRIGGERED, marks)
-    made = inserted_rows(  # not those another trigger of the same event made first
-        session, _DELIVERY, rows, ("id", "uuid"), key="uuid", among=_DELIVERY.c.event_id.in_([e.id for e in events])
+            claim = len(plan.sending) < to_claim
+            holder = (plan.token, lease) if claim else (None, None)
+            row = delivery_row(next(uuids), event.id, candidate.subscription_id, now, *holder)
+            if claim:
+                plan.sending[row["uuid"]] = (event, candidate, body)
+            plan.rows.append(row)
+    return plan
+
+
+def _body_or_error(event: PublishedEvent, resolved: str | Exception | None) -> tuple[str | None, str | None]:
+    """An event's body as stored, or why it did not resolve (logged)."""
+    if not isinstance(resolved, Exception):
+        return resolved, None
+    error = describe_error(resolved)
+    log.warning("Event %s (%s): %s", event.uuid, event.event_name, error)
+    return None, error
+
+
+def _write(state: AppState, events: list[PublishedEvent], plan: _Plan) -> tuple[list[int], list[Claimed]]:
+    """Mark the events triggered and insert their deliveries (not those another trigger of the
+    same event made first), in one transaction; the ids to enqueue, and the first batch claimed."""
+    session = state.db.session
+    update_rows(session, _MARK_TRIGGERED, _MARK_ALL_TRIGGERED, plan.marks)
+    made = inserted_rows(
+        session,
+        _DELIVERY,
+        plan.rows,
+        ("id", "uuid"),
+        key="uuid",
+        among=_DELIVERY.c.event_id.in_([e.id for e in events]),
     )
     made.sort(key=lambda delivery: delivery.id)
-    pending = [delivery.id for delivery in made if delivery.uuid not in sending]
+    pending = [delivery.id for delivery in made if delivery.uuid not in plan.sending]
     claimed_here = [
-        _claimed(delivery.id, delivery.uuid, token, *sending[delivery.uuid])
+        _claimed(delivery.id, delivery.uuid, plan.token, *plan.sending[delivery.uuid])
         for delivery in made
-        if delivery.uuid in sending
+        if delivery.uuid in plan.sending
     ]
     session.commit()
-    if filtered:
-        state.queues.count_filtered(filtered)
-    state.queues.enqueue_deliveries(pending)
-    send_claimed(state, claimed_here)
-    return len(rows)
+    return pending, claimed_here
 
 
 def _claimed(
