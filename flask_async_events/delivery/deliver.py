@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -43,12 +44,13 @@ from flask_async_events.delivery.credentials import Credentials
 from flask_async_events.delivery.dispatcher import dispatcher_of
 from flask_async_events.delivery.filters import admits
 from flask_async_events.delivery.flow import hold_back, pace
+from flask_async_events.delivery.health import RESOLVE_ERROR
 from flask_async_events.delivery.payloads import CONTENT_TYPES, describe_error, resolve_body
 from flask_async_events.delivery.sender import Task
 from flask_async_events.delivery.types import Claimed, Outcome, SendTask
 from flask_async_events.errors import UnknownEvent
 from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
-from flask_async_events.notifiers.base import BatchNotifier, Message, NotifyResult, Recipient
+from flask_async_events.notifiers.base import BatchNotifier, Message, Notifier, NotifyResult, Recipient
 from flask_async_events.state import AppState
 
 log = logging.getLogger("flask_async_events")
@@ -197,65 +199,112 @@ def claimed(subscription: Any, token: str, **delivery_and_event: Any) -> Claimed
     )
 
 
-def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[list[Outcome], list[SendTask]]:
-    """Split claimed items into ready outcomes (cancelled, unsendable) and sends to start before
-    ``deadline``; store payloads resolved here, so the next attempt need not resolve again."""
-    outcomes: list[Outcome] = []
-    sends: list[SendTask] = []
-    batches: dict[str, list[tuple[Claimed, Recipient, Message]]] = defaultdict(list)
-    resolved: dict[int, str | Exception] = {}
-    secrets: dict[int, Credentials | NotifyResult] = {}
-    batching: dict[str, bool] = {}  # per notifier name: whether it takes batches
-    content_type = CONTENT_TYPES[state.settings.payload_format]
-    for item in items:
+class _NotSent(Exception):
+    """A claimed delivery that gets its outcome without a send (cancelled, or unsendable here)."""
+
+    def __init__(self, result: NotifyResult, *, cancelled: bool = False) -> None:
+        super().__init__(result.response_data)
+        self.result, self.cancelled = result, cancelled
+
+
+@dataclass
+class _Preparing:
+    """One batch of claims on its way to the senders, with what is read once per batch: payloads
+    resolved here, each subscription's secrets, whether each notifier takes batches."""
+
+    state: AppState
+    resolved: dict[int, str | Exception] = field(default_factory=dict)
+    secrets: dict[int, Credentials | NotifyResult] = field(default_factory=dict)
+    batching: dict[str, bool] = field(default_factory=dict)
+
+    def ready(self, item: Claimed) -> tuple[Notifier, Recipient, Message]:
+        """What sending ``item`` takes; :class:`_NotSent` with its outcome if it cannot be sent."""
         if not item.enabled:
-            outcomes.append(Outcome(item, NotifyResult(False, response_data=CANCELLED_REASON), cancelled=True))
-            continue
-        late = item.body is None  # its payload did not resolve at fan-out, so nor did its filter
-        body = item.body if item.body is not None else _resolve_once(state, item, resolved)
-        if isinstance(body, Exception):
-            outcomes.append(Outcome(item, unsendable(describe_error(body), "ResolveError")))
-            continue
-        item.body = body
-        if late and admits(item.filter, json.loads(body), item.event_name, item.event_store_id) is False:
-            outcomes.append(Outcome(item, NotifyResult(False, response_data=FILTERED_REASON), cancelled=True))
-            continue
-        notifier = find_notifier(state, item.notifier)
+            raise _NotSent(NotifyResult(False, response_data=CANCELLED_REASON), cancelled=True)
+        body = self._body(item)
+        notifier = find_notifier(self.state, item.notifier)
         if isinstance(notifier, NotifyResult):
-            outcomes.append(Outcome(item, notifier))
-            continue
-        secret = secrets.get(item.subscription_id)
+            raise _NotSent(notifier)
+        return notifier, self._recipient(item), self._message(item, body)
+
+    def takes_batches(self, item: Claimed, notifier: Notifier) -> bool:
+        """Whether ``notifier`` sends several messages at once (a runtime Protocol check costs tens
+        of microseconds: asked once per notifier and batch)."""
+        known = self.batching.get(item.notifier)
+        if known is None:
+            known = self.batching[item.notifier] = isinstance(notifier, BatchNotifier)
+        return known
+
+    def _body(self, item: Claimed) -> str:
+        """The payload, resolved here if it did not resolve at fan-out (and then its filter asked)."""
+        if item.body is not None:
+            return item.body
+        body = _resolve_once(self.state, item, self.resolved)
+        if isinstance(body, Exception):
+            raise _NotSent(unsendable(describe_error(body), RESOLVE_ERROR))
+        item.body = body
+        if admits(item.filter, json.loads(body), item.event_name, item.event_store_id) is False:
+            raise _NotSent(NotifyResult(False, response_data=FILTERED_REASON), cancelled=True)
+        return body
+
+    def _recipient(self, item: Claimed) -> Recipient:
+        secret = self.secrets.get(item.subscription_id)
         if secret is None:
-            secret = secrets[item.subscription_id] = decrypt_credentials(
-                state, item.verification_token, item.previous_tokens, item.headers
+            secret = self.secrets[item.subscription_id] = decrypt_credentials(
+                self.state, item.verification_token, item.previous_tokens, item.headers
             )
         if isinstance(secret, NotifyResult):
-            outcomes.append(Outcome(item, secret))
-            continue
-        recipient = recipient_for(
+            raise _NotSent(secret)
+        return recipient_for(
             secret, item.subscription_id, item.pattern, item.recipient_url, item.notifier, item.store_id
         )
+
+    def _message(self, item: Claimed, body: str) -> Message:
         trace_headers: tuple[tuple[str, str], ...] = ()
         if tracing.ENABLED:
             item.span, trace_headers = tracing.start_attempt(item.event_trace, partial(span_attributes, item))
-        message = Message(
+        content_type = CONTENT_TYPES[self.state.settings.payload_format]
+        attempt_number = item.attempt_count + 1
+        return Message(
             item.uuid,
             item.event_uuid,
             item.event_name,
             body,
             content_type,
             item.created_at,
-            item.attempt_count + 1,
+            attempt_number,
             trace_headers,
         )
-        takes_batches = batching.get(item.notifier)
-        if takes_batches is None:  # a runtime Protocol check costs tens of microseconds: once per batch
-            takes_batches = batching[item.notifier] = isinstance(notifier, BatchNotifier)
-        if takes_batches:
+
+
+def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[list[Outcome], list[SendTask]]:
+    """Split claimed items into ready outcomes (cancelled, unsendable) and sends to start before
+    ``deadline``; store payloads resolved here, so the next attempt need not resolve again."""
+    preparing = _Preparing(state)
+    outcomes: list[Outcome] = []
+    sends: list[SendTask] = []
+    batches: dict[str, list[tuple[Claimed, Recipient, Message]]] = defaultdict(list)
+    for item in items:
+        try:
+            notifier, recipient, message = preparing.ready(item)
+        except _NotSent as refused:
+            outcomes.append(Outcome(item, refused.result, cancelled=refused.cancelled))
+            continue
+        if preparing.takes_batches(item, notifier):
             batches[item.notifier.lower()].append((item, recipient, message))
             continue
         endpoint = endpoint_key(item.recipient_url) or item.recipient_url
         sends.append(Task(endpoint, partial(attempt, notifier, recipient, message), deadline, [item]))
+    sends += _batch_sends(state, batches, deadline)
+    _store_bodies(state, {event_id: body for event_id, body in preparing.resolved.items() if isinstance(body, str)})
+    return outcomes, sends
+
+
+def _batch_sends(
+    state: AppState, batches: dict[str, list[tuple[Claimed, Recipient, Message]]], deadline: float
+) -> list[SendTask]:
+    """The sends of notifiers that take batches: up to ``max_batch`` messages each."""
+    sends: list[SendTask] = []
     for name, entries in batches.items():
         batch_notifier = state.notifier(name)
         assert isinstance(batch_notifier, BatchNotifier)
@@ -264,8 +313,7 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
             chunk = entries[start : start + size]
             run = partial(attempt_batch, batch_notifier, [(r, m) for _, r, m in chunk])
             sends.append(Task(name, run, deadline, [item for item, _, _ in chunk]))
-    _store_bodies(state, {event_id: body for event_id, body in resolved.items() if isinstance(body, str)})
-    return outcomes, sends
+    return sends
 
 
 def _store_bodies(state: AppState, bodies: dict[int, str]) -> None:
