@@ -34,7 +34,7 @@ SCHEDULER_STOP_WAIT = 1.0  # seconds for the scheduler to stop after each SIGTER
 COMMAND_LISTENER_WAKE = 1.0  # seconds between the command listener's looks at whether to stop
 HEARTBEAT_EVERY = 1.0  # seconds: RQ's beats between jobs come at most this often (they last minutes)
 SCHEDULER_WATCH = 1.0  # seconds between a worker's offers to take over a scheduler nobody runs
-IDLE_WAKE = 2  # seconds an idle worker waits for a job before it looks around (maintenance, the scheduler)
+IDLE_WAKE = 1  # seconds an idle worker waits for a job before it looks around (maintenance, the scheduler)
 SCHEDULER_HOLDER = "async_events:scheduler-holder"  # the worker that last started the scheduler
 log = logging.getLogger("flask_async_events")
 
@@ -148,8 +148,8 @@ class AsyncEventsWorker(SimpleWorker):
         worker that stopped, or expired a few seconds after the worker that ran it was lost. RQ asks
         only at its maintenance, and its locks lived a minute: every delayed retry waited that long."""
         scheduler = self.scheduler
-        if not self._scheduler_standby or scheduler is None:
-            return
+        if not self._scheduler_standby or scheduler is None or self._stop_requested:
+            return  # a stopping worker starts nothing: a scheduler forked now would outlive its stop
         if scheduler._process is not None and scheduler._process.is_alive():
             return
         if scheduler.acquire_locks(auto_start=True):
@@ -254,6 +254,7 @@ class AsyncEventsWorker(SimpleWorker):
         """RQ's, made sure of. A SIGTERM that reaches the forked scheduler before it has installed its
         own handlers runs the worker's inherited one instead and is lost (a burst worker can stop
         right after starting it), and RQ would then wait for it forever: ask again, then kill it."""
+        self._scheduler_standby = False  # stopped for good: never taken over again by this worker
         process = self.scheduler._process if self.scheduler is not None else None
         if process is None or not process.pid:
             return

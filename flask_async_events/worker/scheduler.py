@@ -34,7 +34,7 @@ from flask_async_events.delivery.queues import DELIVER_JOB
 
 POLL_INTERVAL = 0.2
 OUTAGE_PAUSE = 1.0
-LOCK_TTL = 5  # seconds a scheduler lock outlives its holder's last poll (RQ: interval + 60)
+LOCK_TTL = 4  # seconds a scheduler lock outlives its holder's last poll (RQ: interval + 60)
 LOCK_RETRY = 1.0  # seconds between asks for the locks a scheduler lacks (RQ: ten minutes)
 
 

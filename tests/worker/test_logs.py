@@ -155,8 +155,12 @@ def test_an_idle_worker_writes_nothing_after_it_starts(env: AppEnv) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(8)  # RQ cleans its registries and runs maintenance several times meanwhile
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=30)
+    try:
+        time.sleep(8)  # RQ cleans its registries and runs maintenance several times meanwhile
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()  # a worker that did not stop fails the test, and leaves nothing behind
+        process.communicate()
     lines = [line for line in (out + err).splitlines() if line.strip()]
     assert len(lines) == 1 and "serving event.trigger, event.delivery, event.retry" in lines[0], lines
