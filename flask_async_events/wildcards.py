@@ -10,31 +10,61 @@ choice is ever taken back: a pattern written to make a backtracking matcher take
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 STAR = "*"
 
+Matcher = Callable[[str], bool]
+
 
 @lru_cache(maxsize=4096)
-def _runs(pattern: str, fold_case: bool) -> tuple[str, ...]:
-    return tuple((pattern.lower() if fold_case else pattern).split(STAR))
+def wildcard(pattern: str, *, fold_case: bool = True) -> Matcher:
+    """A test of whole texts against ``pattern``, ``*`` standing for any run of characters (dots
+    and line breaks included); with ``fold_case``, letters match in either case. The usual shapes
+    (an exact value, ``prefix*``, ``*suffix``, ``*part*``) are one string operation each."""
+    runs = (pattern.lower() if fold_case else pattern).split(STAR)
+    matcher: Matcher
+    if len(runs) == 1:
+        matcher = runs[0].__eq__
+    elif len(runs) == 2:
+        matcher = _ends(runs[0], runs[1])
+    elif len(runs) == 3 and not runs[0] and not runs[2]:
+        matcher = _contains(runs[1])
+    else:
+        matcher = _runs(runs[0], tuple(runs[1:-1]), runs[-1])
+    return (lambda text: matcher(text.lower())) if fold_case else matcher
 
 
 def wildcard_matches(pattern: str, text: str, *, fold_case: bool = True) -> bool:
-    """Whether ``text`` matches ``pattern`` as a whole, ``*`` standing for any run of characters
-    (dots and line breaks included); with ``fold_case``, letters match in either case."""
-    runs = _runs(pattern, fold_case)
-    if fold_case:
-        text = text.lower()
-    if len(runs) == 1:
-        return text == runs[0]
-    first, *middle, last = runs
-    if len(text) < len(first) + len(last) or not text.startswith(first) or not text.endswith(last):
-        return False
-    position, end = len(first), len(text) - len(last)
-    for run in middle:
-        found = text.find(run, position, end)
-        if found < 0:
+    """Whether ``text`` matches ``pattern`` as a whole (see :func:`wildcard`)."""
+    return wildcard(pattern, fold_case=fold_case)(text)
+
+
+def _contains(part: str) -> Matcher:
+    """``*part*``."""
+    return lambda text: part in text
+
+
+def _ends(first: str, last: str) -> Matcher:
+    """``first*last``: the text starts and ends so, without the two overlapping."""
+    least = len(first) + len(last)
+    return lambda text: len(text) >= least and text.startswith(first) and text.endswith(last)
+
+
+def _runs(first: str, middle: tuple[str, ...], last: str) -> Matcher:
+    """``first*run*...*run*last``: each run found left to right, at its first place."""
+    ends = _ends(first, last)
+
+    def matches(text: str) -> bool:
+        if not ends(text):
             return False
-        position = found + len(run)
-    return True
+        position, end = len(first), len(text) - len(last)
+        for run in middle:
+            found = text.find(run, position, end)
+            if found < 0:
+                return False
+            position = found + len(run)
+        return True
+
+    return matches

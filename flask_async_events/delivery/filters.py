@@ -9,7 +9,9 @@ refused then, with its position, and never fails later in a worker.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +21,7 @@ from flask_async_events.query import (
     Both,
     Either,
     Exists,
+    Leaf,
     Limits,
     Node,
     Not,
@@ -31,7 +34,7 @@ from flask_async_events.query import (
     path_of,
     payload_bounds,
 )
-from flask_async_events.wildcards import wildcard_matches
+from flask_async_events.wildcards import wildcard, wildcard_matches
 
 EVENT_FIELDS = frozenset({"event", "event_name"})
 STORE_FIELDS = frozenset({"store", "store_id"})
@@ -42,27 +45,29 @@ def compile_filter(text: str) -> Node | None:
     """A filter's tree (None: it lets everything through); :class:`QueryError` saying what is
     wrong and where. Cached: every fan-out of a subscription asks again."""
     node = parse(text)
-    if node is None:
-        return None
-    for leaf in leaves(node):
-        where = f"position {leaf.position + 1}"
-        if leaf.field is None:
-            raise QueryError(f"a filter's terms name a field, event:, store: or data.<path> ({where})")
-        if is_payload(leaf.field):
-            if isinstance(leaf, Range):
-                payload_bounds(leaf)
-            continue
-        if leaf.field in EVENT_FIELDS:
-            if isinstance(leaf, Range):
-                raise QueryError(f"{leaf.field} has no ranges ({where})")
-            continue
-        if leaf.field in STORE_FIELDS:
-            for value in _store_values(leaf):
-                if value != OPEN and not value.isdecimal():
-                    raise QueryError(f"{leaf.field} takes a whole number, not {value!r} ({where})")
-            continue
-        raise QueryError(f"a filter cannot use {leaf.field!r}: it names event:, store: or data.<path> ({where})")
+    if node is not None:
+        for leaf in leaves(node):
+            _check_leaf(leaf)
     return node
+
+
+def _check_leaf(leaf: Leaf) -> None:
+    """A filter's term names event:, store: or data.<path>, each with what it can take."""
+    where = f"position {leaf.position + 1}"
+    if leaf.field is None:
+        raise QueryError(f"a filter's terms name a field, event:, store: or data.<path> ({where})")
+    if is_payload(leaf.field):
+        if isinstance(leaf, Range):
+            payload_bounds(leaf)
+    elif leaf.field in EVENT_FIELDS:
+        if isinstance(leaf, Range):
+            raise QueryError(f"{leaf.field} has no ranges ({where})")
+    elif leaf.field in STORE_FIELDS:
+        for value in _store_values(leaf):
+            if value != OPEN and not value.isdecimal():
+                raise QueryError(f"{leaf.field} takes a whole number, not {value!r} ({where})")
+    else:
+        raise QueryError(f"a filter cannot use {leaf.field!r}: it names event:, store: or data.<path> ({where})")
 
 
 def _store_values(leaf: Term | Range | Exists) -> list[str]:
@@ -103,23 +108,109 @@ def admits(text: str | None, document: Mapping[str, Any] | None, event_name: str
 
 def matches(node: Node, document: Mapping[str, Any], event_name: str, store_id: int) -> bool:
     """Whether an event (its name, store and parsed body) matches a filter's tree."""
-    if isinstance(node, Both):
-        return all(matches(operand, document, event_name, store_id) for operand in node.operands)
-    if isinstance(node, Either):
-        return any(matches(operand, document, event_name, store_id) for operand in node.operands)
-    if isinstance(node, Not):
-        return not matches(node.operand, document, event_name, store_id)
-    assert node.field is not None  # checked by compile_filter
-    if node.field in EVENT_FIELDS:
-        return isinstance(node, Exists) or (isinstance(node, Term) and _text_matches(event_name, node))
-    if node.field in STORE_FIELDS:
-        return _store_matches(node, store_id)
-    value = _at(document, path_of(node.field))
-    if isinstance(node, Exists) or (isinstance(node, Term) and node.value == OPEN and not node.phrase):
-        return value is not None
-    if isinstance(node, Term):
-        return any(_scalar_matches(scalar, node) for scalar in _scalars(value))
-    return any(_in_range(scalar, node) for scalar in _scalars(value))
+    return _Evaluation(document, event_name, store_id).matches(node)
+
+
+class _Evaluation:
+    """One filter asked of one event: the values at each path the filter names, read once."""
+
+    def __init__(self, document: Mapping[str, Any], event_name: str, store_id: int) -> None:
+        self.document, self.event_name, self.store_id = document, event_name, store_id
+        self.values: dict[str, _Values] = {}
+
+    def matches(self, node: Node) -> bool:
+        if isinstance(node, Both):
+            return all(self.matches(operand) for operand in node.operands)
+        if isinstance(node, Either):
+            return any(self.matches(operand) for operand in node.operands)
+        if isinstance(node, Not):
+            return not self.matches(node.operand)
+        return self._leaf(node)
+
+    def _leaf(self, node: Leaf) -> bool:
+        assert node.field is not None  # checked by compile_filter
+        if node.field in EVENT_FIELDS:
+            return isinstance(node, Exists) or (isinstance(node, Term) and _text_matches(self.event_name, node))
+        if node.field in STORE_FIELDS:
+            return _store_matches(node, self.store_id)
+        return self._payload(node.field).answer(node)
+
+    def _payload(self, field: str) -> _Values:
+        """The values at a data.<path>, read from the body the first time a term asks."""
+        values = self.values.get(field)
+        if values is None:
+            values = self.values[field] = _Values.of(_at(self.document, path_of(field)))
+        return values
+
+
+@dataclass(frozen=True)
+class _Values:
+    """The scalars at one path (the value itself, or a list's elements), kept for the questions
+    terms ask: exact values are looked up, ranges bisected, and only a wildcard term scans the
+    strings, once each, in time linear in their length."""
+
+    present: bool
+    texts: frozenset[str]  # in lower case
+    scanned: tuple[str, ...]  # the same, in order, for wildcards
+    ordered_texts: tuple[str, ...]  # as they are, by code point, for text ranges
+    numbers: tuple[float, ...]  # in order
+    truths: frozenset[bool]
+
+    @classmethod
+    def of(cls, value: Any) -> _Values:
+        scalars = [item for item in (value if isinstance(value, list) else [value]) if item is not None]
+        texts = [item for item in scalars if isinstance(item, str)]
+        lowered = tuple(text.lower() for text in texts)
+        return cls(
+            present=value is not None,
+            texts=frozenset(lowered),
+            scanned=lowered,
+            ordered_texts=tuple(sorted(texts)),
+            numbers=tuple(sorted(_numbers(scalars))),
+            truths=frozenset(item for item in scalars if isinstance(item, bool)),
+        )
+
+    def answer(self, node: Leaf) -> bool:
+        """Whether a term, range or ``field:*`` holds at this path."""
+        if isinstance(node, Exists) or (isinstance(node, Term) and node.value == OPEN and not node.phrase):
+            return self.present
+        return self.match(node) if isinstance(node, Term) else self.within(node)
+
+    def match(self, term: Term) -> bool:
+        """Whether a term's value matches one scalar: a string (either case; ``*`` any run of
+        characters, except in a phrase), the number it writes, or the boolean it names."""
+        lowered = term.value.lower()
+        if lowered in ("true", "false") and (lowered == "true") in self.truths:
+            return True
+        wanted = number(term.value)
+        if wanted is not None and _any_within(self.numbers, wanted, wanted, True, True):
+            return True
+        if term.phrase or OPEN not in term.value:
+            return lowered in self.texts
+        return any(map(wildcard(lowered, fold_case=False), self.scanned))
+
+    def within(self, node: Range) -> bool:
+        """Whether a number (number bounds) or a string (text bounds, by code point) lies in a
+        range; ``[* TO *]``: any number or string."""
+        kind, low, high = payload_bounds(node)
+        if kind == "any":
+            return bool(self.numbers or self.ordered_texts)
+        ordered: Sequence[Any] = self.numbers if kind == "number" else self.ordered_texts
+        return _any_within(ordered, low, high, node.include_low, node.include_high)
+
+
+def _numbers(scalars: list[Any]) -> list[float]:
+    """The numbers among JSON scalars (booleans are not numbers here)."""
+    return [float(item) for item in scalars if isinstance(item, int | float) and not isinstance(item, bool)]
+
+
+def _any_within(ordered: Sequence[Any], low: Any, high: Any, include_low: bool, include_high: bool) -> bool:
+    """Whether a sorted sequence holds a value between ``low`` and ``high`` (None: open)."""
+    start = 0 if low is None else (bisect_left if include_low else bisect_right)(ordered, low)
+    if start >= len(ordered):
+        return False
+    first = ordered[start]
+    return high is None or first < high or (include_high and first == high)
 
 
 def _at(document: Any, path: tuple[str, ...]) -> Any:
@@ -131,41 +222,11 @@ def _at(document: Any, path: tuple[str, ...]) -> Any:
     return document
 
 
-def _scalars(value: Any) -> list[Any]:
-    """What a term is tried against: a scalar itself, or a list's scalar elements."""
-    candidates = value if isinstance(value, list) else [value]
-    return [item for item in candidates if isinstance(item, str | int | float) and item is not None]
-
-
-def _scalar_matches(scalar: Any, term: Term) -> bool:
-    if isinstance(scalar, bool):
-        return term.value.lower() == ("true" if scalar else "false")
-    if isinstance(scalar, int | float):
-        wanted = number(term.value)
-        return wanted is not None and float(scalar) == wanted
-    return _text_matches(scalar, term)
-
-
 def _text_matches(text: str, term: Term) -> bool:
     """Letters in either case; ``*`` any run of characters, except in a phrase."""
     if term.phrase:
         return text.lower() == term.value.lower()
     return wildcard_matches(term.value, text)
-
-
-def _in_range(scalar: Any, node: Range) -> bool:
-    kind, low, high = payload_bounds(node)
-    if isinstance(scalar, bool):
-        return False
-    if isinstance(scalar, int | float):
-        if kind == "text":
-            return False
-        value: float | str = float(scalar)
-    elif kind == "number":
-        return False
-    else:
-        value = scalar
-    return _within(value, low, high, node.include_low, node.include_high)
 
 
 def _within(value: Any, low: Any, high: Any, include_low: bool, include_high: bool) -> bool:
