@@ -229,7 +229,7 @@ def publish_overhead(env: dict[str, str], url: str, requests_each: int, *, worke
     cores with the request. Otherwise the workers are elsewhere, as web and worker processes are
     deployed: each request's nudge is let finish and its trigger request taken, untimed, between
     requests, as a waiting worker takes it at once, so that every nudge enqueues a trigger job."""
-    from flask_async_events.delivery.queues import TRIGGER_REQUESTED
+    from flask_async_events.queues import TRIGGER_REQUESTED
     from flask_async_events.state import get_state
 
     app = bench_app(env)

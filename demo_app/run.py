@@ -15,9 +15,9 @@ from sqlalchemy import select
 from demo_app import settings
 from demo_app.shop import create_app, db, events
 from flask_async_events.auth import create_token
-from flask_async_events.delivery.queues import connect_redis
 from flask_async_events.migrate import upgrade
 from flask_async_events.models import Subscription
+from flask_async_events.queues import connect_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 

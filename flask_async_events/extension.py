@@ -24,12 +24,10 @@ from flask_async_events.definitions import (
     normalise_event_name,
 )
 from flask_async_events.delivery.dialects import has_row_locks
-from flask_async_events.delivery.nudger import Nudger
 from flask_async_events.delivery.operational import PREFIX as OPERATIONAL_PREFIX
 from flask_async_events.delivery.operational import define as define_operational_events
 from flask_async_events.delivery.operational import is_operational
 from flask_async_events.delivery.outbox import install_session_hooks, publish_event
-from flask_async_events.delivery.queues import Queues, connect_redis
 from flask_async_events.errors import ConfigError, InvalidArguments, NotSetUp
 from flask_async_events.metrics import metrics_view
 from flask_async_events.models import Delivery, Subscription
@@ -38,11 +36,13 @@ from flask_async_events.notifiers.eventbridge import EventBridgeNotifier
 from flask_async_events.notifiers.http import HttpNotifier
 from flask_async_events.notifiers.plugins import load_entry_point_notifiers
 from flask_async_events.notifiers.sqs import SqsNotifier
+from flask_async_events.nudger import Nudger
 from flask_async_events.operations.replay import replay
 from flask_async_events.operations.rotation import DEFAULT_GRACE, Rotation, rotate_secret
 from flask_async_events.operations.subscriptions import create_subscription, has_subscribers
 from flask_async_events.portal import portal_link, register_portal
 from flask_async_events.portal.links import DEFAULT_EXPIRES_IN
+from flask_async_events.queues import Queues, connect_redis
 from flask_async_events.signing import generate_secret
 from flask_async_events.ssrf import AddressPolicy
 from flask_async_events.state import EXTENSION_KEY, AppState, get_state

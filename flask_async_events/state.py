@@ -2,8 +2,7 @@
 
 :class:`AppState` holds the parts of one app; it drives none of them. The nudger is made at
 ``init_app`` and driven by :mod:`~flask_async_events.delivery.outbox`; a worker's dispatcher is made
-by its first deliver job and kept beside this state in ``app.extensions``
-(:mod:`~flask_async_events.delivery.dispatcher`).
+by its first deliver job (:mod:`~flask_async_events.delivery.dispatcher`).
 """
 
 from __future__ import annotations
@@ -22,8 +21,9 @@ from flask_async_events.errors import NotSetUp
 from flask_async_events.notifiers.base import Notifier
 
 if TYPE_CHECKING:  # the parts' types only: state sits below the stages that make them
-    from flask_async_events.delivery.nudger import Nudger
-    from flask_async_events.delivery.queues import Queues
+    from flask_async_events.delivery.dispatcher import Dispatcher
+    from flask_async_events.nudger import Nudger
+    from flask_async_events.queues import Queues
 
 EXTENSION_KEY = "async_events"
 
@@ -42,6 +42,7 @@ class AppState:
     registered_notifiers: Mapping[str, Notifier] = field(default_factory=dict)  # register_notifier()
     # The host's @events.authorize hook, read on every request so it may be set after init_app.
     authorizer: Callable[[], Callable[[Request], Any] | None] = lambda: None
+    dispatcher: Dispatcher | None = None  # a worker's sending and recording threads, made by its first deliver job
 
     def notifier(self, name: str) -> Notifier | None:
         """The notifier for a subscription's ``metadata``, aliases included."""

@@ -30,7 +30,7 @@ from rq.scripts import ACQUIRE_OR_REFRESH_LOCK_SCRIPT, acquire_or_refresh_lock
 from rq.utils import current_timestamp, now, utcformat
 
 from flask_async_events import redis_connection
-from flask_async_events.delivery.queues import DELIVER_JOB
+from flask_async_events.queues import DELIVER_JOB
 
 POLL_INTERVAL = 0.2
 OUTAGE_PAUSE = 1.0

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from flask_async_events.delivery.nudger import Nudger
+from flask_async_events.nudger import Nudger
 
 
 def test_the_nudger_enqueues_in_the_background_and_survives_a_redis_failure() -> None:

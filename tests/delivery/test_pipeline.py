@@ -18,8 +18,8 @@ from standardwebhooks import Webhook
 from flask_async_events import NotifyResult, signals
 from flask_async_events.delivery.dialects import has_row_locks
 from flask_async_events.delivery.fanout import new_uuids, trigger
-from flask_async_events.delivery.queues import TRIGGER_JOB, TRIGGER_JOB_OPTIONS, TRIGGER_JOB_TTL
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
+from flask_async_events.queues import TRIGGER_JOB, TRIGGER_JOB_OPTIONS, TRIGGER_JOB_TTL
 from flask_async_events.signing import legacy_signature, signing_key
 from flask_async_events.state import get_state
 from tests.appfactory import SERVICE_CALLS, db, events

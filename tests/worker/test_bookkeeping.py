@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from flask_async_events.delivery import fanout
-from flask_async_events.delivery.queues import TRIGGER_JOB_TTL
 from flask_async_events.models import Event
+from flask_async_events.queues import TRIGGER_JOB_TTL
 from flask_async_events.state import AppState, get_state
 from flask_async_events.worker import rq_worker
 from flask_async_events.worker.maintenance import run_maintenance

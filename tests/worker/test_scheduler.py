@@ -9,9 +9,10 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from flask import Flask
 
-from flask_async_events.delivery.queues import QUEUE_NAMES
+from flask_async_events.queues import QUEUE_NAMES
 from flask_async_events.state import get_state
 from tests.conftest import AppEnv, Receiver, WorkerProcess, wait_for
 from tests.helpers import place_order, subscribe
@@ -45,6 +46,7 @@ def _holder(app: Flask, workers: list[WorkerProcess]) -> WorkerProcess | None:
     return running[0] if len(running) == 1 else None
 
 
+@pytest.mark.one_database
 def test_retries_go_out_on_time_after_the_scheduler_s_worker_is_killed(
     env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
