@@ -199,26 +199,25 @@ class Circuits:
         closing. Return the endpoints whose circuit changed, with their last change. An endpoint
         that only answered, with a clean circuit, has the time noted in the same round trip as
         the read, and nothing more written."""
-        if not self.threshold:
-            return {}
-        touched = {
-            endpoint: seen for endpoint, seen in observed.items() if any(o.said.answered or o.said.down for o in seen)
-        }
-        if not touched:
-            return {}
-        answered = [e for e, seen in touched.items() if not any(o.said.down for o in seen)]
+        touched = _touched(observed) if self.threshold else {}
         changed: dict[str, str] = {}
         try:
-            known = self._read_all(touched, answered=answered, now=now)
-            for endpoint, seen in touched.items():
-                if endpoint in answered and known[endpoint].clean:
-                    continue  # closed and answering: its answer is noted
-                change = self._apply(endpoint, seen, now)
+            for endpoint in self._to_fold(touched, now):
+                change = self._apply(endpoint, touched[endpoint], now)
                 if change:
                     changed[endpoint] = change
         except RedisError as exc:
             log.warning("Could not update circuit states (%s); they catch up with the next results", exc)
         return changed
+
+    def _to_fold(self, touched: Mapping[str, Sequence[Observed]], now: float) -> list[str]:
+        """The endpoints whose attempts must be folded into their circuits: all but those that only
+        answered and whose circuit is clean (their answer is noted by the read itself)."""
+        if not touched:
+            return []
+        answered = [e for e, seen in touched.items() if not any(o.said.down for o in seen)]
+        known = self._read_all(touched, answered=answered, now=now)
+        return [e for e in touched if e not in answered or not known[e].clean]
 
     def _read_all(
         self, endpoints: Iterable[str], *, answered: Sequence[str] = (), now: float = 0.0
@@ -263,6 +262,11 @@ class Circuits:
                     _log_change(endpoint, change, circuit, now)
                 return changes[-1] if changes else None
         return None
+
+
+def _touched(observed: Mapping[str, Sequence[Observed]]) -> dict[str, Sequence[Observed]]:
+    """The endpoints whose attempts said something about them (an answer, or being down)."""
+    return {endpoint: seen for endpoint, seen in observed.items() if any(o.said.answered or o.said.down for o in seen)}
 
 
 def _fields(circuit: Circuit) -> dict[FieldT, EncodableT]:

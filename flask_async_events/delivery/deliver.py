@@ -1,8 +1,9 @@
 """The deliver job: claim a batch of due deliveries and hand their sends to the worker's dispatcher.
 
-1. Claim: one UPDATE marks the due rows ``delivering`` with this job's token and a lease. The job
-   fills its batch with other due deliveries, so a job for a few retries still moves a full batch
-   and work whose job was lost is picked up; it leaves out endpoints whose queue is already full.
+1. Claim (:mod:`.claims`): one UPDATE marks the due rows ``delivering`` with this job's token and
+   a lease. The job fills its batch with other due deliveries, so a job for a few retries still
+   moves a full batch and work whose job was lost is picked up; it leaves out endpoints whose queue
+   is already full.
 2. Prepare: what cannot be sent (a disabled subscription, a payload that does not resolve, a
    missing notifier, a secret that does not decrypt) gets its outcome at once; the rest become
    sends, one per delivery or one per batch for a notifier that takes batches.
@@ -10,6 +11,9 @@
    threads and records each result as it arrives (:mod:`flask_async_events.delivery.recording`). The
    job returns as soon as the sends are handed over; it waits first only while every sending thread
    is busy.
+
+:func:`send_claimed` is the entry for deliveries this process holds claims on: the trigger job
+hands the first batch it inserted claimed to it, as a deliver job does its claim.
 
 A claim whose lease ended (its worker is gone) is not taken by a deliver job: maintenance settles
 it (:mod:`flask_async_events.worker.recovery`), from what the lost worker wrote in its attempt
@@ -22,12 +26,10 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import update
 
 from flask_async_events import tracing
 from flask_async_events.delivery.attempt import (
@@ -40,6 +42,7 @@ from flask_async_events.delivery.attempt import (
 )
 from flask_async_events.delivery.attempt_log import span_attributes
 from flask_async_events.delivery.circuits import endpoint_key
+from flask_async_events.delivery.claims import claim
 from flask_async_events.delivery.credentials import Credentials
 from flask_async_events.delivery.dispatcher import dispatcher_of
 from flask_async_events.delivery.filters import admits
@@ -49,7 +52,7 @@ from flask_async_events.delivery.payloads import CONTENT_TYPES, describe_error, 
 from flask_async_events.delivery.sender import Task
 from flask_async_events.delivery.types import Claimed, Outcome, SendTask
 from flask_async_events.errors import UnknownEvent
-from flask_async_events.models import Delivery, DeliveryState, Event, Subscription, utcnow
+from flask_async_events.models import Event
 from flask_async_events.notifiers.base import BatchNotifier, Message, Notifier, NotifyResult, Recipient
 from flask_async_events.state import AppState
 
@@ -57,7 +60,6 @@ log = logging.getLogger("flask_async_events")
 
 CANCELLED_REASON = "Cancelled: the subscription is disabled"
 FILTERED_REASON = "Cancelled: the event does not match the subscription's filter"
-CLOCK_SLACK = timedelta(seconds=1)
 
 
 def deliver(state: AppState, delivery_ids: list[int]) -> int:
@@ -88,117 +90,6 @@ def send_claimed(state: AppState, items: list[Claimed]) -> int:
     return len(items)
 
 
-def lease_end(state: AppState, now: datetime) -> datetime:
-    """When a claim made ``now`` ends, if its worker has not recorded it by then."""
-    return now + timedelta(seconds=state.settings.claim_lease)
-
-
-# What sending needs of a delivery's subscription, read with the claim.
-SENDING_COLUMNS = (
-    Subscription.subscription_id,
-    Subscription.event_name.label("pattern"),
-    Subscription.recipient_url,
-    Subscription.verification_token,
-    Subscription.previous_tokens,
-    Subscription.headers,
-    Subscription.notifier,
-    Subscription.store_id,
-    Subscription.status,
-    Subscription.rate_limit,
-    Subscription.filter,
-)
-
-
-def claim(
-    state: AppState, delivery_ids: list[int], token: str, *, skip: set[int], expired: bool = False
-) -> list[Claimed]:
-    """Claim the job's deliveries that are due, and other due ones up to a full batch, except for
-    the subscriptions in ``skip``; or, if ``expired``, those whose claim's lease has ended."""
-    session = state.db.session
-    now = utcnow()
-    due = and_(Delivery.state.in_(DeliveryState.CLAIMABLE), Delivery.next_attempt_at <= now + CLOCK_SLACK)
-    lease_ended = and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now)
-    room = state.settings.batch_size - len(delivery_ids)
-    if not expired and room > 0:
-        others = session.scalars(
-            select(Delivery.id)
-            .where(due, Delivery.id.not_in(delivery_ids), Delivery.subscription_id.not_in(skip))
-            .order_by(Delivery.next_attempt_at)
-            .limit(room)
-        ).all()
-        delivery_ids = [*delivery_ids, *others]
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(delivery_ids), lease_ended if expired else due)
-        .values(
-            state=DeliveryState.DELIVERING,
-            claim_token=token,
-            lease_until=lease_end(state, now),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    rows = session.execute(
-        select(
-            Delivery.id,
-            Delivery.uuid,
-            Delivery.attempt_count,
-            Delivery.round_attempts,
-            Event.id.label("event_id"),
-            Event.uuid.label("event_uuid"),
-            Event.event_name,
-            Event.body,
-            Event.created_at,
-            *SENDING_COLUMNS,
-            Event.store_id.label("event_store_id"),
-            Event.trace_context,
-        )
-        .join(Event, Delivery.event_id == Event.id)
-        .join(Subscription, Delivery.subscription_id == Subscription.subscription_id)
-        .where(Delivery.claim_token == token)
-        .order_by(Delivery.id)
-    ).all()
-    session.commit()
-    return [_claimed(row, token) for row in rows]
-
-
-def _claimed(row: Any, token: str) -> Claimed:
-    return claimed(
-        row,
-        token,
-        id=row.id,
-        uuid=row.uuid,
-        attempt_count=row.attempt_count,
-        round_attempts=row.round_attempts,
-        event_id=row.event_id,
-        event_uuid=row.event_uuid,
-        event_name=row.event_name,
-        body=row.body,
-        created_at=row.created_at,
-        event_store_id=row.event_store_id,
-        event_trace=row.trace_context,
-    )
-
-
-def claimed(subscription: Any, token: str, **delivery_and_event: Any) -> Claimed:
-    """A claimed delivery: its own and its event's fields, and its subscription's
-    :data:`SENDING_COLUMNS` from ``subscription``."""
-    return Claimed(
-        **delivery_and_event,
-        claim_token=token,
-        subscription_id=subscription.subscription_id,
-        pattern=subscription.pattern,
-        recipient_url=subscription.recipient_url,
-        verification_token=subscription.verification_token,
-        previous_tokens=subscription.previous_tokens,
-        headers=subscription.headers,
-        notifier=subscription.notifier,
-        store_id=subscription.store_id,
-        enabled=subscription.status,
-        rate_limit=subscription.rate_limit,
-        filter=subscription.filter,
-    )
-
-
 class _NotSent(Exception):
     """A claimed delivery that gets its outcome without a send (cancelled, or unsendable here)."""
 
@@ -217,15 +108,35 @@ class _Preparing:
     secrets: dict[int, Credentials | NotifyResult] = field(default_factory=dict)
     batching: dict[str, bool] = field(default_factory=dict)
 
-    def ready(self, item: Claimed) -> tuple[Notifier, Recipient, Message]:
-        """What sending ``item`` takes; :class:`_NotSent` with its outcome if it cannot be sent."""
+    def with_body(self, item: Claimed) -> Claimed:
+        """``item`` with its payload, resolved here if it did not resolve at fan-out (and then its
+        filter asked); :class:`_NotSent` with its outcome if it is not to be sent."""
         if not item.enabled:
             raise _NotSent(NotifyResult(False, response_data=CANCELLED_REASON), cancelled=True)
-        body = self._body(item)
+        if item.body is not None:
+            return item
+        body = _resolve_once(self.state, item, self.resolved)
+        if isinstance(body, Exception):
+            raise _NotSent(unsendable(describe_error(body), RESOLVE_ERROR))
+        item = replace(item, body=body)
+        if admits(item.filter, json.loads(body), item.event_name, item.event_store_id) is False:
+            raise _NotSent(NotifyResult(False, response_data=FILTERED_REASON), cancelled=True)
+        return item
+
+    def ready(self, item: Claimed) -> tuple[Claimed, Notifier, Recipient, Message]:
+        """What sending ``item`` (with its body) takes, and the item with its attempt's span;
+        :class:`_NotSent` with its outcome if it cannot be sent."""
+        body = item.body
+        assert body is not None  # with_body came first
         notifier = find_notifier(self.state, item.notifier)
         if isinstance(notifier, NotifyResult):
             raise _NotSent(notifier)
-        return notifier, self._recipient(item), self._message(item, body)
+        recipient = self._recipient(item)
+        trace_headers: tuple[tuple[str, str], ...] = ()
+        if tracing.ENABLED:
+            span, trace_headers = tracing.start_attempt(item.event_trace, partial(span_attributes, item))
+            item = replace(item, span=span)
+        return item, notifier, recipient, self._message(item, body, trace_headers)
 
     def takes_batches(self, item: Claimed, notifier: Notifier) -> bool:
         """Whether ``notifier`` sends several messages at once (a runtime Protocol check costs tens
@@ -234,18 +145,6 @@ class _Preparing:
         if known is None:
             known = self.batching[item.notifier] = isinstance(notifier, BatchNotifier)
         return known
-
-    def _body(self, item: Claimed) -> str:
-        """The payload, resolved here if it did not resolve at fan-out (and then its filter asked)."""
-        if item.body is not None:
-            return item.body
-        body = _resolve_once(self.state, item, self.resolved)
-        if isinstance(body, Exception):
-            raise _NotSent(unsendable(describe_error(body), RESOLVE_ERROR))
-        item.body = body
-        if admits(item.filter, json.loads(body), item.event_name, item.event_store_id) is False:
-            raise _NotSent(NotifyResult(False, response_data=FILTERED_REASON), cancelled=True)
-        return body
 
     def _recipient(self, item: Claimed) -> Recipient:
         secret = self.secrets.get(item.subscription_id)
@@ -259,10 +158,7 @@ class _Preparing:
             secret, item.subscription_id, item.pattern, item.recipient_url, item.notifier, item.store_id
         )
 
-    def _message(self, item: Claimed, body: str) -> Message:
-        trace_headers: tuple[tuple[str, str], ...] = ()
-        if tracing.ENABLED:
-            item.span, trace_headers = tracing.start_attempt(item.event_trace, partial(span_attributes, item))
+    def _message(self, item: Claimed, body: str, trace_headers: tuple[tuple[str, str], ...]) -> Message:
         content_type = CONTENT_TYPES[self.state.settings.payload_format]
         attempt_number = item.attempt_count + 1
         return Message(
@@ -286,7 +182,8 @@ def _prepare(state: AppState, items: list[Claimed], deadline: float) -> tuple[li
     batches: dict[str, list[tuple[Claimed, Recipient, Message]]] = defaultdict(list)
     for item in items:
         try:
-            notifier, recipient, message = preparing.ready(item)
+            item = preparing.with_body(item)
+            item, notifier, recipient, message = preparing.ready(item)
         except _NotSent as refused:
             outcomes.append(Outcome(item, refused.result, cancelled=refused.cancelled))
             continue

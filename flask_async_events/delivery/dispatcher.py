@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from flask import Flask, current_app
@@ -25,14 +25,13 @@ from flask_async_events.delivery.recording import record
 from flask_async_events.delivery.retry import due_at
 from flask_async_events.delivery.sender import Sender, Task
 from flask_async_events.delivery.spool import spool_directory
-from flask_async_events.delivery.types import Claimed, Outcome, Parked, SendResult, SendTask
+from flask_async_events.delivery.types import Claimed, Outcome, Parked, Released, SendResult, SendTask
 from flask_async_events.models import utcnow
-from flask_async_events.state import AppState
+from flask_async_events.state import AppState, get_state
 from flask_async_events.threads import start_thread
 
 log = logging.getLogger("flask_async_events")
 
-EXTENSION_KEY = "async_events.dispatcher"
 RECORD_BATCH = 500
 # After recording a batch, the thread waits this long for more results: each batch is a transaction
 # of about seven statements whatever its size, and results arrive a few at a time.
@@ -42,17 +41,15 @@ SWEEP_INTERVAL = 0.1
 
 def dispatcher_of(state: AppState) -> Dispatcher:
     """The current app's dispatcher in this process, made by its first deliver job (only workers
-    need one). It is kept beside the app's state, in ``app.extensions``."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    dispatcher: Dispatcher | None = app.extensions.get(EXTENSION_KEY)
-    if dispatcher is None:
-        dispatcher = app.extensions[EXTENSION_KEY] = Dispatcher(app, state)
-    return dispatcher
+    need one) and kept on the app's state."""
+    if state.dispatcher is None:
+        state.dispatcher = Dispatcher(current_app._get_current_object(), state)  # type: ignore[attr-defined]
+    return state.dispatcher
 
 
 def running_dispatcher(app: Flask) -> Dispatcher | None:
     """The app's dispatcher, if this process has made one."""
-    return app.extensions.get(EXTENSION_KEY)
+    return get_state(app).dispatcher
 
 
 def drain(app: Flask, timeout: float, *, release_waiting: bool = False) -> None:
@@ -64,7 +61,8 @@ def drain(app: Flask, timeout: float, *, release_waiting: bool = False) -> None:
 
 def shut_down(app: Flask) -> None:
     """Stop the app's delivery threads (tests, and apps that make many app objects)."""
-    dispatcher = app.extensions.pop(EXTENSION_KEY, None)
+    state = get_state(app)
+    dispatcher, state.dispatcher = state.dispatcher, None
     if dispatcher is not None:
         settings = dispatcher.settings
         dispatcher.close(settings.connect_timeout + settings.timeout)
@@ -81,7 +79,7 @@ class Dispatcher:
             settings.delivery_threads, settings.endpoint_concurrency, self._finished, self._expired
         )
         self.journal = AttemptJournal(state.queues.connection, spool_directory(settings))
-        self._results: queue.SimpleQueue[Outcome | Claimed | Parked] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[Outcome | Released | Parked] = queue.SimpleQueue()
         self._unrecorded = 0
         self._lock = threading.Condition()
         self._closed = False
@@ -147,7 +145,7 @@ class Dispatcher:
         attempt's time, plus one attempt's time per ``ASYNC_EVENTS_ENDPOINT_CONCURRENCY`` parked
         before it), so a deep backlog comes back at the pace it can be sent, not all at once."""
         if self._stopping:
-            self._put([item for task in tasks for item in task.payload])
+            self._put([Released(item) for task in tasks for item in task.payload])
             return
         tasks, held = hold_back(self._state, tasks, self.journal.owner)
         now, moment = time.time(), utcnow()
@@ -163,7 +161,7 @@ class Dispatcher:
                 del self._next_turn[endpoint]  # long past: forget it
         self._put(parked)
 
-    def _put(self, entries: list[Outcome] | list[Claimed] | list[Parked]) -> None:
+    def _put(self, entries: Sequence[Outcome | Released | Parked]) -> None:
         if not entries:
             return
         with self._lock:
@@ -198,32 +196,34 @@ class Dispatcher:
             self.sender.sweep()
             time.sleep(RECORD_LINGER)  # what ends meanwhile is recorded with the next batch, together
 
-    def _write(self, batch: list[Outcome | Claimed | Parked]) -> None:
+    def _write(self, batch: list[Outcome | Released | Parked]) -> None:
         """Record a batch, retrying while the database is away. Giving up (after a lease's length)
         loses nothing: the deliveries are claimed again when their lease runs out."""
-        outcomes = [entry for entry in batch if isinstance(entry, Outcome)]
-        released = [entry for entry in batch if isinstance(entry, Claimed)]
-        parked = [entry for entry in batch if isinstance(entry, Parked)]
         give_up = time.monotonic() + self._state.settings.claim_lease
         pause = 0.2
-        while True:
-            with self._app.app_context():
-                try:
-                    opened = record(self._state, outcomes, released, parked)
-                except Exception:  # the database is down, or a signal receiver failed
-                    log.exception("Could not record %d delivery result(s); retrying in %.1fs", len(batch), pause)
-                    # Closed without a rollback: a connection left in an unknown state (a driver in
-                    # the middle of a command refuses one) is dropped, not handed to the next try.
-                    self._state.db.session().invalidate()
-                else:
-                    self.journal.forget([outcome.item.attempt_key for outcome in outcomes if not outcome.cancelled])
-                    # Sends waiting for an endpoint whose circuit just opened: back to the database.
-                    withdrawn = self.sender.withdraw(opened)
-                    if withdrawn:
-                        self._expired(withdrawn)
-                    return
+        while not self._recorded(batch, pause):
             if time.monotonic() + pause > give_up:
                 log.error("Gave up recording %d delivery result(s); they will be sent again", len(batch))
                 return
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
+
+    def _recorded(self, batch: list[Outcome | Released | Parked], pause: float) -> bool:
+        """One try at recording a batch; then its attempts leave the journal, and sends waiting for
+        an endpoint whose circuit just opened go back to the database. A failure says when the
+        next try comes (in ``pause`` seconds)."""
+        with self._app.app_context():
+            try:
+                opened = record(self._state, batch)
+            except Exception:  # the database is down, or a signal receiver failed
+                log.exception("Could not record %d delivery result(s); retrying in %.1fs", len(batch), pause)
+                # Closed without a rollback: a connection left in an unknown state (a driver in
+                # the middle of a command refuses one) is dropped, not handed to the next try.
+                self._state.db.session().invalidate()
+                return False
+            attempts = [end.item.attempt_key for end in batch if isinstance(end, Outcome) and not end.cancelled]
+            self.journal.forget(attempts)
+            withdrawn = self.sender.withdraw(opened)
+            if withdrawn:
+                self._expired(withdrawn)
+            return True

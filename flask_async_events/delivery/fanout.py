@@ -5,7 +5,7 @@ per (event, subscription), so running it twice creates nothing twice.
 
 Where the database has row locks, a trigger job takes up to a batch of all untriggered events, not
 only its own, and a commit enqueues a job only if none is waiting (see
-:meth:`~flask_async_events.delivery.queues.Queues.request_trigger`): under load, events coalesce into
+:meth:`~flask_async_events.queues.Queues.request_trigger`): under load, events coalesce into
 batches and RQ's per-job cost is paid per batch; when idle, each event still gets a job at once.
 """
 
@@ -25,7 +25,8 @@ from sqlalchemy import ColumnElement, Select, Table, bindparam, or_, select, tex
 
 from flask_async_events import tracing
 from flask_async_events.definitions import receives
-from flask_async_events.delivery.deliver import SENDING_COLUMNS, claimed, lease_end, send_claimed
+from flask_async_events.delivery.claims import SENDING_COLUMNS, claimed, lease_end
+from flask_async_events.delivery.deliver import send_claimed
 from flask_async_events.delivery.dialects import has_row_locks, inserted_rows, update_rows
 from flask_async_events.delivery.dispatcher import dispatcher_of
 from flask_async_events.delivery.filters import admits

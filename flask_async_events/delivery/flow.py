@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
-from flask_async_events.delivery.circuits import Observed, circuits_of, endpoint_key
+from flask_async_events.config import Settings
+from flask_async_events.delivery.circuits import Circuit, Circuits, Observed, circuits_of, endpoint_key
 from flask_async_events.delivery.health import said
 from flask_async_events.delivery.rate_limits import RateLimits
 from flask_async_events.delivery.retry import due_at
@@ -33,20 +35,26 @@ RELEASE_CHUNK = 1000
 def pace(state: AppState, items: list[Claimed]) -> tuple[list[Claimed], list[Parked]]:
     """The claimed deliveries that their subscriptions' rate limits let go now, and the others
     parked until their slots (one Redis call per rate-limited subscription)."""
-    limited: dict[int, list[Claimed]] = defaultdict(list)
-    for item in items:
-        if item.enabled and item.rate_limit:
-            limited[item.subscription_id].append(item)
+    limited = _rate_limited(items)
     if not limited:
         return items, []
     limits, moment = RateLimits(state.queues.connection), utcnow()
     parked: dict[int, Parked] = {}
     for subscription_id, group in limited.items():
         waits = limits.waits(subscription_id, group[0].rate_limit or 0, [item.id for item in group])
-        for item, wait in zip(group, waits, strict=True):
-            if wait > 0:
-                parked[item.id] = Parked(item, due_at(moment, wait))
+        parked.update(
+            (item.id, Parked(item, due_at(moment, wait))) for item, wait in zip(group, waits, strict=True) if wait > 0
+        )
     return [item for item in items if item.id not in parked], list(parked.values())
+
+
+def _rate_limited(items: list[Claimed]) -> dict[int, list[Claimed]]:
+    """The claimed deliveries of enabled, rate-limited subscriptions, by subscription."""
+    limited: dict[int, list[Claimed]] = defaultdict(list)
+    for item in items:
+        if item.enabled and item.rate_limit:
+            limited[item.subscription_id].append(item)
+    return limited
 
 
 def hold_back(state: AppState, sends: list[SendTask], holder: str) -> tuple[list[SendTask], list[Parked]]:
@@ -63,33 +71,59 @@ def hold_back(state: AppState, sends: list[SendTask], holder: str) -> tuple[list
     found = circuits.read(key for key in keys.values() if key)
     if not any(circuit.open_until is not None for circuit in found.values()):
         return sends, []
-    now, moment = time.time(), utcnow()
-    settings = state.settings
+    gate = _CircuitGate(circuits, found, state.settings, holder, time.time())
+    moment = utcnow()
     starting: list[SendTask] = []
     parked: list[Parked] = []
-    probes: dict[str, bool] = {}
-    asked: set[str] = set()
     for task in sends:
-        key = keys.get(id(task))
-        circuit = found.get(key) if key else None
-        if key is None or circuit is None or circuit.open_until is None:
+        wait = gate.wait(keys.get(id(task)))
+        if wait is None:
             starting.append(task)
-            continue
-        if circuit.is_open(now):
-            wait = circuit.open_until - now
         else:
-            if key not in probes:
-                probes[key] = circuits.take_probe(key, settings.probe_window, holder)
-                if probes[key]:
-                    starting.append(task)
-                    continue
-            wait = settings.probe_window
-        wakes = key not in asked and circuits.take_waker(key, wait)
-        asked.add(key)
-        if not wakes:
-            wait += settings.circuit_max_cooldown  # released when the circuit closes
-        parked.extend(Parked(item, due_at(moment, wait)) for item in task.payload)
+            parked.extend(Parked(item, due_at(moment, wait)) for item in task.payload)
     return starting, parked
+
+
+@dataclass
+class _CircuitGate:
+    """What one batch's circuits say of each send: go, or wait so long. Each endpoint's probe is
+    asked for once per batch, and one parked delivery per endpoint wakes for the next probe."""
+
+    circuits: Circuits
+    found: Mapping[str, Circuit]
+    settings: Settings
+    holder: str
+    now: float
+    probed: set[str] = field(default_factory=set)
+    asked: set[str] = field(default_factory=set)
+
+    def wait(self, key: str | None) -> float | None:
+        """Seconds a send to the endpoint ``key`` waits (None: it goes now)."""
+        circuit = self.found.get(key) if key else None
+        if key is None or circuit is None or circuit.open_until is None:
+            return None
+        if circuit.is_open(self.now):
+            wait = circuit.open_until - self.now
+        elif self._takes_probe(key):
+            return None
+        else:
+            wait = self.settings.probe_window
+        return wait if self._wakes(key, wait) else wait + self.settings.circuit_max_cooldown
+
+    def _takes_probe(self, key: str) -> bool:
+        """Whether this send is the cooled-down circuit's probe (the first of the batch, if no
+        other worker's probe is out)."""
+        if key in self.probed:
+            return False
+        self.probed.add(key)
+        return self.circuits.take_probe(key, self.settings.probe_window, self.holder)
+
+    def _wakes(self, key: str, wait: float) -> bool:
+        """Whether a delivery parked for ``key`` is the one that wakes for its probe; the others
+        wait for the circuit to close."""
+        wakes = key not in self.asked and self.circuits.take_waker(key, wait)
+        self.asked.add(key)
+        return wakes
 
 
 def feed(state: AppState, outcomes: Sequence[Outcome]) -> dict[str, str]:

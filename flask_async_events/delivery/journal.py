@@ -170,43 +170,51 @@ class AttemptJournal:
     def _write_loop(self) -> None:
         beat_at = time.monotonic() + HEARTBEAT
         unsent: list[Note] = []  # what Redis refused, sent again first with the next write
-        while True:
-            try:
-                first = self._notes.get(timeout=max(0.0, beat_at - time.monotonic()))
-            except queue.Empty:
-                first = []
-            if first is None:
-                return
-            notes = [first] if first else []
-            while notes and len(notes) < WRITE_BATCH:
-                try:
-                    note = self._notes.get_nowait()
-                except queue.Empty:
-                    break
-                if note is None:
-                    self._notes.put(None)
-                    break
-                notes.append(note)
+        while (notes := self._next_notes(beat_at)) is not None:
             beat = time.monotonic() >= beat_at
             if beat:
                 beat_at = time.monotonic() + HEARTBEAT
-            written = self._write([*unsent, *notes], beat=beat)
-            unsent = [] if written else [*unsent, *notes][-MAX_PENDING:]
-            if written and beat and self._spool_folder is not None:
-                revive(self._redis, self._spool_folder)
-            with self._written:
-                self._pending -= len(notes)
-                self._written.notify_all()
+            unsent = self._flush(unsent, notes, beat=beat)
             if notes:
                 time.sleep(LINGER)  # what is noted meanwhile goes in the next write, together
+
+    def _next_notes(self, beat_at: float) -> list[Note] | None:
+        """The notes waiting, up to a write's worth, the first awaited until the next heartbeat is
+        due (then none); None once the journal closes."""
+        try:
+            first = self._notes.get(timeout=max(0.0, beat_at - time.monotonic()))
+        except queue.Empty:
+            return []
+        if first is None:
+            return None
+        notes = [first]
+        while len(notes) < WRITE_BATCH:
+            try:
+                note = self._notes.get_nowait()
+            except queue.Empty:
+                break
+            if note is None:
+                self._notes.put(None)  # closing: the loop ends after this write
+                break
+            notes.append(note)
+        return notes
+
+    def _flush(self, unsent: list[Note], notes: list[Note], *, beat: bool) -> list[Note]:
+        """Write what Redis refused before, then ``notes``; return what it refuses now (the latest
+        :data:`MAX_PENDING`, for the next write). A heartbeat that Redis takes also revives the spools
+        of this host's lost workers."""
+        written = self._write([*unsent, *notes], beat=beat)
+        if written and beat and self._spool_folder is not None:
+            revive(self._redis, self._spool_folder)
+        with self._written:
+            self._pending -= len(notes)
+            self._written.notify_all()
+        return [] if written else [*unsent, *notes][-MAX_PENDING:]
 
     def _write(self, notes: list[Note], *, beat: bool) -> bool:
         """Send ``notes`` (and the heartbeat) in one pipeline of a few commands, each attempt's
         latest note only; False if Redis did not take them."""
-        latest: dict[str, str | None] = {}
-        for note in notes:
-            for attempt, value in note:
-                latest[entry_field(attempt)] = value
+        latest = _latest(notes)
         forgotten = [field for field, value in latest.items() if value is None]
         key = KEY.format(self.owner)
         pipeline = self._redis.pipeline(transaction=False)
@@ -229,6 +237,11 @@ class AttemptJournal:
         if time.monotonic() - self._warned > WARN_EVERY:
             self._warned = time.monotonic()
             log.warning("Could not write the attempt journal (%s); a worker lost now would send again", exc)
+
+
+def _latest(notes: list[Note]) -> dict[str, str | None]:
+    """Each attempt's latest entry among ``notes``, by journal field (None: forget it)."""
+    return {entry_field(attempt): value for note in notes for attempt, value in note}
 
 
 def revive(connection: Redis, folder: Path) -> None:

@@ -1,7 +1,7 @@
 """The transactional outbox: a published event is a row in the publisher's own transaction, and
 it is handed to the workers only after the outermost commit.
 
-A commit hands its events' ids to the process's nudger thread (:mod:`flask_async_events.delivery.nudger`),
+A commit hands its events' ids to the process's nudger thread (:mod:`flask_async_events.nudger`),
 which enqueues a trigger job for them (or, where the database has row locks, only if no trigger
 job is waiting: that one takes them too); the publisher never waits for Redis. If Redis is down,
 or the process dies first, the rows stay untriggered and the workers' maintenance relays them

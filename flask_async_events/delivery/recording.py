@@ -30,7 +30,7 @@ from flask_async_events.delivery.flow import feed, hold, release
 from flask_async_events.delivery.health import Said
 from flask_async_events.delivery.operational import publish_endpoint, publish_failures
 from flask_async_events.delivery.subscription_status import disable_subscriptions
-from flask_async_events.delivery.types import Claimed, Outcome, Parked
+from flask_async_events.delivery.types import Claimed, Outcome, Parked, Released
 from flask_async_events.delivery.verdicts import Notice, Verdict, hand_back, judge, log_row
 from flask_async_events.models import Delivery, DeliveryState, Subscription, UTCDateTime, utcnow
 from flask_async_events.state import AppState
@@ -103,35 +103,29 @@ class Written:
     notices: list[Notice]
 
 
-def record(
-    state: AppState, outcomes: list[Outcome], released: list[Claimed], parked: Sequence[Parked] = ()
-) -> set[str]:
-    """Write ``outcomes``, hand back ``released`` (never started) due now and ``parked`` ones due
-    later, then tell RQ, the endpoints' circuits, and the signals' receivers. Return the endpoints
-    whose circuit these outcomes opened: what waits to be sent there should wait in the database."""
+def record(state: AppState, ends: Sequence[Outcome | Released | Parked]) -> set[str]:
+    """Write how claims ended: attempts' ``Outcome``s, ``Released`` deliveries (never started) due
+    now, ``Parked`` ones due later; then tell RQ, the endpoints' circuits, and the signals'
+    receivers. Return the endpoints whose circuit these outcomes opened: what waits to be sent there
+    should wait in the database."""
     now = utcnow()
-    judged = _judge(state, now, outcomes, released, parked)
+    judged = [_judged(state, now, end) for end in ends]
+    outcomes = [end for end in ends if isinstance(end, Outcome)]
     written = _write(state, now, judged)
-    report_attempts(
-        ((entry.outcome, entry.verdict) for entry in judged if entry.outcome is not None),
-        [*released, *(entry.item for entry in parked)],
-    )
+    _report(judged)
     changes = feed(state, outcomes)  # before the retries are enqueued: a retry due now meets the circuit it opened
     opened = _hold_opened(state, now, changes, outcomes)
-    due_now = [item.id for item in released] + _release_answering(state, now, changes, outcomes, written.recovered)
-    _after_commit(state, now, _retries(judged, parked), _dead(judged), due_now)
+    due_now = _released(ends) + _release_answering(state, now, changes, outcomes, written.recovered)
+    _after_commit(state, now, _retries(judged, ends), _dead(judged), due_now)
     _send_signals(written.notices)
     return opened
 
 
-def _judge(
-    state: AppState, now: datetime, outcomes: list[Outcome], released: list[Claimed], parked: Sequence[Parked]
-) -> list[Judged]:
-    """The verdict on each outcome, and on each delivery handed back (due now, or parked until later)."""
-    judged = [Judged(outcome.item, judge(outcome, now, state.settings), outcome) for outcome in outcomes]
-    judged += [Judged(item, hand_back(item, now)) for item in released]
-    judged += [Judged(entry.item, hand_back(entry.item, now, entry.until)) for entry in parked]
-    return judged
+def _judged(state: AppState, now: datetime, end: Outcome | Released | Parked) -> Judged:
+    """The verdict on an outcome, or on a delivery handed back (due now, or parked until later)."""
+    if isinstance(end, Outcome):
+        return Judged(end.item, judge(end, now, state.settings), end)
+    return Judged(end.item, hand_back(end.item, now, end.until if isinstance(end, Parked) else None))
 
 
 def _write(state: AppState, now: datetime, judged: list[Judged]) -> Written:
@@ -172,15 +166,29 @@ def _publish_failures(state: AppState, judged: list[Judged], reasons: dict[int, 
     publish_failures(state, {sid: (reason, errors.get(sid)) for sid, reason in reasons.items()}, dead)
 
 
-def _retries(judged: list[Judged], parked: Sequence[Parked]) -> dict[datetime, list[int]]:
+def _retries(judged: list[Judged], ends: Sequence[Outcome | Released | Parked]) -> dict[datetime, list[int]]:
     """The deliveries RQ's scheduler must start, by due time: retries, and the parked ones."""
     retries: dict[datetime, list[int]] = defaultdict(list)
     for entry in judged:
         if entry.verdict.state == DeliveryState.RETRYING and entry.verdict.attempted:
             retries[entry.verdict.next_attempt_at].append(entry.item.id)
-    for parked_entry in parked:
-        retries[parked_entry.until].append(parked_entry.item.id)
+    for end in ends:
+        if isinstance(end, Parked):
+            retries[end.until].append(end.item.id)
     return retries
+
+
+def _released(ends: Sequence[Outcome | Released | Parked]) -> list[int]:
+    """The deliveries handed back due now, for RQ to start."""
+    return [end.item.id for end in ends if isinstance(end, Released)]
+
+
+def _report(judged: list[Judged]) -> None:
+    """Log each attempt and end its span; end the spans of the deliveries handed back unsent."""
+    report_attempts(
+        ((entry.outcome, entry.verdict) for entry in judged if entry.outcome is not None),
+        [entry.item for entry in judged if entry.outcome is None],
+    )
 
 
 def _dead(judged: list[Judged]) -> list[tuple[int, str, str]]:

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from flask_async_events.config import Settings
@@ -279,12 +280,7 @@ def _lock_if_lost(lock_path: Path) -> int | None:
 
 def _revive(connection: Redis, directory: Path, lost: dict[str, list[Path]], journal_key: str, ttl: int) -> int:
     """Revive the spools of ``lost`` owners (their locks held) that this Redis has not had yet."""
-    recent = {}
-    for owner, segments in lost.items():
-        if time.time() - max(path.stat().st_mtime for path in segments) > KEEP_LOST:
-            _remove(segments, directory / f"{owner}{LOCK_SUFFIX}")
-        else:
-            recent[owner] = segments
+    recent = _recent(directory, lost)
     if not recent:
         return 0
     markers = connection.mget([REVIVED_KEY.format(owner) for owner in recent])
@@ -292,18 +288,34 @@ def _revive(connection: Redis, directory: Path, lost: dict[str, list[Path]], jou
     revived = {}
     for (owner, segments), marker in zip(recent.items(), markers, strict=True):
         if marker is not None:
-            continue
+            continue  # this Redis has it already
         entries = _read(segments)
         if not entries:  # every attempt it noted was recorded: nothing to keep
             _remove(segments, directory / f"{owner}{LOCK_SUFFIX}")
             continue
-        key = journal_key.format(owner)
-        pipeline.hset(key, mapping={entry_field(attempt): value for attempt, value in entries.items()})
-        pipeline.expire(key, ttl)
-        pipeline.set(REVIVED_KEY.format(owner), 1, ex=KEEP_LOST)
+        _put_back(pipeline, owner, journal_key.format(owner), entries, ttl)
         revived[owner] = len(entries)
     if revived:
         pipeline.execute()
     for owner, count in revived.items():
         log.warning("Revived %d attempt journal entry(ies) of lost worker %s", count, owner)
     return sum(revived.values())
+
+
+def _put_back(pipeline: Pipeline, owner: str, key: str, entries: dict[AttemptKey, str], ttl: int) -> None:
+    """Queue on ``pipeline`` the writes that put a lost owner's entries back in its journal, and
+    mark it revived (so a later maintenance does not revive it again)."""
+    pipeline.hset(key, mapping={entry_field(attempt): value for attempt, value in entries.items()})
+    pipeline.expire(key, ttl)
+    pipeline.set(REVIVED_KEY.format(owner), 1, ex=KEEP_LOST)
+
+
+def _recent(directory: Path, lost: dict[str, list[Path]]) -> dict[str, list[Path]]:
+    """The lost owners whose spool was written within :data:`KEEP_LOST`; older ones are removed."""
+    recent = {}
+    for owner, segments in lost.items():
+        if time.time() - max(path.stat().st_mtime for path in segments) > KEEP_LOST:
+            _remove(segments, directory / f"{owner}{LOCK_SUFFIX}")
+        else:
+            recent[owner] = segments
+    return recent

@@ -74,7 +74,7 @@ class Claimed:
         return self.id, self.attempt_count + 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
     """How one attempt ended (or that the delivery was cancelled without one). An ``interrupted``
     attempt was cut short by a lost worker: it counts as an attempt, not against the endpoint."""
@@ -86,7 +86,15 @@ class Outcome:
     interrupted: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
+class Released:
+    """A claimed delivery handed back unsent and due now (its worker stops before sending it, or a
+    lost worker never started it). It is not an attempt."""
+
+    item: Claimed
+
+
+@dataclass(frozen=True)
 class Parked:
     """A claimed delivery handed back unsent, due again at ``until`` (its endpoint's circuit is open
     or its probe is out, or its subscription's rate limit gave it a later slot). It is not an

@@ -101,29 +101,10 @@ def rebuild(state: AppState) -> tuple[int, int]:
     has forgotten: they are due now (a circuit that is still needed opens again)."""
     session = state.db.session
     now = utcnow()
-    relayed = 0
-    for chunk in _id_chunks(session, select(Event.id, Event.created_at).where(Event.triggered_at.is_(None))):
-        state.queues.enqueue_trigger([event_id for event_id, _ in chunk])
-        relayed += len(chunk)
-    due: list[int] = []
-    forgotten: list[int] = []
-    later: dict[datetime, list[int]] = defaultdict(list)
+    relayed = _relay_untriggered(state)
     held = now + timedelta(seconds=state.settings.circuit_max_cooldown)
-    held_back = and_(Delivery.state.in_(DeliveryState.CLAIMABLE), Delivery.next_attempt_at > held)
-    open_deliveries = select(Delivery.id, Delivery.next_attempt_at).where(Delivery.state.in_(DeliveryState.CLAIMABLE))
-    for chunk in _id_chunks(session, open_deliveries):
-        for delivery_id, next_attempt_at in chunk:
-            if next_attempt_at > held:
-                forgotten.append(delivery_id)
-            elif next_attempt_at <= now:
-                due.append(delivery_id)
-            else:
-                later[next_attempt_at].append(delivery_id)
-    for start in range(0, len(forgotten), SWEEP_LIMIT):
-        ids = forgotten[start : start + SWEEP_LIMIT]
-        session.execute(update(Delivery).where(Delivery.id.in_(ids), held_back).values(next_attempt_at=now))
+    due, later = _open_deliveries(state, now, held)
     session.commit()
-    due += forgotten
     state.queues.enqueue_deliveries(due, retry_queue=True)
     state.queues.schedule_deliveries(later, now)
     scheduled = sum(len(ids) for ids in later.values())
@@ -135,6 +116,39 @@ def rebuild(state: AppState) -> tuple[int, int]:
             scheduled,
         )
     return relayed, len(due) + scheduled
+
+
+def _relay_untriggered(state: AppState) -> int:
+    """Enqueue a trigger for every event not fanned out yet; return how many."""
+    relayed = 0
+    untriggered = select(Event.id, Event.created_at).where(Event.triggered_at.is_(None))
+    for chunk in _id_chunks(state.db.session, untriggered):
+        state.queues.enqueue_trigger([event_id for event_id, _ in chunk])
+        relayed += len(chunk)
+    return relayed
+
+
+def _open_deliveries(state: AppState, now: datetime, held: datetime) -> tuple[list[int], dict[datetime, list[int]]]:
+    """The open deliveries due now, and those due later by due time. Those due after ``held`` (parked
+    behind a forgotten circuit) are made due now, in the session's transaction."""
+    session = state.db.session
+    due: list[int] = []
+    forgotten: list[int] = []
+    later: dict[datetime, list[int]] = defaultdict(list)
+    open_deliveries = select(Delivery.id, Delivery.next_attempt_at).where(Delivery.state.in_(DeliveryState.CLAIMABLE))
+    for chunk in _id_chunks(session, open_deliveries):
+        for delivery_id, next_attempt_at in chunk:
+            if next_attempt_at > held:
+                forgotten.append(delivery_id)
+            elif next_attempt_at <= now:
+                due.append(delivery_id)
+            else:
+                later[next_attempt_at].append(delivery_id)
+    held_back = and_(Delivery.state.in_(DeliveryState.CLAIMABLE), Delivery.next_attempt_at > held)
+    for start in range(0, len(forgotten), SWEEP_LIMIT):
+        ids = forgotten[start : start + SWEEP_LIMIT]
+        session.execute(update(Delivery).where(Delivery.id.in_(ids), held_back).values(next_attempt_at=now))
+    return due + forgotten, later
 
 
 def _id_chunks(session: Any, query: Select[int, datetime]) -> Iterator[list[tuple[int, datetime]]]:

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from flask_async_events.delivery.deliver import claim
+from flask_async_events.delivery.claims import claim
 from flask_async_events.delivery.journal import (
     ALIVE_TTL,
     OWNER_MARK,
@@ -34,7 +34,7 @@ from flask_async_events.delivery.journal import (
 )
 from flask_async_events.delivery.recording import record
 from flask_async_events.delivery.spool import spool_directory
-from flask_async_events.delivery.types import AttemptKey, Claimed, Outcome
+from flask_async_events.delivery.types import Claimed, Outcome, Released
 from flask_async_events.models import Delivery, DeliveryState
 from flask_async_events.notifiers.base import NotifyResult
 from flask_async_events.state import AppState
@@ -78,8 +78,7 @@ def _settle(state: AppState, owner: str | None, delivery_ids: list[int]) -> int:
     token = uuid.uuid4().hex if owner is None else claim_token_of(owner)
     claimed = claim(state, delivery_ids, token, skip=set(), expired=True)
     journaled = {} if owner is None else recall(connection, owner, claimed)
-    recovered, unstarted = recovered_outcomes(journaled, claimed)
-    record(state, recovered, unstarted)
+    record(state, [_ended(item, journaled.get(item.attempt_key)) for item in claimed])
     if owner is not None:
         forget(connection, owner, [item.attempt_key for item in claimed])
     return len(claimed)
@@ -94,23 +93,15 @@ def _holders(state: AppState, delivery_ids: list[int]) -> dict[int, str]:
     return {row.id: owner for row in rows if row.claim_token and (owner := claim_owner(row.claim_token))}
 
 
-def recovered_outcomes(
-    journaled: dict[AttemptKey, Staged], claimed: list[Claimed]
-) -> tuple[list[Outcome], list[Claimed]]:
-    """Split off the deliveries a lost worker already attempted: the outcome it journaled is
-    recorded instead of sending again; an attempt it never finished is logged as interrupted. The
-    rest were never started."""
-    recovered: list[Outcome] = []
-    unstarted: list[Claimed] = []
-    for item in claimed:
-        entry = journaled.get(item.attempt_key)
-        if entry is None:
-            unstarted.append(item)
-        elif entry.result is None:
-            recovered.append(Outcome(item, INTERRUPTED, interrupted=True))
-        else:
-            recovered.append(Outcome(item, entry.result, entry.duration_ms))
-    return recovered, unstarted
+def _ended(item: Claimed, entry: Staged | None) -> Outcome | Released:
+    """How a lost worker's claim ended, by its journal: the outcome it journaled is recorded
+    instead of sending again; an attempt it never finished is logged as interrupted; a claim it
+    never started is released."""
+    if entry is None:
+        return Released(item)
+    if entry.result is None:
+        return Outcome(item, INTERRUPTED, interrupted=True)
+    return Outcome(item, entry.result, entry.duration_ms)
 
 
 def end_lost_leases(state: AppState, now: datetime) -> None:

@@ -24,7 +24,7 @@ from rq.timeouts import JobTimeoutException
 from rq.worker import SimpleWorker, WorkerStatus
 
 from flask_async_events.delivery.dispatcher import drain, running_dispatcher
-from flask_async_events.delivery.queues import TRIGGER_JOB
+from flask_async_events.queues import TRIGGER_JOB
 from flask_async_events.state import AppState, get_state
 from flask_async_events.worker.maintenance import run_maintenance
 from flask_async_events.worker.scheduler import PreciseScheduler, scheduled_deliveries
@@ -56,17 +56,10 @@ def run_worker(
     if queues is None:
         queues = get_state(app).queues.all()
     backoff = 1.0
+    options = {"burst": burst, "max_jobs": max_jobs, "with_scheduler": with_scheduler, "logging_level": logging_level}
     while True:
-        worker: AsyncEventsWorker | None = None
-        try:
-            worker = AsyncEventsWorker(queues, app=app, name=name)  # talks to Redis already
-            log.info("Worker %s: serving %s", worker.name, ", ".join(queue.name for queue in queues))
-            worker.work(burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            log.warning("Worker lost Redis: %s", exc)
-        except Exception:  # RQ's own bookkeeping can fail after Redis lost its data
-            log.exception("Worker failed")
-        if burst or max_jobs is not None or (worker is not None and worker.stop_requested):
+        stopped = _work_once(app, queues, name, options)
+        if burst or max_jobs is not None or stopped:
             return
         log.warning("Worker stopped unexpectedly; starting again in %.0fs", backoff)
         try:
@@ -74,6 +67,20 @@ def run_worker(
         except StopRequested:  # SIGTERM while waiting: RQ's handler is still installed
             return
         backoff = min(backoff * 2, 30.0)
+
+
+def _work_once(app: Flask, queues: list[Queue], name: str | None, options: dict[str, Any]) -> bool:
+    """One RQ worker loop, until it ends; whether it was asked to stop (rather than failing)."""
+    worker: AsyncEventsWorker | None = None
+    try:
+        worker = AsyncEventsWorker(queues, app=app, name=name)  # talks to Redis already
+        log.info("Worker %s: serving %s", worker.name, ", ".join(queue.name for queue in queues))
+        worker.work(**options)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log.warning("Worker lost Redis: %s", exc)
+    except Exception:  # RQ's own bookkeeping can fail after Redis lost its data
+        log.exception("Worker failed")
+    return worker is not None and worker.stop_requested
 
 
 class AsyncEventsWorker(SimpleWorker):

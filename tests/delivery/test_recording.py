@@ -9,9 +9,9 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import select, text, update
 
-from flask_async_events.delivery.deliver import claim
+from flask_async_events.delivery.claims import claim
 from flask_async_events.delivery.recording import record
-from flask_async_events.delivery.types import Outcome
+from flask_async_events.delivery.types import Outcome, Released
 from flask_async_events.models import Delivery, DeliveryState, Event, utcnow
 from flask_async_events.notifiers.base import NotifyResult
 from flask_async_events.state import get_state
@@ -46,7 +46,9 @@ def test_a_batch_gives_each_delivery_its_own_verdict_in_utc(app: Flask) -> None:
             db.session.execute(text("SET TIME ZONE 'America/New_York'"))
         items = {item.id: item for item in claim(state, ids, "worker.a", skip=set())}
         before = utcnow()
-        record(state, [Outcome(items[ids[2]], REFUSED, 40), Outcome(items[ids[0]], ANSWERED, 12)], [items[ids[1]]])
+        record(
+            state, [Outcome(items[ids[2]], REFUSED, 40), Outcome(items[ids[0]], ANSWERED, 12), Released(items[ids[1]])]
+        )
         db.session.remove()
     first, second, third = deliveries(app)
     assert (first.state, first.attempt_count, first.claim_token) == (DeliveryState.DELIVERED, 3, None)
@@ -66,7 +68,7 @@ def test_only_the_holder_of_a_claim_records_its_result(app: Flask) -> None:
         [item] = claim(state, [delivery_id], "worker.a", skip=set())
         db.session.execute(update(Delivery).values(claim_token="worker.b"))  # taken over meanwhile
         db.session.commit()
-        record(state, [Outcome(item, ANSWERED, 12)], [])
+        record(state, [Outcome(item, ANSWERED, 12)])
         db.session.remove()
     [delivery] = deliveries(app)
     assert (delivery.state, delivery.claim_token, delivery.attempt_count) == (DeliveryState.DELIVERING, "worker.b", 2)
