@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: install browser demo test lint typecheck architecture package docs docs-check test-sqlite test-postgresql test-mysql bench chaos docs clean
+.PHONY: install browser demo test lint typecheck architecture complexity package docs docs-check test-sqlite test-postgresql test-mysql bench chaos docs clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: $(DEMO_STAMP)
 
 ## ruff, mypy, the import contracts, then the suite on SQLite, PostgreSQL and MySQL/MariaDB (a server that is not
 ## reachable is skipped with a notice, except when CI=true). The tests start their own redis-server.
-test: $(STAMP) browser lint typecheck architecture package docs-check test-sqlite test-postgresql test-mysql
+test: $(STAMP) browser lint typecheck architecture complexity package docs-check test-sqlite test-postgresql test-mysql
 
 ## Debian's Chromium for the admin pages' browser tests (skipped without it, except when CI=true).
 browser:
@@ -46,6 +46,11 @@ typecheck: $(STAMP)
 ## The import contracts of setup.cfg: data flows down, notifiers stand alone, no import circle.
 architecture: $(STAMP)
 	$(BIN)/lint-imports --no-cache
+
+## The complexity ceilings (tests/ceilings.py): radon's count at most 10 in delivery/ and worker/, 15 elsewhere,
+## and no function over 60 lines.
+complexity: $(STAMP)
+	$(BIN)/python -m tests.ceilings
 
 ## The sdist and the wheel build, and their metadata is fit for PyPI.
 package: $(STAMP)

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -177,7 +178,21 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def main() -> None:
+@dataclass
+class Results:
+    """What the runs measured, kept for the report."""
+
+    rates: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[tuple[float, ...]]] = field(default_factory=dict)
+    by_thread: dict[str, list[tuple[float, ...]]] = field(default_factory=dict)
+    start_ups: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    fanouts: list[float] = field(default_factory=list)
+    overheads: dict[bool, list[tuple[float, float]]] = field(default_factory=lambda: {False: [], True: []})
+    memory: tuple[float, float, float] | None = None
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
@@ -187,113 +202,130 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     parser.add_argument("--fanout", type=int, default=1000)
     parser.add_argument("--memory", type=int, default=50_000, help="deliveries in the memory run (0: skip)")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    folder = Path(tempfile.mkdtemp(prefix="fae-bench-"))
-    services = Services(folder, args.database)
-    began = time.monotonic()
-    rates: dict[str, list[float]] = {}
 
-    cpu: dict[str, list[tuple[float, ...]]] = {}
-    by_thread: dict[str, list[tuple[float, ...]]] = {}
+class Bench:
+    """One benchmark session: its services, its arguments and what it measured so far."""
 
-    def ours_run(name: str, workers: int, *, spool: bool = True) -> Callable[[CpuWindow], float]:
-        url = f"{services.url}/hook"
+    def __init__(self, args: argparse.Namespace, services: Services) -> None:
+        self.args, self.services, self.results = args, services, Results()
+
+    def round(self) -> None:
+        """One round of every measurement."""
+        args, services = self.args, self.services
+        for client in ("requests", "urllib3"):
+            for processes in (1, 2):
+                self.measure(
+                    f"plain loop, {client}, {processes} process{'es' if processes > 1 else ''}",
+                    partial(plain, services, args.events, client, processes),
+                    in_process=processes == 1,
+                )
+        self.measure("RQ default worker, 1 job per webhook", lambda _: rq_default_worker(services, args.rq_jobs))
+        self.measure(
+            "Celery, 2 prefork processes, 1 task per webhook", lambda _: celery_prefork(services, args.events, 2)
+        )
+        for workers in (1, 2):
+            name = f"flask-async-events, {workers} worker{'s' if workers > 1 else ''}"
+            self.measure(name, self.ours(name, workers))
+        self.results.start_ups.append(services.with_database(ours.start_up_cpu))
+        print(f"  a worker's start and stop with nothing to do: {self.results.start_ups[-1]:.2f} s of CPU", flush=True)
+        name = "flask-async-events, 2 workers, journal not spooled to disk"
+        self.measure(name, self.ours(name, 2, spool=False))
+        self.latency_and_fanout()
+        self.publish_overhead()
+
+    def ours(self, name: str, workers: int, *, spool: bool = True) -> Callable[[CpuWindow], float]:
+        """Our throughput with ``workers``, its CPU by thread noted (and with ``spool``, the rate
+        from the first arrival to the last)."""
+        url = f"{self.services.url}/hook"
         journal = {} if spool else {"BENCH_JOURNAL_DIR": ""}  # the attempt journal in Redis only
+        events = self.args.events
 
         def run(window: CpuWindow) -> float:
             threads = ThreadSampler()
-            rate = services.with_database(
-                lambda env: ours.throughput({**env, **journal}, url, args.events, workers, window, threads=threads)
+            rate = self.services.with_database(
+                lambda env: ours.throughput({**env, **journal}, url, events, workers, window, threads=threads)
             )
-            by_thread.setdefault(name, []).append(threads.per_webhook(args.events))
+            self.results.by_thread.setdefault(name, []).append(threads.per_webhook(events))
             if spool:
-                rates.setdefault(f"{name}, first arrival to last", []).append(services.arrival_rate())
+                self.results.rates.setdefault(f"{name}, first arrival to last", []).append(self.services.arrival_rate())
             return rate
 
         return run
 
-    def measure(name: str, run: Callable[[CpuWindow], float], *, in_process: bool = False) -> None:
-        window = CpuWindow(services.receiver.pid, services.redis_process.pid, in_process=in_process)
-        values = rates.setdefault(name, [])  # before the run's own rows
+    def measure(self, name: str, run: Callable[[CpuWindow], float], *, in_process: bool = False) -> None:
+        """One throughput and the CPU it took."""
+        window = CpuWindow(self.services.receiver.pid, self.services.redis_process.pid, in_process=in_process)
+        values = self.results.rates.setdefault(name, [])  # before the run's own rows
         value = run(window)
         values.append(value)
         if window.use is not None:
-            cpu.setdefault(name, []).append(window.use.per_webhook(args.events))
+            self.results.cpu.setdefault(name, []).append(window.use.per_webhook(self.args.events))
         print(f"  {name}: {value:,.0f}/s", flush=True)
 
-    latencies: list[float] = []
-    fanouts: list[float] = []
-    overheads: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-    start_ups: list[float] = []
+    def latency_and_fanout(self) -> None:
+        args, services = self.args, self.services
+        timed, fanout = services.with_database(
+            lambda env: ours.latency_and_fanout(
+                env, services.url, rate=args.rate, seconds=args.seconds, fanout=args.fanout, workers=2
+            )
+        )
+        self.results.latencies.extend(timed)
+        self.results.fanouts.append(fanout)
+        print(f"  latency p50 {percentile(timed, 0.5):.1f} ms, p99 {percentile(timed, 0.99):.1f} ms", flush=True)
+        print(f"  fan-out to {args.fanout}: {fanout:.2f} s", flush=True)
+
+    def publish_overhead(self) -> None:
+        for worker_here in (False, True):
+            hook = f"{self.services.url}/hook"
+            overhead = self.services.with_database(
+                partial(ours.publish_overhead, url=hook, requests_each=2000, worker_here=worker_here)
+            )
+            self.results.overheads[worker_here].append(overhead)
+            where = "a worker on these cores" if worker_here else "workers elsewhere"
+            print(f"  request without / with publish, {where}: {overhead[0]:.2f} / {overhead[1]:.2f} ms")
+
+    def memory(self) -> None:
+        if self.args.memory:
+            print(f"memory over {self.args.memory:,} deliveries", flush=True)
+            url = f"{self.services.url}/hook"
+            self.results.memory = self.services.with_database(lambda env: ours.memory(env, url, self.args.memory))
+            print(f"  resident set {self.results.memory} MB", flush=True)
+
+
+def main() -> None:
+    args = _arguments()
+    folder = Path(tempfile.mkdtemp(prefix="fae-bench-"))
+    services = Services(folder, args.database)
+    began = time.monotonic()
+    bench = Bench(args, services)
     try:
         for run in range(args.repeat):
             print(f"run {run + 1} of {args.repeat}", flush=True)
-            for client in ("requests", "urllib3"):
-                for processes in (1, 2):
-                    measure(
-                        f"plain loop, {client}, {processes} process{'es' if processes > 1 else ''}",
-                        partial(plain, services, args.events, client, processes),
-                        in_process=processes == 1,
-                    )
-            measure("RQ default worker, 1 job per webhook", lambda _: rq_default_worker(services, args.rq_jobs))
-            measure(
-                "Celery, 2 prefork processes, 1 task per webhook", lambda _: celery_prefork(services, args.events, 2)
-            )
-            for workers in (1, 2):
-                name = f"flask-async-events, {workers} worker{'s' if workers > 1 else ''}"
-                measure(name, ours_run(name, workers))
-            start_ups.append(services.with_database(ours.start_up_cpu))
-            print(f"  a worker's start and stop with nothing to do: {start_ups[-1]:.2f} s of CPU", flush=True)
-            name = "flask-async-events, 2 workers, journal not spooled to disk"
-            measure(name, ours_run(name, 2, spool=False))
-            timed, fanout = services.with_database(
-                lambda env: ours.latency_and_fanout(
-                    env, services.url, rate=args.rate, seconds=args.seconds, fanout=args.fanout, workers=2
-                )
-            )
-            latencies.extend(timed)
-            fanouts.append(fanout)
-            print(f"  latency p50 {percentile(timed, 0.5):.1f} ms, p99 {percentile(timed, 0.99):.1f} ms", flush=True)
-            print(f"  fan-out to {args.fanout}: {fanout:.2f} s", flush=True)
-            for worker_here in (False, True):
-                hook = f"{services.url}/hook"
-                overhead = services.with_database(
-                    partial(ours.publish_overhead, url=hook, requests_each=2000, worker_here=worker_here)
-                )
-                overheads[worker_here].append(overhead)
-                where = "a worker on these cores" if worker_here else "workers elsewhere"
-                print(f"  request without / with publish, {where}: {overhead[0]:.2f} / {overhead[1]:.2f} ms")
-        memory = None
-        if args.memory:
-            print(f"memory over {args.memory:,} deliveries", flush=True)
-            memory = services.with_database(lambda env: ours.memory(env, f"{services.url}/hook", args.memory))
-            print(f"  resident set {memory} MB", flush=True)
+            bench.round()
+        bench.memory()
     finally:
         services.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    report = render(
-        args, rates, cpu, by_thread, start_ups, latencies, fanouts, overheads, memory, time.monotonic() - began
-    )
+    report = render(args, bench.results, time.monotonic() - began)
     RESULTS.write_text(report)
     print(report)
 
 
-def render(
-    args: argparse.Namespace,
-    rates: dict[str, list[float]],
-    cpu: dict[str, list[tuple[float, ...]]],
-    by_thread: dict[str, list[tuple[float, ...]]],
-    start_ups: list[float],
-    latencies: list[float],
-    fanouts: list[float],
-    overheads: dict[bool, list[tuple[float, float]]],
-    memory: tuple[float, float, float] | None,
-    elapsed: float,
-) -> str:
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    ours_two = median["flask-async-events, 2 workers"]
+def render(args: argparse.Namespace, results: Results, elapsed: float) -> str:
+    """The report: the setting, then each section."""
     lines = [
+        *_setting(args, elapsed),
+        *_throughput(args, results.rates),
+        *_cpu(args, results),
+        *_latency(args, results),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _setting(args: argparse.Namespace, elapsed: float) -> list[str]:
+    return [
         "# Benchmark results",
         "",
         f"Written by `python -m bench --events {args.events} --repeat {args.repeat} --database {args.database}"
@@ -306,6 +338,13 @@ def render(
         f" pycurl {version('pycurl')}, urllib3 {version('urllib3')}, requests {version('requests')}",
         f"- Database: {args.database}; Redis: its own redis-server on a unix socket; receiver: a threaded"
         " Python HTTP/1.1 server on loopback (keep-alive). Each webhook is a signed POST of a 1 KB JSON body.",
+    ]
+
+
+def _throughput(args: argparse.Namespace, rates: dict[str, list[float]]) -> list[str]:
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    ours_two = median["flask-async-events, 2 workers"]
+    lines = [
         "",
         f"## Throughput ({args.events:,} webhooks; RQ's forking worker: {args.rq_jobs}), per second",
         "",
@@ -324,7 +363,11 @@ def render(
         f" {sending_one / median['plain loop, urllib3, 1 process']:.2f}x"
         " for one worker against one loop. The rows without it include each worker's start-up.",
     ]
-    lines += [
+    return lines
+
+
+def _cpu(args: argparse.Namespace, results: Results) -> list[str]:
+    lines = [
         "",
         "## Where the CPU goes (µs of CPU per webhook, median of the runs)",
         "",
@@ -334,7 +377,7 @@ def render(
         f"| contender | {' | '.join(PARTS)} | total |",
         "|---|" + "---|" * (len(PARTS) + 1),
     ]
-    for name, uses in cpu.items():
+    for name, uses in results.cpu.items():
         lines.append(f"| {name} | {medians(uses)} |")
     lines += [
         "",
@@ -347,20 +390,25 @@ def render(
         f"| contender | {' | '.join(THREAD_PARTS)} | total |",
         "|---|" + "---|" * (len(THREAD_PARTS) + 1),
     ]
-    for name, uses in by_thread.items():
+    for name, uses in results.by_thread.items():
         lines.append(f"| {name} | {medians(uses)} |")
-    start_up = statistics.median(start_ups)
+    start_up = statistics.median(results.start_ups)
     lines += [
         "",
         f"Of that, a worker's start and stop (a burst worker with nothing to do: imports, the app, RQ's"
-        f" registration) took {spread(start_ups, 2)} s of CPU, almost all in the main thread: at"
+        f" registration) took {spread(results.start_ups, 2)} s of CPU, almost all in the main thread: at"
         f" {args.events:,} webhooks, {start_up / args.events * 1e6:.0f} µs per webhook for one worker and"
         f" {2 * start_up / args.events * 1e6:.0f} µs for two.",
         "",
         *BEFORE,
     ]
+    return lines
+
+
+def _latency(args: argparse.Namespace, results: Results) -> list[str]:
+    latencies, overheads = results.latencies, results.overheads
     p50, p95, p99 = (percentile(latencies, share) for share in (0.5, 0.95, 0.99))
-    lines += [
+    lines = [
         "",
         "## Latency, fan-out, publish overhead, memory",
         "",
@@ -369,7 +417,7 @@ def render(
         f"| publish() commit to arrival at {args.rate:.0f} events/s, 2 workers ({len(latencies):,} events)"
         f" | p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms | p99 < 50 ms |",
         f"| one event to {args.fanout:,} subscriptions, until all are recorded delivered"
-        f" | {spread(fanouts, 2)} s | < 2 s |",
+        f" | {spread(results.fanouts, 2)} s | < 2 s |",
         *(
             f"| a request that stores a row, without / with publish() (median), {where}"
             f" | {' ; '.join(f'{a:.2f} / {b:.2f} ms' for a, b in overheads[worker_here])}"
@@ -388,14 +436,14 @@ def render(
             )
         ),
     ]
-    if memory is not None:
-        start, middle, end = memory
+    if results.memory is not None:
+        start, middle, end = results.memory
         lines.append(
             f"| worker resident set over {args.memory:,} deliveries (at 5% / 50% / 100%)"
             f" | {start:.0f} / {middle:.0f} / {end:.0f} MB (end {100 * (end / middle - 1):+.1f}% of middle)"
             " | end within 10% of middle |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

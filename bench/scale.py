@@ -27,10 +27,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -44,6 +45,9 @@ from bench.common import (
     kept_database,
     start_redis,
 )
+
+if TYPE_CHECKING:
+    from flask.testing import FlaskClient
 
 RESULTS = ROOT / "bench" / "SCALE.md"
 MIGRATIONS = ROOT / "flask_async_events" / "migrations" / "versions"
@@ -280,35 +284,62 @@ def logging_cost(uri: str, rows: int = 5000, per_statement: int = 500) -> float:
     return seconds / rows * 1e6
 
 
-def measure(uri: str, attempts: int, repeat: int) -> list[tuple[str, list[float], str]]:
+Row = tuple[str, list[float], str]
+
+
+def measure(uri: str, attempts: int, repeat: int) -> list[Row]:
     """Every timed read, through the app's REST API, metrics and admin pages, and the jobs' queries."""
     from bench.app import create_app, db
     from flask_async_events.auth import create_token
-    from flask_async_events.delivery.deliver import claim
-    from flask_async_events.operations.charts import WINDOWS, attempt_series
-    from flask_async_events.state import get_state
 
     app = create_app()
-    rows: list[tuple[str, list[float], str]] = []
     with app.app_context():
         admin = create_token(db.session, "scale", admin=True)
         db.session.commit()
-    client = app.test_client()
-    auth = {"Authorization": f"Bearer {admin}"}
+    reader = _Reader(app.test_client(), {"Authorization": f"Bearer {admin}"})
+    rows = _api_reads(reader, uri, attempts, repeat)
+    reader.log_in(admin)
+    rows.append(("the dead-letter page", timed(reader.get("/async-events/admin/dead-letters"), repeat), ""))
+    with app.app_context():
+        rows += _job_and_chart_reads(reader, repeat)
+    return rows
 
-    def get(path: str, **query: str) -> Callable[[], None]:
+
+@dataclass
+class _Reader:
+    """GETs through the app's test client, as an admin: each answer must be a 200."""
+
+    client: FlaskClient
+    auth: dict[str, str]
+
+    def get(self, path: str, **query: str) -> Callable[[], None]:
         def run() -> None:
-            answer = client.get(path, query_string=query, headers=auth)
+            answer = self.client.get(path, query_string=query, headers=self.auth)
             if answer.status_code != 200:
                 raise RuntimeError(f"{path} {query}: {answer.status_code} {answer.get_data(True)[:300]}")
 
         return run
 
+    def log_in(self, admin: str) -> None:
+        """Log in to the admin pages (their session cookie stays on the client)."""
+        login = self.client.get("/async-events/admin/login").get_data()
+        csrf = re.search(rb'name="csrf_token" value="([^"]+)"', login)
+        answer = self.client.post(
+            "/async-events/admin/login", data={"token": admin, "csrf_token": csrf and csrf.group(1)}
+        )
+        if answer.status_code != 302:
+            raise RuntimeError(f"could not log in to the admin pages: {answer.status_code}")
+
+
+def _api_reads(reader: _Reader, uri: str, attempts: int, repeat: int) -> list[Row]:
+    """The metrics scrape, the log's first page, its searches and a trace."""
     logs = "/rest/V1/async_event_logs"
     middle = attempts // 4
     recent = (NOW - timedelta(days=1)).strftime("%Y-%m-%d")
-    rows.append(("metrics scrape", timed(get("/async-events/metrics"), repeat), "< 200 ms"))
-    rows.append(("the log's first page", timed(get(logs), repeat), "< 300 ms"))
+    rows: list[Row] = [
+        ("metrics scrape", timed(reader.get("/async-events/metrics"), repeat), "< 200 ms"),
+        ("the log's first page", timed(reader.get(logs), repeat), "< 300 ms"),
+    ]
     patterns = ("data.customer.email:c7@*", "data.customer.email:*7@example.c*")
     for search in (
         f"data.id:{middle}",
@@ -320,40 +351,44 @@ def measure(uri: str, attempts: int, repeat: int) -> list[tuple[str, list[float]
         f"created:[{recent} TO *]",
         "error:Timeout",
     ):
-        rows.append((f"search `{search}`", timed(get(logs, q=search), repeat), "< 300 ms"))
+        rows.append((f"search `{search}`", timed(reader.get(logs, q=search), repeat), "< 300 ms"))
     if uri.startswith("postgresql"):
-        rows.extend(with_pattern_index(uri, [(search, get(logs, q=search)) for search in patterns], repeat))
+        rows.extend(with_pattern_index(uri, [(search, reader.get(logs, q=search)) for search in patterns], repeat))
     trace_uuid = delivery_uuid(middle) if uri.startswith("postgresql") else f"d-{middle}"
-    rows.append(("a trace", timed(get(f"{logs}/{trace_uuid}"), repeat), "< 50 ms"))
-    login = client.get("/async-events/admin/login").get_data()
-    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', login)
-    answer = client.post("/async-events/admin/login", data={"token": admin, "csrf_token": csrf and csrf.group(1)})
-    if answer.status_code != 302:
-        raise RuntimeError(f"could not log in to the admin pages: {answer.status_code}")
-    dead = timed(get("/async-events/admin/dead-letters"), repeat)
-    rows.append(("the dead-letter page", dead, ""))
-    with app.app_context():
-        state = get_state()
-        session = db.session
+    rows.append(("a trace", timed(reader.get(f"{logs}/{trace_uuid}"), repeat), "< 50 ms"))
+    return rows
 
-        def claim_batch() -> None:
-            session.execute(
-                sa.text("UPDATE async_event_delivery SET state = 'pending', claim_token = NULL WHERE id <= 100")
-            )
-            session.commit()
-            claimed = claim(state, list(range(1, 101)), "scale.claim", skip=set())
-            if len(claimed) != 100:
-                raise RuntimeError(f"claimed {len(claimed)} of 100")
-            session.execute(sa.text("UPDATE async_event_delivery SET state = 'delivered' WHERE id <= 100"))
-            session.commit()
 
-        rows.append(("deliver job: claim a batch of 100 (with its reset)", timed(claim_batch, repeat), ""))
-        for window in WINDOWS:
-            chart = partial(attempt_series, state, window)
-            rows.append((f"the charts' data, {window}, all subscriptions", timed(chart, repeat), "< 100 ms"))
-        one = partial(attempt_series, state, "7d", [7])
-        rows.append(("the charts' data, 7d, one subscription", timed(one, repeat), "< 100 ms"))
-        rows.append(("the queue-health page (charts and status)", timed(get("/async-events/admin/health"), repeat), ""))
+def _job_and_chart_reads(reader: _Reader, repeat: int) -> list[Row]:
+    """A deliver job's claim of a batch, the charts' data and the queue-health page (in an app context)."""
+    from bench.app import db
+    from flask_async_events.delivery.claims import claim
+    from flask_async_events.operations.charts import WINDOWS, attempt_series
+    from flask_async_events.state import get_state
+
+    state = get_state()
+    session = db.session
+
+    def claim_batch() -> None:
+        session.execute(
+            sa.text("UPDATE async_event_delivery SET state = 'pending', claim_token = NULL WHERE id <= 100")
+        )
+        session.commit()
+        claimed = claim(state, list(range(1, 101)), "scale.claim", skip=set())
+        if len(claimed) != 100:
+            raise RuntimeError(f"claimed {len(claimed)} of 100")
+        session.execute(sa.text("UPDATE async_event_delivery SET state = 'delivered' WHERE id <= 100"))
+        session.commit()
+
+    rows: list[Row] = [("deliver job: claim a batch of 100 (with its reset)", timed(claim_batch, repeat), "")]
+    for window in WINDOWS:
+        chart = partial(attempt_series, state, window)
+        rows.append((f"the charts' data, {window}, all subscriptions", timed(chart, repeat), "< 100 ms"))
+    one = partial(attempt_series, state, "7d", [7])
+    rows.append(("the charts' data, 7d, one subscription", timed(one, repeat), "< 100 ms"))
+    rows.append(
+        ("the queue-health page (charts and status)", timed(reader.get("/async-events/admin/health"), repeat), "")
+    )
     return rows
 
 

@@ -194,17 +194,6 @@ def _keys(config: Mapping[str, Any]) -> tuple[str, ...]:
 
 def load_settings(config: Mapping[str, Any]) -> Settings:
     """Read and check every ``ASYNC_EVENTS_*`` key of a Flask config."""
-    payload_format = config.get("ASYNC_EVENTS_PAYLOAD_FORMAT", DEFAULTS["ASYNC_EVENTS_PAYLOAD_FORMAT"])
-    if payload_format not in PAYLOAD_FORMATS:
-        raise ConfigError(
-            f"ASYNC_EVENTS_PAYLOAD_FORMAT must be one of {', '.join(PAYLOAD_FORMATS)}, got {payload_format!r}"
-        )
-    header = config.get("ASYNC_EVENTS_SIGNATURE_HEADER", DEFAULTS["ASYNC_EVENTS_SIGNATURE_HEADER"])
-    if not isinstance(header, str) or not header.strip():
-        raise ConfigError("ASYNC_EVENTS_SIGNATURE_HEADER must be a header name")
-    jitter = _number(config, "ASYNC_EVENTS_RETRY_JITTER", minimum=0)
-    if jitter > 1:
-        raise ConfigError(f"ASYNC_EVENTS_RETRY_JITTER is a fraction between 0 and 1, got {jitter!r}")
     redis_url = config.get("ASYNC_EVENTS_REDIS_URL") or config.get("REDIS_URL")
     if redis_url and is_sentinel_url(redis_url):
         parse_sentinel_url(redis_url)
@@ -215,10 +204,10 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         redis_url=redis_url,
         redis_options=dict(redis_options),
         definitions_file=config.get("ASYNC_EVENTS_DEFINITIONS_FILE"),
-        payload_format=payload_format,
-        signature_header=header.strip().lower(),
+        payload_format=_payload_format(config),
+        signature_header=_signature_header(config),
         retry_schedule=_schedule(config),
-        retry_jitter=jitter,
+        retry_jitter=_jitter(config),
         retry_after_max=_number(config, "ASYNC_EVENTS_RETRY_AFTER_MAX", minimum=0),
         connect_timeout=_number(config, "ASYNC_EVENTS_CONNECT_TIMEOUT", minimum=0.001),
         timeout=_number(config, "ASYNC_EVENTS_TIMEOUT", minimum=0.001),
@@ -255,6 +244,29 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         ),
         test_sends_per_minute=_number(config, "ASYNC_EVENTS_TEST_SENDS_PER_MINUTE", minimum=0, integer=True),
     )
+
+
+def _payload_format(config: Mapping[str, Any]) -> str:
+    payload_format = config.get("ASYNC_EVENTS_PAYLOAD_FORMAT", DEFAULTS["ASYNC_EVENTS_PAYLOAD_FORMAT"])
+    if payload_format not in PAYLOAD_FORMATS:
+        raise ConfigError(
+            f"ASYNC_EVENTS_PAYLOAD_FORMAT must be one of {', '.join(PAYLOAD_FORMATS)}, got {payload_format!r}"
+        )
+    return str(payload_format)
+
+
+def _signature_header(config: Mapping[str, Any]) -> str:
+    header = config.get("ASYNC_EVENTS_SIGNATURE_HEADER", DEFAULTS["ASYNC_EVENTS_SIGNATURE_HEADER"])
+    if not isinstance(header, str) or not header.strip():
+        raise ConfigError("ASYNC_EVENTS_SIGNATURE_HEADER must be a header name")
+    return header.strip().lower()
+
+
+def _jitter(config: Mapping[str, Any]) -> float:
+    jitter = _number(config, "ASYNC_EVENTS_RETRY_JITTER", minimum=0)
+    if jitter > 1:
+        raise ConfigError(f"ASYNC_EVENTS_RETRY_JITTER is a fraction between 0 and 1, got {jitter!r}")
+    return float(jitter)
 
 
 def _filter_limits(config: Mapping[str, Any]) -> Limits:

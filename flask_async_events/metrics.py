@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import accumulate
+from typing import Any
 
 from flask import Response, request
 from sqlalchemy import func, select
@@ -40,8 +41,13 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> lis
 
 def render(state: AppState) -> str:
     """The metrics of ``state``'s database and Redis, one scrape's worth."""
+    lines = [*_attempt_families(state), *_status_families(system_status(state, history=False))]
+    return "\n".join(lines) + "\n"
+
+
+def _attempt_families(state: AppState) -> list[str]:
+    """Attempts by notifier and outcome, and their durations' histogram, from the log's totals."""
     session = state.db.session
-    status = system_status(state, history=False)
     totals = AttemptTotals.__table__.c
     attempts = session.execute(
         select(Subscription.notifier, totals.success, func.sum(totals.attempts))
@@ -58,7 +64,7 @@ def render(state: AppState) -> str:
     *per_bucket, total_ms = (int(value or 0) for value in histogram)
     buckets = list(accumulate(per_bucket))  # Prometheus' buckets count everything up to their bound
     count = buckets.pop()
-    lines = [
+    return [
         *_family(
             "async_events_attempts_total",
             "counter",
@@ -83,6 +89,13 @@ def render(state: AppState) -> str:
                 _sample("async_events_attempt_duration_seconds_sum", total_ms / 1000),
             ],
         ),
+    ]
+
+
+def _status_families(status: dict[str, Any]) -> list[str]:
+    """Deliveries, dead letters, queues, pending events, filtered events, the oldest open one,
+    workers and circuits, from the system's status."""
+    return [
         *_family(
             "async_events_deliveries",
             "gauge",
@@ -137,7 +150,6 @@ def render(state: AppState) -> str:
             ),
         ),
     ]
-    return "\n".join(lines) + "\n"
 
 
 def metrics_view() -> Response:

@@ -478,10 +478,36 @@ def _backlog(engine: sa.Engine) -> dict[str, int]:
     return left
 
 
+@dataclass
+class _Recorded:
+    """What the database says of a run: its deliveries, and per delivery uuid its logged attempts
+    and which of them were interrupted or timed out."""
+
+    deliveries: list[Any]
+    logged: Counter[str]
+    interrupted: set[str]
+    timed_out: set[str]
+
+
 def _check(services: Services, engine: sa.Engine, report: Report) -> None:
     receiving = {path for path, *_, receives in SUBSCRIPTIONS if receives}
+    recorded = _recorded(engine, report)
+    report.expected = report.events * len(receiving)
+    delivered = _count_deliveries(report, recorded.deliveries, receiving)
+    seen, successes = _count_requests(report, services.receiver_log, receiving)
+    report.not_received = sum(1 for delivery in delivered if successes[delivery] == 0)
+    repeated = {delivery: count - 1 for delivery, count in successes.items() if count > 1}
+    report.duplicates = sum(repeated.values())
+    report.duplicates_interrupted = sum(n for delivery, n in repeated.items() if delivery in recorded.interrupted)
+    explained = recorded.interrupted | recorded.timed_out
+    report.duplicates_unexplained = sum(n for delivery, n in repeated.items() if delivery not in explained)
+    report.unlogged_attempts = sum(max(0, count - recorded.logged[delivery]) for delivery, count in seen.items())
+
+
+def _recorded(engine: sa.Engine, report: Report) -> _Recorded:
+    """Read the deliveries and the attempt log; count the events the load published (operational
+    events about dead deliveries have no subscriber here)."""
     with engine.connect() as connection:
-        # The events the load published (operational events about dead deliveries have no subscriber here).
         name: sa.ColumnClause[str] = sa.column("event_name")
         published = sa.select(sa.func.count()).select_from(sa.table("async_event", name))
         load = published.where(sa.not_(name.startswith("async_events.", autoescape=True)))
@@ -498,10 +524,16 @@ def _check(services: Services, engine: sa.Engine, report: Report) -> None:
             "count(*) FILTER (WHERE error_class = 'Timeout') FROM async_event_subscriber_log GROUP BY uuid"
         )
         per_uuid_rows = connection.execute(per_uuid).all()
-        logged: Counter[str] = Counter({row[0]: row[1] for row in per_uuid_rows})
-        interrupted = {row[0] for row in per_uuid_rows if row[2]}
-        timed_out = {row[0] for row in per_uuid_rows if row[3]}
-    report.expected = report.events * len(receiving)
+    return _Recorded(
+        list(rows),
+        Counter({row[0]: row[1] for row in per_uuid_rows}),
+        {row[0] for row in per_uuid_rows if row[2]},
+        {row[0] for row in per_uuid_rows if row[3]},
+    )
+
+
+def _count_deliveries(report: Report, rows: list[Any], receiving: set[str]) -> set[str]:
+    """Count delivered, pending and misrouted deliveries; return the delivered ones' uuids."""
     delivered_pairs = set()
     delivered_uuids = set()
     for row in rows:
@@ -515,9 +547,15 @@ def _check(services: Services, engine: sa.Engine, report: Report) -> None:
             report.pending += 1
     report.delivered = len(delivered_pairs)
     report.lost = report.expected - report.delivered
+    return delivered_uuids
+
+
+def _count_requests(report: Report, receiver_log: Path, receiving: set[str]) -> tuple[Counter[str], Counter[str]]:
+    """Count the receiver's requests (and misrouted ones); return, per delivery uuid, how many
+    requests came and how many were answered 200."""
     seen: Counter[str] = Counter()
     successes: Counter[str] = Counter()
-    with open(services.receiver_log) as log:
+    with open(receiver_log) as log:
         for line in log:
             request: dict[str, Any] = json.loads(line)
             report.requests += 1
@@ -526,17 +564,7 @@ def _check(services: Services, engine: sa.Engine, report: Report) -> None:
             seen[request["id"]] += 1
             if request["outcome"] == "200":
                 successes[request["id"]] += 1
-    report.not_received = sum(1 for delivery in delivered_uuids if successes[delivery] == 0)
-    report.duplicates = sum(count - 1 for count in successes.values() if count > 1)
-    report.duplicates_interrupted = sum(
-        count - 1 for delivery, count in successes.items() if count > 1 and delivery in interrupted
-    )
-    report.duplicates_unexplained = sum(
-        count - 1
-        for delivery, count in successes.items()
-        if count > 1 and delivery not in interrupted and delivery not in timed_out
-    )
-    report.unlogged_attempts = sum(max(0, count - logged[delivery]) for delivery, count in seen.items())
+    return seen, successes
 
 
 def _circuit_openings(folder: Path) -> int:

@@ -60,38 +60,53 @@ class SearchCriteria:
 
 def parse(args: Mapping[str, str]) -> SearchCriteria:
     """Read every ``searchCriteria[...]`` query parameter; ``ValueError`` names a bad one."""
-    groups: dict[int, dict[int, dict[str, str]]] = defaultdict(dict)
-    sorts: dict[int, dict[str, str]] = defaultdict(dict)
-    criteria = SearchCriteria()
+    reading = _Reading()
     for key, value in args.items():
         match = KEY.match(key)
-        if match is None:
-            continue
-        parts = PART.findall(match.group(1))
+        if match is not None:
+            reading.take(key, PART.findall(match.group(1)), value)
+    return reading.criteria()
+
+
+@dataclass
+class _Reading:
+    """The ``searchCriteria[...]`` parameters read so far, by their indices."""
+
+    groups: dict[int, dict[int, dict[str, str]]] = field(default_factory=lambda: defaultdict(dict))
+    sorts: dict[int, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    page_size: int | None = None
+    current_page: int | None = None
+
+    def take(self, key: str, parts: list[str], value: str) -> None:
+        """One parameter, its key split into its bracketed parts."""
         if parts[:1] == ["filter_groups"] and len(parts) == 5 and parts[2] == "filters":
             group_index, position, attribute = _index(key, parts[1]), _index(key, parts[3]), parts[4]
             if attribute not in ("field", "value", "condition_type"):
                 raise QueryError(f"{key}: use field, value or condition_type")
-            groups[group_index].setdefault(position, {})[attribute] = value
-        elif parts == ["pageSize"] or parts == ["page_size"]:
-            criteria.page_size = _positive(key, value)
-        elif parts == ["currentPage"] or parts == ["current_page"]:
-            criteria.current_page = _positive(key, value)
+            self.groups[group_index].setdefault(position, {})[attribute] = value
+        elif parts in (["pageSize"], ["page_size"]):
+            self.page_size = _positive(key, value)
+        elif parts in (["currentPage"], ["current_page"]):
+            self.current_page = _positive(key, value)
         elif parts[:1] in (["sortOrders"], ["sort_orders"]) and len(parts) == 3:
-            sorts[_index(key, parts[1])][parts[2]] = value
+            self.sorts[_index(key, parts[1])][parts[2]] = value
         else:
             raise QueryError(f"{key} is not a searchCriteria parameter this API understands")
-    for _, filters in sorted(groups.items()):
-        alternatives: list[dict[str, str]] = []
-        for _, item in sorted(filters.items()):
-            if "field" not in item:
-                raise QueryError("searchCriteria filter without a field: every filter needs [field] and [value]")
-            item.setdefault("condition_type", "eq")
-            item.setdefault("value", "")
-            alternatives.append(item)
-        criteria.groups.append(alternatives)
-    criteria.sort_orders = [sorts[index] for index in sorted(sorts)]
-    return criteria
+
+    def criteria(self) -> SearchCriteria:
+        """The criteria, groups and sort orders in the order of their indices."""
+        groups = [[_filter(item) for _, item in sorted(filters.items())] for _, filters in sorted(self.groups.items())]
+        sort_orders = [self.sorts[index] for index in sorted(self.sorts)]
+        return SearchCriteria(groups, self.page_size, self.current_page, sort_orders)
+
+
+def _filter(item: dict[str, str]) -> dict[str, str]:
+    """A filter with its defaults (``eq``, an empty value); it must name its field."""
+    if "field" not in item:
+        raise QueryError("searchCriteria filter without a field: every filter needs [field] and [value]")
+    item.setdefault("condition_type", "eq")
+    item.setdefault("value", "")
+    return item
 
 
 def apply(query: Select[Any], criteria: SearchCriteria) -> Select[Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -68,17 +69,7 @@ def attempt_series(
     hours = [last - timedelta(hours=back) for back in range(WINDOWS[window] - 1, -1, -1)]
     if subscription_ids is not None and not subscription_ids:
         return [HourPoint(hour, 0, 0, None, None) for hour in hours]
-    stats = AttemptHourly.__table__.c
-    query = (
-        select(stats.hour, stats.success, func.sum(stats.attempts), *(func.sum(stats[name]) for name in BUCKET_COLUMNS))
-        .where(stats.hour >= hours[0])
-        .group_by(stats.hour, stats.success)
-    )
-    if subscription_ids is not None:
-        query = query.where(stats.subscription_id.in_(sorted(subscription_ids)))
-    session = state.db.session
-    rows = session.execute(query).all()
-    session.rollback()
+    rows = _hourly_rows(state, hours[0], subscription_ids)
     counts: dict[datetime, dict[bool, int]] = {}
     histograms: dict[datetime, list[int]] = {}
     for hour, success, attempts, *buckets in rows:
@@ -86,17 +77,27 @@ def attempt_series(
         merged = histograms.setdefault(hour, [0] * len(BUCKET_COLUMNS))
         for index, count in enumerate(buckets):
             merged[index] += int(count or 0)
-    points = []
-    for hour in hours:
-        by_outcome = counts.get(hour, {})
-        histogram = histograms.get(hour, [])
-        points.append(
-            HourPoint(
-                hour,
-                by_outcome.get(True, 0),
-                by_outcome.get(False, 0),
-                quantile(histogram, 0.5) if histogram else None,
-                quantile(histogram, 0.95) if histogram else None,
-            )
-        )
-    return points
+    return [_point(hour, counts.get(hour, {}), histograms.get(hour, [])) for hour in hours]
+
+
+def _hourly_rows(state: AppState, first: datetime, subscription_ids: Collection[int] | None) -> list[Any]:
+    """The hourly rows from ``first`` on, summed per hour and outcome: attempts, then the buckets."""
+    stats = AttemptHourly.__table__.c
+    query = (
+        select(stats.hour, stats.success, func.sum(stats.attempts), *(func.sum(stats[name]) for name in BUCKET_COLUMNS))
+        .where(stats.hour >= first)
+        .group_by(stats.hour, stats.success)
+    )
+    if subscription_ids is not None:
+        query = query.where(stats.subscription_id.in_(sorted(subscription_ids)))
+    session = state.db.session
+    rows = list(session.execute(query).all())
+    session.rollback()
+    return rows
+
+
+def _point(hour: datetime, by_outcome: dict[bool, int], histogram: list[int]) -> HourPoint:
+    """One hour's point: successes, failures and the durations' median and 95th percentile."""
+    median = quantile(histogram, 0.5) if histogram else None
+    p95 = quantile(histogram, 0.95) if histogram else None
+    return HourPoint(hour, by_outcome.get(True, 0), by_outcome.get(False, 0), median, p95)
