@@ -1,5 +1,12 @@
 """Shared fixtures: a redis-server this session starts and stops, the database chosen by
-``FAE_TEST_DB`` (sqlite or postgresql), the test app, HTTP receivers, and worker helpers."""
+``FAE_TEST_DB`` (sqlite, postgresql or mysql), the test app, HTTP receivers, and worker helpers.
+
+The SQLite pass runs every test; the PostgreSQL and MySQL passes run only those that use the
+database (the ``database_uri`` fixture, directly or through ``env`` and ``app``) or are marked
+``database``: a parser, a signature or a page's markup is the same on every database. A test
+marked ``one_database`` checks when things happen between processes (RQ's scheduler, a Redis
+failover, rate limits across workers): it uses the database, but what it checks is not the
+database's doing, so it runs in the SQLite pass only."""
 
 from __future__ import annotations
 
@@ -39,6 +46,26 @@ SERVER_URIS = {
     "mysql": os.environ.get("FAE_TEST_MYSQL_URI", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "database: run in every database's pass (it picks its own database)")
+    config.addinivalue_line("markers", "one_database: uses the database, but checks timing: the SQLite pass only")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the passes after SQLite's, keep only the tests the database can change."""
+    if DB_BACKEND == "sqlite":
+        return
+    kept: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
+    for item in items:
+        uses_database = "database_uri" in getattr(item, "fixturenames", ()) or item.get_closest_marker("database")
+        once = item.get_closest_marker("one_database") is not None
+        (kept if uses_database and not once else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 def redis_server_binary() -> str:

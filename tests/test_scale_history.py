@@ -15,9 +15,10 @@ from bench import scale
 from bench.common import admin_connection, database_uri, drop_database, kept_database
 from tests.conftest import DB_BACKEND, IN_CI, SERVER_URIS, RedisServer, _server_available
 
-pytestmark = pytest.mark.skipif(
-    DB_BACKEND != "postgresql", reason="the kept history is PostgreSQL's; it runs in that pass"
-)
+pytestmark = [
+    pytest.mark.database,
+    pytest.mark.skipif(DB_BACKEND != "postgresql", reason="the kept history is PostgreSQL's; it runs in that pass"),
+]
 
 ATTEMPTS = 202  # no real run uses this size: its kept database is this test's own
 

@@ -51,6 +51,7 @@ def rotate(client: FlaskClient, auth: dict[str, str], subscription_id: int, **bo
 # --- rotation -----------------------------------------------------------------------------------
 
 
+@pytest.mark.one_database
 def test_during_the_grace_period_both_secrets_verify_and_after_it_only_the_new(
     env: AppEnv, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:

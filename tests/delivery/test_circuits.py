@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from flask_async_events.delivery.circuits import KEY, Circuits, Observed, circuits_of, endpoint_key
@@ -170,6 +171,7 @@ def test_sends_queued_for_an_endpoint_whose_circuit_opens_are_not_attempted(env:
     assert sum(d.attempt_count == 0 for d in deliveries(app)) == 16 - len(sent)  # never attempted, nothing counted
 
 
+@pytest.mark.one_database
 def test_two_worker_processes_share_one_circuit_and_send_one_probe(
     env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from tests.conftest import AppEnv, Receiver, drain, run_burst
 from tests.helpers import attempts, deliveries, place_order, states, subscribe
 from tests.notifiers.hostile import HostileServer, drip_headers, healthy, hostile
@@ -22,6 +24,7 @@ def watch(server: HostileServer, since: float, arrivals: list[float]) -> None:
     arrivals.append(time.monotonic() - since)
 
 
+@pytest.mark.one_database
 def test_five_dripping_subscribers_do_not_hold_up_a_healthy_one(env: AppEnv) -> None:
     # Circuits off: every dripping delivery is attempted, so what is tested is the sharing of threads.
     app = env.app(ASYNC_EVENTS_TIMEOUT=TIMEOUT, ASYNC_EVENTS_RETRY_SCHEDULE=[], ASYNC_EVENTS_CIRCUIT_FAILURES=0)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from flask_async_events.delivery.rate_limits import RateLimits, burst_of, interval_micros, keys_of
 from tests.conftest import AppEnv, Receiver, RedisServer, WorkerProcess, wait_for
@@ -58,11 +60,12 @@ def test_losing_the_limiter_state_only_gives_a_fresh_slot(limits: RateLimits, cl
 
 
 def test_without_redis_every_delivery_may_go(caplog: pytest.LogCaptureFixture) -> None:
-    gone = RateLimits(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+    gone = RateLimits(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)))
     assert gone.waits(1, 1.0, [1, 2, 3]) == [0.0, 0.0, 0.0]  # a burst, never deliveries held by nobody
     assert "Could not read the rate limit of subscription 1" in caplog.text
 
 
+@pytest.mark.one_database
 def test_a_rate_limit_holds_across_two_workers_and_does_not_slow_others(
     env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
 ) -> None:

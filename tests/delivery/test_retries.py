@@ -23,6 +23,7 @@ from tests.helpers import attempts, deliveries, place_order, publish, states, su
 TOLERANCE = 1.6  # RQ's scheduler polls once a second
 
 
+@pytest.mark.one_database
 def test_503_four_times_then_200_follows_the_magento_schedule(
     env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
 ) -> None:
@@ -137,6 +138,7 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_enabling_forge
         assert down.failing_since is None and down.consecutive_failures == 0 and down.disabled_reason is None
 
 
+@pytest.mark.one_database
 def test_retry_after_is_honoured(env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]) -> None:
     app = env.app(ASYNC_EVENTS_RETRY_SCHEDULE=[1])
     subscribe(app, receiver.respond("/busy", [429, 200], headers={"Retry-After": "4"}))

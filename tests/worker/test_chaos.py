@@ -10,9 +10,10 @@ import pytest
 from bench.chaos.harness import PROFILES, run
 from tests.conftest import DB_BACKEND, IN_CI, SERVER_URIS, _server_available
 
-pytestmark = pytest.mark.skipif(
-    DB_BACKEND != "postgresql", reason="the chaos run uses PostgreSQL; it runs in that pass"
-)
+pytestmark = [
+    pytest.mark.database,
+    pytest.mark.skipif(DB_BACKEND != "postgresql", reason="the chaos run uses PostgreSQL; it runs in that pass"),
+]
 
 
 DUPLICATE_BOUND = 0.005

@@ -32,6 +32,7 @@ def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
         group.stop()
 
 
+@pytest.mark.one_database
 def test_a_failover_in_a_stream_of_publishes_loses_nothing_and_needs_no_worker_restart(
     sentinel_group: SentinelGroup, env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
 ) -> None:
