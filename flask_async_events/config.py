@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_EVENTS_DELIVERY_THREADS": 32,
     "ASYNC_EVENTS_ENDPOINT_CONCURRENCY": 8,
     "ASYNC_EVENTS_CIRCUIT_FAILURES": 10,
+    "ASYNC_EVENTS_CIRCUIT_COOLDOWN": 5,
     "ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN": 600,
     # A sweep every 2 s (one worker at a time) and a relay after 5 s keep what a lost worker leaves
     # behind (docs/reliability.md, "What a lost worker leaves behind") under 10 s.
@@ -92,6 +93,7 @@ class Settings:
     delivery_threads: int
     endpoint_concurrency: int
     circuit_failures: int  # consecutive retryable failures that open an endpoint's circuit (0: never)
+    circuit_cooldown: float  # an open circuit's first cool-down, doubled on each reopening
     circuit_max_cooldown: float
     maintenance_interval: int
     relay_after: float
@@ -215,6 +217,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         delivery_threads=_number(config, "ASYNC_EVENTS_DELIVERY_THREADS", minimum=1, integer=True),
         endpoint_concurrency=_number(config, "ASYNC_EVENTS_ENDPOINT_CONCURRENCY", minimum=1, integer=True),
         circuit_failures=_number(config, "ASYNC_EVENTS_CIRCUIT_FAILURES", minimum=0, integer=True),
+        circuit_cooldown=_number(config, "ASYNC_EVENTS_CIRCUIT_COOLDOWN", minimum=0.1),
         circuit_max_cooldown=_number(config, "ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN", minimum=1),
         maintenance_interval=_number(config, "ASYNC_EVENTS_MAINTENANCE_INTERVAL", minimum=1, integer=True),
         relay_after=_number(config, "ASYNC_EVENTS_RELAY_AFTER", minimum=0),

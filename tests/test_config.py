@@ -13,6 +13,7 @@ def test_defaults_are_the_magento_modules() -> None:
     assert (settings.connect_timeout, settings.timeout) == (5, 15)
     assert settings.signature_header == "x-magento-signature"
     assert settings.timeout < settings.job_timeout < settings.claim_lease
+    assert (settings.circuit_cooldown, settings.circuit_max_cooldown) == (5, 600)
 
 
 @pytest.mark.parametrize(
@@ -26,6 +27,7 @@ def test_defaults_are_the_magento_modules() -> None:
         ("ASYNC_EVENTS_BATCH_SIZE", 1.5, "ASYNC_EVENTS_BATCH_SIZE"),
         ("ASYNC_EVENTS_BATCH_SIZE", "many", "ASYNC_EVENTS_BATCH_SIZE"),
         ("ASYNC_EVENTS_ENDPOINT_CONCURRENCY", True, "ASYNC_EVENTS_ENDPOINT_CONCURRENCY"),
+        ("ASYNC_EVENTS_CIRCUIT_COOLDOWN", 0, "ASYNC_EVENTS_CIRCUIT_COOLDOWN"),
     ],
 )
 def test_bad_configuration_names_the_key(key: str, value: object, message: str) -> None:

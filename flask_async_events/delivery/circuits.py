@@ -2,8 +2,8 @@
 
 An endpoint is a recipient URL's scheme, host and port. After ``ASYNC_EVENTS_CIRCUIT_FAILURES``
 consecutive retryable failures its circuit opens: deliveries to it are not attempted (and not
-counted as attempts) until a cool-down passes, 5 s at first, doubling on each reopening up to
-``ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN``. Then one probe is sent (half-open): a success closes the
+counted as attempts) until a cool-down passes, ``ASYNC_EVENTS_CIRCUIT_COOLDOWN`` at first, doubling
+on each reopening up to ``ASYNC_EVENTS_CIRCUIT_MAX_COOLDOWN``. Then one probe is sent (half-open): a success closes the
 circuit, a failure opens it again for longer. Deliveries that wait are parked in the database, due
 again when the circuit may let them through, so a deep backlog behind an open circuit costs no
 work per second; their retry schedule is where it was, since waiting is not an attempt.
@@ -39,9 +39,22 @@ PROBE_KEY = "async_events:circuit-probe:{}"  # holds the name of the process who
 # KEYS[1]: a key; ARGV[1]: the value it must still hold to be deleted.
 _DELETE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 WAKER_KEY = "async_events:circuit-waker:{}"
-FIRST_COOLDOWN = 5.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
 WATCH_TRIES = 3
+
+
+@dataclass(frozen=True)
+class Rules:
+    """When a circuit opens (``threshold`` consecutive failures; 0: never) and for how long: the
+    first cool-down, doubled on each reopening up to the longest."""
+
+    threshold: int
+    first_cooldown: float = 5.0
+    max_cooldown: float = 600.0
+
+    def cooldown_after(self, last: float) -> float:
+        """The cool-down that follows one of ``last`` seconds (0: the circuit was closed)."""
+        return min(max(last * 2, self.first_cooldown), self.max_cooldown)
 
 
 @dataclass(frozen=True)
@@ -91,9 +104,7 @@ def endpoint_key(recipient_url: str) -> str | None:
     return f"{parts.scheme}://{parts.hostname}:{port}"
 
 
-def after(
-    circuit: Circuit, observed: Observed, now: float, *, threshold: int, max_cooldown: float
-) -> tuple[Circuit, str | None]:
+def after(circuit: Circuit, observed: Observed, now: float, rules: Rules) -> tuple[Circuit, str | None]:
     """The circuit after one observation, and what changed (``opened``, ``reopened``, ``closed``)
     or None.
 
@@ -108,11 +119,11 @@ def after(
     if not observed.said.down or observed.started < circuit.answered_at or circuit.is_open(now):
         return circuit, None
     if circuit.is_half_open(now):
-        cooldown = min(max(circuit.cooldown * 2, FIRST_COOLDOWN), max_cooldown)
+        cooldown = rules.cooldown_after(circuit.cooldown)
         return Circuit(circuit.failures + 1, now + cooldown, cooldown, circuit.answered_at), "reopened"
     failures = circuit.failures + 1
-    if threshold and failures >= threshold:
-        cooldown = min(FIRST_COOLDOWN, max_cooldown)
+    if rules.threshold and failures >= rules.threshold:
+        cooldown = rules.cooldown_after(0.0)
         return Circuit(failures, now + cooldown, cooldown, circuit.answered_at), "opened"
     return Circuit(failures, answered_at=circuit.answered_at), None
 
@@ -133,15 +144,14 @@ class Circuits:
     """The circuits of every endpoint, in Redis. Nothing here raises: without Redis every circuit
     reads as closed, and signals are dropped with a warning."""
 
-    def __init__(self, connection: Redis, *, threshold: int, max_cooldown: float) -> None:
+    def __init__(self, connection: Redis, rules: Rules) -> None:
         self.connection = connection
-        self.threshold = threshold
-        self.max_cooldown = max_cooldown
+        self.rules = rules
 
     def read(self, endpoints: Iterable[str]) -> dict[str, Circuit]:
         """The circuits of ``endpoints`` that are not closed."""
         names = sorted(set(endpoints))
-        if not names or not self.threshold:
+        if not names or not self.rules.threshold:
             return {}
         try:
             circuits = self._read_all(names)
@@ -199,7 +209,7 @@ class Circuits:
         closing. Return the endpoints whose circuit changed, with their last change. An endpoint
         that only answered, with a clean circuit, has the time noted in the same round trip as
         the read, and nothing more written."""
-        touched = _touched(observed) if self.threshold else {}
+        touched = _touched(observed) if self.rules.threshold else {}
         changed: dict[str, str] = {}
         try:
             for endpoint in self._to_fold(touched, now):
@@ -236,7 +246,7 @@ class Circuits:
     @property
     def _lifetime(self) -> int:
         """Seconds a circuit's state outlives its last change."""
-        return round(self.max_cooldown * 2 + 3600)
+        return round(self.rules.max_cooldown * 2 + 3600)
 
     def _apply(self, endpoint: str, seen: Sequence[Observed], now: float) -> str | None:
         key = KEY.format(endpoint)
@@ -247,9 +257,7 @@ class Circuits:
                     circuit = _parse(pipe.hgetall(key))
                     changes = []
                     for observation in seen:
-                        circuit, change = after(
-                            circuit, observation, now, threshold=self.threshold, max_cooldown=self.max_cooldown
-                        )
+                        circuit, change = after(circuit, observation, now, self.rules)
                         if change:
                             changes.append(change)
                     pipe.multi()
@@ -306,6 +314,5 @@ def describe(circuit: Circuit, now: float) -> dict[str, object]:
 def circuits_of(state: AppState) -> Circuits:
     """The app's circuits, under its settings."""
     settings = state.settings
-    return Circuits(
-        state.queues.connection, threshold=settings.circuit_failures, max_cooldown=settings.circuit_max_cooldown
-    )
+    rules = Rules(settings.circuit_failures, settings.circuit_cooldown, settings.circuit_max_cooldown)
+    return Circuits(state.queues.connection, rules)

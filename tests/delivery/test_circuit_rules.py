@@ -11,7 +11,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from flask_async_events.delivery.circuits import Circuit, Circuits, Observed, after, endpoint_key
+from flask_async_events.delivery.circuits import Circuit, Circuits, Observed, Rules, after, endpoint_key
 from flask_async_events.delivery.health import Said, said
 from flask_async_events.delivery.types import Outcome
 from flask_async_events.notifiers.base import NotifyResult
@@ -53,27 +53,38 @@ COOLED = Circuit(failures=3, open_until=NOW - 1, cooldown=5)  # half-open: one p
 def test_the_circuit_after_each_observation(
     circuit: Circuit, observed: Observed, expected: Circuit, change: str | None
 ) -> None:
-    assert after(circuit, observed, NOW, threshold=3, max_cooldown=600) == (expected, change)
+    assert after(circuit, observed, NOW, Rules(3)) == (expected, change)
 
 
 def test_timeouts_that_end_together_after_quicker_answers_do_not_open_it() -> None:
     """A burst's slow failures (timeouts of a second) end in a row, after the quick answers of the
     same burst were recorded: by when they happened they were not consecutive, and the circuit
     stays closed. Ten that started after the last answer open it."""
-    circuit, _ = after(CLOSED, Observed(Said.SUCCEEDED, NOW - 1.2), NOW - 0.9, threshold=10, max_cooldown=600)
+    circuit, _ = after(CLOSED, Observed(Said.SUCCEEDED, NOW - 1.2), NOW - 0.9, Rules(10))
     for _ in range(12):
-        circuit, change = after(circuit, Observed(Said.FAILED, NOW - 1.0), NOW, threshold=10, max_cooldown=600)
+        circuit, change = after(circuit, Observed(Said.FAILED, NOW - 1.0), NOW, Rules(10))
         assert change is None
     assert circuit.clean
     for _ in range(10):
-        circuit, change = after(circuit, Observed(Said.FAILED, NOW - 0.5), NOW, threshold=10, max_cooldown=600)
+        circuit, change = after(circuit, Observed(Said.FAILED, NOW - 0.5), NOW, Rules(10))
     assert change == "opened"
+
+
+def test_the_first_cool_down_is_configured_and_doubles_up_to_the_longest() -> None:
+    rules = Rules(1, first_cooldown=0.5, max_cooldown=3)
+    circuit, change = after(CLOSED, DOWN, NOW, rules)
+    cooldowns = [circuit.cooldown]
+    for step in range(1, 5):  # each probe fails once the circuit has cooled down
+        circuit, change = after(circuit, DOWN, circuit.open_until or NOW, rules)
+        assert change == "reopened", step
+        cooldowns.append(circuit.cooldown)
+    assert cooldowns == [0.5, 1, 2, 3, 3]
 
 
 def test_a_threshold_of_zero_never_opens() -> None:
     circuit = CLOSED
     for _ in range(100):
-        circuit, change = after(circuit, DOWN, NOW, threshold=0, max_cooldown=600)
+        circuit, change = after(circuit, DOWN, NOW, Rules(0))
         assert change is None and circuit.open_until is None
 
 
@@ -134,7 +145,7 @@ def test_an_endpoint_is_scheme_host_and_port(url: str, key: str | None) -> None:
 
 
 def test_two_workers_share_one_circuit_in_redis(clean_redis: RedisServer) -> None:
-    circuits = Circuits(clean_redis.client(), threshold=10, max_cooldown=600)
+    circuits = Circuits(clean_redis.client(), Rules(10))
     endpoint = "https://example.com:443"
     workers = [threading.Thread(target=circuits.record, args=({endpoint: [DOWN] * 5}, NOW)) for _ in range(2)]
     for worker in workers:
@@ -149,11 +160,11 @@ def test_two_workers_share_one_circuit_in_redis(clean_redis: RedisServer) -> Non
 
 
 def test_without_redis_every_circuit_reads_closed(clean_redis: RedisServer) -> None:
-    Circuits(clean_redis.client(), threshold=1, max_cooldown=600).record({"https://a:443": [DOWN]}, NOW)
+    Circuits(clean_redis.client(), Rules(1)).record({"https://a:443": [DOWN]}, NOW)
     gone = redis.Redis(
         host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
     )  # nothing listens there
-    circuits = Circuits(gone, threshold=1, max_cooldown=600)
+    circuits = Circuits(gone, Rules(1))
     assert circuits.read(["https://a:443"]) == {}
     circuits.record({"https://a:443": [DOWN]}, NOW)  # dropped with a warning, never raised
     assert not circuits.take_probe("https://a:443", 1)

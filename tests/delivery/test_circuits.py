@@ -19,8 +19,10 @@ from flask_async_events.worker.maintenance import run_maintenance
 from tests.conftest import AppEnv, Receiver, WorkerProcess, drain, run_burst, wait_for
 from tests.helpers import attempts, deliveries, place_order, states, subscribe, token
 
+COOLDOWN = 2  # an open circuit's first cool-down, seconds (5 by default)
 SETTINGS = {
     "ASYNC_EVENTS_CIRCUIT_FAILURES": 3,
+    "ASYNC_EVENTS_CIRCUIT_COOLDOWN": COOLDOWN,
     "ASYNC_EVENTS_TIMEOUT": 2,
     "ASYNC_EVENTS_CONNECT_TIMEOUT": 1,
     "ASYNC_EVENTS_RETRY_SCHEDULE": [0] * 8,  # retries due at once: only the circuit holds them back
@@ -67,7 +69,7 @@ def test_an_open_circuit_holds_deliveries_until_one_probe_succeeds(env: AppEnv, 
     times = [request.at for request in receiver.at("/flaky")]
     assert len(times) == 8  # three failures, one probe, the four that waited: no attempt wasted
     failures, probe, waited = times[:3], times[3], times[4:]
-    assert probe - failures[-1] >= 4  # nothing was sent while the circuit cooled down (5 s)
+    assert probe - failures[-1] >= COOLDOWN - 0.5  # nothing was sent while the circuit cooled down
     assert min(waited) >= probe  # the others waited for the probe's answer
     first, *others = _by_delivery(app).values()
     assert [(a.attempt, a.status_code) for a in first] == [(1, 503), (2, 503), (3, 503), (4, 200)]
@@ -184,18 +186,18 @@ def test_two_worker_processes_share_one_circuit_and_send_one_probe(
     worker_process()
     wait_for(lambda: circuit_fields(app, url).get(b"open_until", b"") != b"", timeout=30)
     opened_at = time.time()
-    time.sleep(14)  # 5 s of cool-down, one probe (it fails), then 10 s more
+    time.sleep(COOLDOWN * 2.5)  # a cool-down, one probe (it fails), then one twice as long
     # After the sends that were already under way when it opened (they answer at once): one probe.
     during = [r.at for r in receiver.at("/shared") if r.at > opened_at + 1]
     assert len(during) == 1, during  # one probe between both workers, none while it cooled down
-    assert during[0] - opened_at >= 4
+    assert during[0] - opened_at >= COOLDOWN - 0.5
     assert all(d.attempt_count <= 4 for d in deliveries(app))  # waiting behind it was never an attempt
 
 
 def test_maintenance_wakes_a_probe_when_no_parked_delivery_comes_back_for_it(env: AppEnv, receiver: Receiver) -> None:
     from flask_async_events.worker.maintenance import wake_probes
 
-    app, url, key, circuits = circuit_opened(env, receiver, "/forgotten", ago=0)  # open for 5 s
+    app, url, key, circuits = circuit_opened(env, receiver, "/forgotten", ago=0)  # open for a cool-down
     assert circuits.take_waker(key, 60)  # as if the delivery meant to wake for the probe were lost
     for _ in range(3):
         place_order(app)
@@ -203,7 +205,7 @@ def test_maintenance_wakes_a_probe_when_no_parked_delivery_comes_back_for_it(env
     assert receiver.at("/forgotten") == [] and all(
         d.next_attempt_at.timestamp() > time.time() + 60 for d in deliveries(app)
     )
-    time.sleep(5.5)  # cooled down: nothing comes back by itself
+    time.sleep(COOLDOWN + 0.5)  # cooled down: nothing comes back by itself
     with app.app_context():
         assert wake_probes(get_state()) == 1
     drain(app, lambda: states(app) == ["delivered"] * 3, timeout=30)  # the probe succeeded: the rest released
