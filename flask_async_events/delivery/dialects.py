@@ -83,8 +83,8 @@ def _run_arrays(
 ) -> CursorResult[Any]:
     """Run a PostgreSQL statement whose parameters are the columns of ``rows``, each an array of
     the rows' values (times as their columns store them, which a text statement does not know).
-    Through psycopg the arrays go in binary: as text, each of them is quoted and escaped in Python,
-    20 µs for a 1 KB JSON body, where binary costs under one."""
+    Through psycopg the arrays go in binary: as text, each of them would be quoted and escaped in
+    Python (docs/performance.md has the cost)."""
     connection = session.connection()
     arrays = {name: _stored([row[name] for row in rows]) for name in rows[0]}
     if connection.dialect.driver == "psycopg":

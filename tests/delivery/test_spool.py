@@ -15,7 +15,7 @@ import pytest
 
 from flask_async_events.config import load_settings
 from flask_async_events.delivery import spool as spool_module
-from flask_async_events.delivery.journal import KEY, AttemptJournal, recall, revive
+from flask_async_events.delivery.journal import KEY, recall
 from flask_async_events.delivery.spool import REVIVED_KEY, Spool, read_entries, revive_lost, spool_directory
 from flask_async_events.errors import ConfigError
 from flask_async_events.notifiers.base import NotifyResult
@@ -47,14 +47,6 @@ if sys.argv[2] == "forked" and os.fork() == 0:  # a child that outlives it, as R
 print(journal.owner, flush=True)
 time.sleep(60)
 """
-
-
-@pytest.fixture
-def spool(tmp_path: Path) -> Path:
-    """A folder of spools of its own (the test's database is in ``tmp_path``)."""
-    folder = tmp_path / "spool"
-    folder.mkdir()
-    return folder
 
 
 def _lost_worker(folder: Path, mode: str = "lost") -> tuple[subprocess.Popen[str], str]:
@@ -211,60 +203,6 @@ def test_a_lost_workers_spool_with_everything_recorded_is_removed(env: AppEnv, s
     assert len(list(spool.iterdir())) == 2  # its lock and its segment
     assert revive_lost(env.redis.client(), spool, journal_key=KEY, ttl=60) == 0
     assert list(spool.iterdir()) == []
-
-
-def test_a_journal_writes_its_spool_before_redis_and_removes_it_when_closed(env: AppEnv, spool: Path) -> None:
-    redis = env.redis.client()
-    journal = AttemptJournal(redis, spool)
-    env.redis.stop()
-    try:
-        journal.started([Try((7, 2))])
-        journal.finished([Try((7, 2))], [(ANSWERED, 5)])
-        assert journal.flush(5)  # Redis is away: the spool has the note all the same
-        [entry] = read_entries(spool, journal.owner).values()
-        assert '"status_code": 200' in entry
-    finally:
-        env.redis.start()
-    journal.forget([(7, 2)])
-    assert read_entries(spool, journal.owner) == {}
-    journal.close()
-    assert list(spool.iterdir()) == []
-    revive(redis, spool)  # nothing of a cleanly stopped journal to put back
-    assert redis.keys("async_events:journal:*") == []
-
-
-def test_a_journal_closed_before_its_sends_ended_leaves_its_spool_for_the_host(env: AppEnv, spool: Path) -> None:
-    redis = env.redis.client()
-    journal = AttemptJournal(redis, spool)
-    journal.started([Try((9, 1))])
-    journal.close(drained=False)  # a worker that stopped with a send still in flight
-    redis.flushall()  # and Redis restarted empty (this test's own server)
-    assert revive_lost(redis, spool, journal_key=KEY, ttl=60) == 1
-    assert set(recall(redis, journal.owner, [Try((9, 1))])) == {(9, 1)}
-
-
-def test_a_failing_disk_turns_the_spool_off_and_the_journal_goes_on(
-    env: AppEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    redis = env.redis.client()
-    blocked = tmp_path / "a-file"
-    blocked.write_text("not a folder")
-    with caplog.at_level(logging.WARNING, logger="flask_async_events"):
-        journal = AttemptJournal(redis, blocked / "spool")
-    assert "Could not open the journal's spool" in caplog.text
-    journal.started([Try((1, 1))])
-    assert journal.flush(5) and set(recall(redis, journal.owner, [Try((1, 1))])) == {(1, 1)}
-    journal.close()
-
-    full = tmp_path / "full"
-    full.mkdir()
-    os.symlink("/dev/full", full / "owner.0.journal")  # every write fails: no space left
-    spool = Spool(full, "owner")
-    with caplog.at_level(logging.WARNING, logger="flask_async_events"):
-        spool.write([((1, 1), '{"uuid": "a"}')])
-        spool.write([((2, 1), '{"uuid": "b"}')])
-    assert caplog.text.count("Could not write the attempt journal's spool") == 1
-    spool.close()
 
 
 def test_the_spool_folder_is_one_per_redis_and_can_be_turned_off(tmp_path: Path) -> None:

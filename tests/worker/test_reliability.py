@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
 
 from flask_async_events.models import Delivery, DeliveryState, utcnow
 from flask_async_events.state import get_state
@@ -167,43 +166,6 @@ def test_an_answer_the_lost_worker_journaled_is_recorded_not_sent_again(
     assert attempt.duration_ms is not None
 
 
-def test_the_journal_notes_attempts_and_never_fails_a_send(env: AppEnv, caplog: pytest.LogCaptureFixture) -> None:
-    from flask_async_events.delivery.journal import KEY, AttemptJournal, Staged, recall
-    from flask_async_events.notifiers.base import NotifyResult
-
-    redis = env.redis.client()
-    journal = AttemptJournal(redis)
-    answered = NotifyResult(True, status_code=200, response_data="ok")
-    journal.started([Try((1, 1)), Try((2, 1))])
-    journal.finished([Try((2, 1))], [(answered, 12)])
-    assert journal.flush(5)
-    uuid = Try((1, 1)).uuid
-    expected = {(1, 1): Staged(uuid, None), (2, 1): Staged(uuid, answered, 12)}
-    assert recall(redis, journal.owner, [Try((1, 1)), Try((2, 1)), Try((3, 1))]) == expected
-    assert recall(redis, journal.owner, [Try((2, 1), uuid="another")]) == {}  # only for the delivery it names
-    assert recall(redis, "another-worker", [Try((2, 1))]) == {}  # only for a claim of the process that wrote it
-    journal.forget([(1, 1), (2, 1)])
-    assert journal.flush(5)
-    assert recall(redis, journal.owner, [Try((1, 1)), Try((2, 1))]) == {}
-    env.redis.stop()
-    try:
-        journal.started([Try((4, 1))])
-        journal.finished([Try((4, 1))], [(answered, 3)])
-        journal.started([Try((5, 1))])
-        journal.forget([(5, 1)])
-        assert journal.flush(5)  # written off, not stuck
-    finally:
-        env.redis.start()
-    assert caplog.text.count("Could not write the attempt journal") == 1  # once a minute, not per note
-    # Kept and sent again once Redis is back (here with the next heartbeat).
-    wait_for(
-        lambda: recall(redis, journal.owner, [Try((4, 1))]) == {(4, 1): Staged(Try((4, 1)).uuid, answered, 3)},
-        timeout=5,
-    )
-    assert redis.hkeys(KEY.format(journal.owner)) == [b"4:1"]  # each attempt's latest note only
-    journal.close()
-
-
 def test_a_worker_survives_redis_going_away_in_the_middle_of_a_job(
     env: AppEnv, receiver: Receiver, worker_process: Callable[..., WorkerProcess]
 ) -> None:
@@ -266,77 +228,6 @@ def test_an_idle_worker_stops_on_sigterm_and_is_not_restarted(
     wait_for(lambda: states(app) == [DeliveryState.DELIVERED], 30)
     worker.process.send_signal(signal.SIGTERM)  # idle now: RQ raises StopRequested without marking a stop
     assert worker.process.wait(15) == 0
-
-
-def test_results_are_recorded_once_the_database_answers_again(
-    app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from flask_async_events.delivery import dispatcher
-
-    calls: list[int] = []
-
-    def record_after_an_outage(*args: Any) -> set[str]:
-        calls.append(len(calls))
-        if len(calls) == 1:
-            raise OperationalError("INSERT", {}, Exception("the database went away"))
-        return dispatcher_record(*args)
-
-    dispatcher_record = dispatcher.record
-    monkeypatch.setattr(dispatcher, "record", record_after_an_outage)
-    subscribe(app, receiver.respond())
-    place_order(app)
-    run_burst(app)
-    assert states(app) == [DeliveryState.DELIVERED] and len(attempts(app)) == 1
-    assert len(receiver.requests) == 1 and len(calls) == 2  # recorded on the second try, not sent again
-    assert "Could not record 1 delivery result(s); retrying in 0.2s" in caplog.text
-
-
-def test_a_connection_that_cannot_be_rolled_back_is_dropped_and_the_results_recorded_with_another(
-    app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from flask_async_events.delivery import dispatcher
-    from tests.appfactory import db
-
-    with app.app_context():
-        dialect = db.engine.dialect
-    broken: list[Any] = []
-    driver_rollback = dialect.do_rollback
-
-    def refusing_rollback(connection: Any) -> None:  # as psycopg refuses one in the middle of a command
-        if getattr(connection, "dbapi_connection", connection) in broken:  # SQLAlchemy passes its pool's proxy
-            raise dialect.loaded_dbapi.OperationalError("another command is already in progress")
-        driver_rollback(connection)
-
-    def record_failing_once(*args: Any) -> set[str]:
-        if not broken:
-            broken.append(db.session.connection().connection.dbapi_connection)
-            raise OperationalError("INSERT", {}, Exception("the connection is in an unknown state"))
-        return dispatcher_record(*args)
-
-    dispatcher_record = dispatcher.record
-    monkeypatch.setattr(dispatcher, "record", record_failing_once)
-    monkeypatch.setattr(dialect, "do_rollback", refusing_rollback)
-    subscribe(app, receiver.respond())
-    place_order(app)
-    run_burst(app)
-    assert broken and states(app) == [DeliveryState.DELIVERED] and len(receiver.requests) == 1
-
-
-def test_the_recording_thread_outlives_an_unexpected_error_and_the_worker_stops_without_waiting(
-    app: Flask, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from flask_async_events.delivery.journal import AttemptJournal
-
-    def forget_failing(journal: AttemptJournal, attempts: Any) -> None:  # after the results are in the database
-        raise RuntimeError("the journal is broken")
-
-    monkeypatch.setattr(AttemptJournal, "forget", forget_failing)
-    subscribe(app, receiver.respond())
-    place_order(app)
-    run_burst(app)
-    assert states(app) == [DeliveryState.DELIVERED] and len(receiver.requests) == 1
-    assert "Recording 1 delivery result(s) failed unexpectedly" in caplog.text
-    assert "still in flight" not in caplog.text  # the stop did not wait for a result counted as unrecorded
 
 
 def test_a_sigterm_during_maintenance_lets_it_end_and_then_stops_the_worker(
@@ -467,35 +358,6 @@ def test_a_lost_workers_attempt_is_logged_even_when_the_worker_taking_it_over_is
         requeue_stalled(get_state())
     [interrupted] = [a for a in attempts(app) if a.attempt == 2]
     assert interrupted.error_class == "Interrupted"  # logged from the first worker's journal, not lost
-
-
-def test_the_journal_drops_notes_rather_than_memory_while_redis_hangs(
-    env: AppEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import threading
-
-    from flask_async_events.delivery import journal as journal_module
-
-    monkeypatch.setattr(journal_module, "MAX_PENDING", 2)
-    journal = journal_module.AttemptJournal(env.redis.client())
-    writing, hung = threading.Event(), threading.Event()
-    write = journal._write
-
-    def hanging_write(*args: Any, **kwargs: Any) -> None:
-        writing.set()
-        hung.wait(10)  # Redis does not answer
-        write(*args, **kwargs)
-
-    monkeypatch.setattr(journal, "_write", hanging_write)
-    journal.started([Try((1, 1))])
-    assert writing.wait(5)  # the writer holds the first note
-    journal.started([Try((2, 1))])
-    journal.started([Try((3, 1))])  # one note too many: dropped
-    hung.set()
-    assert journal.flush(5)
-    recalled = journal_module.recall(env.redis.client(), journal.owner, [Try((1, 1)), Try((2, 1)), Try((3, 1))])
-    assert set(recalled) == {(1, 1), (2, 1)}
-    journal.close()
 
 
 def test_a_worker_stops_a_scheduler_that_missed_its_sigterm(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
