@@ -81,6 +81,7 @@ def test_a_build_that_stops_says_so_and_the_next_one_builds(app: Flask, engine: 
     assert pattern_index_state(engine) == "valid"
 
 
+@pytest.mark.database  # it makes its own database and role on the server
 @pytest.mark.skipif(DB_BACKEND != "postgresql", reason="pg_trgm is PostgreSQL's")
 def test_a_role_that_may_not_make_pg_trgm_is_told_what_to_do() -> None:
     admin = sa.create_engine(SERVER_URIS["postgresql"], isolation_level="AUTOCOMMIT")
