@@ -27,9 +27,12 @@ install: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/python -m demo_app.run
 
-## ruff, mypy, the import contracts, then the suite on SQLite, PostgreSQL and MySQL/MariaDB (a server that is not
-## reachable is skipped with a notice, except when CI=true). The tests start their own redis-server.
-test: $(STAMP) browser lint typecheck architecture complexity package docs-check test-sqlite test-postgresql test-mysql
+## ruff, mypy, the import contracts, the ceilings, the package and the docs; then the suite on SQLite,
+## PostgreSQL and MySQL/MariaDB side by side (a server that is not reachable is skipped with a notice, except
+## when CI=true). Each pass starts its own redis-server and database; make prints each pass's output whole.
+test: $(STAMP) browser
+	$(MAKE) --no-print-directory --jobs=3 --output-sync=target lint typecheck architecture complexity package docs-check
+	$(MAKE) --no-print-directory --jobs=3 --output-sync=target --keep-going test-sqlite test-postgresql test-mysql
 
 ## Debian's Chromium for the admin pages' browser tests (skipped without it, except when CI=true).
 browser:
