@@ -75,6 +75,11 @@ def states(app: Flask) -> list[str]:
     return [delivery.state for delivery in deliveries(app)]
 
 
+def all_final(app: Flask) -> bool:
+    """Whether there are deliveries and every one has ended (delivered, dead or cancelled)."""
+    return all(state in ("delivered", "dead", "cancelled") for state in states(app)) and bool(states(app))
+
+
 def count_events(app: Flask) -> int:
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(Event)) or 0

@@ -17,6 +17,7 @@ from tests.appfactory import db
 from tests.conftest import AppEnv, Receiver, drain, run_burst
 from tests.helpers import (
     MAGENTO_TOKEN,
+    all_final,
     attempts,
     body_json,
     deliveries,
@@ -25,10 +26,6 @@ from tests.helpers import (
     states,
     subscribe,
 )
-
-
-def all_final(app: Flask) -> bool:
-    return all(state in ("delivered", "dead", "cancelled") for state in states(app)) and bool(states(app))
 
 
 @pytest.mark.parametrize("token", [MAGENTO_TOKEN, "whsec_" + base64.b64encode(b"0123456789abcdef0123").decode()])

@@ -20,6 +20,7 @@ from flask_async_events.state import get_state
 from tests.appfactory import SERVICE_CALLS, db, events
 from tests.conftest import DB_BACKEND, AppEnv, Receiver, drain, run_burst
 from tests.helpers import (
+    all_final,
     attempts,
     body_json,
     deliveries,
@@ -28,10 +29,6 @@ from tests.helpers import (
     states,
     subscribe,
 )
-
-
-def all_final(app: Flask) -> bool:
-    return all(state in ("delivered", "dead", "cancelled") for state in states(app)) and bool(states(app))
 
 
 class ExplodingNotifier:
