@@ -37,9 +37,10 @@ def circuit_fields(app: Flask, url: str) -> dict[Any, Any]:
     return {} if fields in ({}, closed) else fields
 
 
-def open_a_circuit(env: AppEnv, receiver: Receiver, path: str) -> tuple[Flask, str]:
-    """An app whose one delivery fails three times in a row at ``path``: its circuit is then open."""
-    app = env.app(**SETTINGS)
+def open_a_circuit(env: AppEnv, receiver: Receiver, path: str, cooldown: float = COOLDOWN) -> tuple[Flask, str]:
+    """An app whose one delivery fails three times in a row at ``path``: its circuit is then open
+    for ``cooldown`` seconds."""
+    app = env.app(**{**SETTINGS, "ASYNC_EVENTS_CIRCUIT_COOLDOWN": cooldown})
     url = receiver.respond(path, [503] * 3 + [200])
     subscribe(app, url)
     place_order(app)
@@ -138,7 +139,8 @@ def test_a_probe_whose_worker_was_lost_is_given_up_at_the_next_sweep(env: AppEnv
 
 
 def test_a_backlog_behind_an_open_circuit_waits_once_and_goes_when_it_closes(env: AppEnv, receiver: Receiver) -> None:
-    app, url = open_a_circuit(env, receiver, "/backlog")
+    # A cool-down long enough for twenty orders to be placed and claimed while it lasts, on a busy machine.
+    app, url = open_a_circuit(env, receiver, "/backlog", cooldown=8)
     # The failed one's retry meets the open circuit first: parked until the cool-down ends.
     drain(app, lambda: deliveries(app)[0].next_attempt_at.timestamp() > time.time() + 1, timeout=30)
     for _ in range(20):
