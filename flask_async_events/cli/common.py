@@ -30,5 +30,5 @@ def one_subscription(subscription_id: int) -> Subscription:
     """The subscription with this id, or a clear error."""
     subscription = get_state().db.session.get(Subscription, subscription_id)
     if subscription is None or subscription.deleted_at is not None:
-        raise click.ClickException(f"No subscription {subscription_id}")
+        raise click.ClickException(f"no subscription {subscription_id} (flask async-events subscriptions lists them)")
     return subscription

@@ -121,6 +121,9 @@ def recover_command(subscription_id: int, since: str, dry_run: bool, missed: boo
     --missed, also deliver the events it missed meanwhile (while disabled, or filtered out)."""
     state = get_state()
     since_time = _moment(since)
+    subscription = one_subscription(subscription_id)  # before anything is replayed
+    if missed and not subscription.status:
+        raise click.ClickException(f"subscription {subscription_id} is disabled; enable it before recovering")
     count = count_dead(state, subscription_id=subscription_id, since=since_time)
     uuids: list[str] = []
     if not dry_run:
@@ -136,9 +139,6 @@ def recover_command(subscription_id: int, since: str, dry_run: bool, missed: boo
     if not missed:
         _report_replayed(count if dry_run else len(uuids), uuids, dry_run, as_json)
         return
-    subscription = one_subscription(subscription_id)
-    if not subscription.status:
-        raise click.ClickException(f"subscription {subscription_id} is disabled; enable it before recovering")
     examined = count_unreceived(state, subscription, since_time)
     found = _with_progress(
         "Looking for missed events",

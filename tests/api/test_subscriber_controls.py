@@ -150,7 +150,7 @@ def test_the_cli_rotates_with_a_grace_period(env: AppEnv, receiver: Receiver) ->
     bad = runner.invoke(args=["async-events", "rotate-secret", "1", "--grace", "forever"])
     assert bad.exit_code != 0 and "--grace" in bad.output and "is not a duration" in bad.output
     missing = runner.invoke(args=["async-events", "rotate-secret", "99"])
-    assert missing.exit_code != 0 and "No subscription 99" in missing.output
+    assert missing.exit_code != 0 and "no subscription 99 (" in missing.output
     place_order(app)
     run_burst(app)
     [request] = receiver.at("/cli")

@@ -72,6 +72,7 @@ def test_recover_names_a_subscription_that_does_not_exist(dead: tuple[Flask, Rec
     app, *_ = dead
     code, output = cli(app, "recover", "--subscription", "999", "--since", "1h")
     assert code == 1 and "no subscription 999 (flask async-events subscriptions lists them)" in output
+    assert "Replaying" not in output  # named before anything starts
     assert states(app).count("dead") == 6
 
 
