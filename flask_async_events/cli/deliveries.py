@@ -123,7 +123,10 @@ def recover_command(subscription_id: int, since: str, dry_run: bool, missed: boo
     since_time = _moment(since)
     subscription = one_subscription(subscription_id)  # before anything is replayed
     if missed and not subscription.status:
-        raise click.ClickException(f"subscription {subscription_id} is disabled; enable it before recovering")
+        raise click.ClickException(
+            f"subscription {subscription_id} is disabled; enable it before recovering its deliveries"
+            f" (flask async-events enable {subscription_id})"
+        )
     count = count_dead(state, subscription_id=subscription_id, since=since_time)
     uuids: list[str] = []
     if not dry_run:

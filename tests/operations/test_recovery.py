@@ -65,6 +65,8 @@ def test_recover_refuses_a_disabled_subscription_and_a_bad_time(dead: tuple[Flas
     cli(app, "disable", str(outage))
     code, output = cli(app, "recover", "--subscription", str(outage), "--since", "1h")
     assert code == 1 and f"subscription {outage} is disabled; enable it" in output
+    code, output = cli(app, "recover", "--subscription", str(outage), "--since", "1h", "--missed")
+    assert code == 1 and f"subscription {outage} is disabled; enable it" in output and "Replaying" not in output
     assert states(app).count("dead") == 6
 
 
